@@ -1,0 +1,28 @@
+# Two commands do all the set-up: `make run` (the whole system locally) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint e2e bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## start Tansu, set up, run all four services; Ctrl-C stops
+	$(BIN)/python -m misc.run_local_stack
+
+test: $(STAMP)  ## the whole suite against real Postgres, RabbitMQ and a private Tansu
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+e2e: $(STAMP)  ## against a running `make run`
+	$(BIN)/python -m misc.local_e2e_test
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache

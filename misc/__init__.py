@@ -1,0 +1,1 @@
+"""Operator and developer tools: setup, local stack, end-to-end check, benchmark."""

@@ -1,0 +1,182 @@
+"""Run the whole system locally: Tansu, setup, the four services; Ctrl-C stops it all.
+
+    python -m misc.run_local_stack [--kafka-port N] [--base-port N]
+
+Postgres and RabbitMQ are the ones the settings name (defaults: 127.0.0.1);
+Kafka is an embedded Tansu broker started here. Prints where to connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+
+from misc.tansu import free_port, tansu
+
+SERVICES = {
+    "node_server": ("NODE_SERVER_", 8001),
+    "worker_server": ("WORKER_SERVER_", 8002),
+    "process_job_worker": ("PROCESS_JOB_WORKER_", 8011),
+    "process_solution_worker": ("PROCESS_SOLUTION_WORKER_", 8012),
+}
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+HOW_TO_START = (
+    "start them (on this kind of machine they run as system services; elsewhere: "
+    "`docker compose --profile environment up -d`) or point WSPOOL_POSTGRES_DSN / "
+    "WSPOOL_RABBITMQ_URL at running ones"
+)
+
+
+def check_dependencies(dsn: str, amqp_url: str) -> str | None:
+    """One readable line if Postgres or RabbitMQ can't be reached, else None."""
+
+    async def probe() -> str | None:
+        try:
+            connection = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres", timeout=5)
+            await connection.close()
+        except Exception as error:
+            return f"Postgres at {dsn} is unreachable ({type(error).__name__}: {error})"
+        import aio_pika
+
+        try:
+            connection = await asyncio.wait_for(aio_pika.connect(amqp_url), 5)
+            await connection.close()
+        except Exception as error:
+            return f"RabbitMQ at {amqp_url} is unreachable ({type(error).__name__}: {error})"
+        return None
+
+    return asyncio.run(probe())
+
+
+def service_env(kafka: str, dsn: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["WSPOOL_SETUP_KAFKA_BOOTSTRAP_SERVERS"] = kafka
+    env["WSPOOL_SETUP_POSTGRES_DSN"] = dsn
+    env["WSPOOL_SETUP_RABBITMQ_URL"] = amqp_url
+    for name, (prefix, _) in SERVICES.items():
+        env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] = kafka
+        env[f"{prefix}POSTGRES_DSN"] = dsn
+        env[f"{prefix}RABBITMQ_URL"] = amqp_url
+        env[f"{prefix}PORT"] = str(ports[name])
+        env[f"{prefix}HOST"] = "127.0.0.1"
+    return env
+
+
+def wait_ready(
+    ports: dict[str, int], processes: dict[str, subprocess.Popen], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(ports)
+    while pending:
+        for name, port in list(pending.items()):
+            if processes[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {processes[name].returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        del pending[name]
+            except OSError:
+                pass
+        if pending and time.monotonic() > deadline:
+            raise RuntimeError(f"not ready after {timeout:g} s: {', '.join(pending)}")
+        time.sleep(0.2)
+
+
+def stop(processes: dict[str, subprocess.Popen]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for name, process in processes.items():
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", file=sys.stderr)
+            process.kill()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the stack the same way Ctrl-C does
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    parser = argparse.ArgumentParser(prog="python -m misc.run_local_stack", description=__doc__)
+    parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=int(os.environ.get("WSPOOL_KAFKA_PORT", 0)),
+        help="port of the embedded Tansu broker (default: a free one)",
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("artifacts/local_stack"),
+        help="folder for each service's log file",
+    )
+    args = parser.parse_args()
+    dsn = os.environ.get("WSPOOL_POSTGRES_DSN", DEFAULT_DSN)
+    amqp_url = os.environ.get("WSPOOL_RABBITMQ_URL", DEFAULT_AMQP)
+    problem = check_dependencies(dsn, amqp_url)
+    if problem:
+        print(
+            f"error: {problem}.\nwspool needs Postgres and RabbitMQ: {HOW_TO_START}.",
+            file=sys.stderr,
+        )
+        return 1
+    args.logs.mkdir(parents=True, exist_ok=True)
+    ports = {name: port for name, (_, port) in SERVICES.items()}
+    with tansu(args.kafka_port or free_port(), args.logs / "tansu.log") as kafka:
+        env = service_env(kafka, dsn, amqp_url, ports)
+        setup = subprocess.run([sys.executable, "-m", "misc.setup_local_environment"], env=env)
+        if setup.returncode != 0:
+            return setup.returncode
+        processes = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", name],
+                env=env,
+                stdout=open(args.logs / f"{name}.log", "ab"),
+                stderr=subprocess.STDOUT,
+            )
+            for name in SERVICES
+        }
+        try:
+            wait_ready(ports, processes, timeout=60)
+            print(
+                "\nwspool is running.\n"
+                f"  nodes connect to    ws://127.0.0.1:{ports['node_server']}/\n"
+                f"  workers connect to  ws://127.0.0.1:{ports['worker_server']}/\n"
+                f"  read API            http://127.0.0.1:{ports['node_server']}/api/stats\n"
+                f"  Kafka (Tansu)       {kafka}\n"
+                f"  logs                {args.logs}/\n"
+                "Press Ctrl-C to stop.",
+                flush=True,
+            )
+            while all(p.poll() is None for p in processes.values()):
+                time.sleep(0.5)
+            failed = [n for n, p in processes.items() if p.poll() is not None]
+            print(f"error: {', '.join(failed)} stopped; see {args.logs}/", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping...", flush=True)
+            return 0
+        except RuntimeError as error:
+            print(f"error: {error}; see {args.logs}/", file=sys.stderr)
+            return 1
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            stop(processes)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

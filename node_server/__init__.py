@@ -1,0 +1,1 @@
+"""Websocket server for the pool's nodes: jobs in, matching solutions out."""

@@ -1,0 +1,19 @@
+"""Wiring of node_server: the node websocket at `/`, health, metrics."""
+
+from aiohttp import web
+
+from node_server.settings import NodeServerSettings
+from node_server.ws import SETTINGS, node_socket
+from shared.filters import decode_solution
+from shared.kafka import SOLUTION_TOPIC
+from shared.rabbit import JOB_EXCHANGE
+from shared.server import create_websocket_app
+
+
+def create_app(settings: NodeServerSettings) -> web.Application:
+    app = create_websocket_app(
+        settings, exchange=JOB_EXCHANGE, topic=SOLUTION_TOPIC, decode=decode_solution
+    )
+    app[SETTINGS] = settings
+    app.router.add_get("/", node_socket)
+    return app

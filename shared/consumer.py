@@ -1,0 +1,169 @@
+"""Persist-and-broadcast consumption of one RabbitMQ queue, in batches.
+
+Messages are taken as they come (no waiting to fill a batch, so latency stays
+low) up to `batch_size`; undecodable ones are dead-lettered at once; the rest
+are processed together and acked only after processing succeeded. Transient
+failures (Postgres or Kafka away) are retried with backoff while the messages
+stay unacked; a message that fails on its own is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aiokafka.errors import KafkaError
+
+from shared.backoff import Backoff
+from shared.metrics import BROKER_ERRORS
+from shared.protocol import ProtocolError
+from shared.rabbit import connect, dead_letter, declare_topology, received_at
+from shared.settings import ConsumerSettings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    KafkaError,
+)
+
+
+@dataclass(slots=True)
+class Delivery(Generic[T]):
+    message: AbstractIncomingMessage
+    item: T
+    received_at: int
+
+
+Process = Callable[[list[Delivery[T]]], Awaitable[None]]
+
+
+class BatchConsumer(Generic[T]):
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        queue_name: str,
+        decode: Callable[[bytes], T],
+        process: Process[T],
+    ) -> None:
+        self.settings = settings
+        self.queue_name = queue_name
+        self.decode = decode
+        self.process = process
+        self.consuming = False
+        self._stopping = False
+        # None in the inbox wakes the loop to stop: it needs nothing else to wait on.
+        self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        self._stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connect (retrying), consume until `stop()`, then return; cancel to abandon."""
+        connection = await connect(self.settings.rabbitmq_url.get_secret_value())
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.settings.prefetch_count)
+            await declare_topology(channel)
+            queue = await channel.get_queue(self.queue_name)
+            tag = await queue.consume(self._inbox.put)
+            self.consuming = True
+            log.info("consuming", extra={"queue": self.queue_name})
+            try:
+                await self._loop(channel)
+            finally:
+                self.consuming = False
+                await self._cancel(queue, tag)
+        finally:
+            await connection.close()  # unacked messages go back to the queue
+            self._stopped.set()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop taking messages; give the batch in flight `timeout` seconds to finish.
+
+        Messages received but not started are left unacked: the broker redelivers them.
+        """
+        self._stopping = True
+        self._inbox.put_nowait(None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), timeout)
+
+    async def _loop(self, channel: AbstractChannel) -> None:
+        while not self._stopping and (first := await self._inbox.get()) is not None:
+            batch = [first]
+            while len(batch) < self.settings.batch_size and not self._inbox.empty():
+                message = self._inbox.get_nowait()
+                if message is None:
+                    break
+                batch.append(message)
+            try:
+                await self._handle(channel, batch)
+            except Exception as error:  # e.g. the channel died mid-batch: hand them back
+                log.error("batch_failed", extra={"queue": self.queue_name, "error": repr(error)})
+                for message in batch:
+                    if not message.processed:
+                        with contextlib.suppress(Exception):
+                            await message.nack(requeue=True)
+
+    async def _handle(self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
+        deliveries: list[Delivery[T]] = []
+        for message in batch:
+            try:
+                item = self.decode(message.body)
+            except ProtocolError as error:
+                await dead_letter(channel, self.queue_name, message, error.detail)
+                continue
+            deliveries.append(Delivery(message, item, received_at(message) or 0))
+        for delivery in await self._process(channel, deliveries) if deliveries else []:
+            await _ack(delivery.message)
+
+    async def _process(
+        self, channel: AbstractChannel, deliveries: list[Delivery[T]]
+    ) -> list[Delivery[T]]:
+        """Process with retries; returns what to ack (the rest was dead-lettered)."""
+        backoff = Backoff(maximum=self.settings.retry_max_seconds)
+        while True:
+            try:
+                await self.process(deliveries)
+                return deliveries
+            except TRANSIENT_ERRORS as error:
+                BROKER_ERRORS.labels(broker=_which(error)).inc()
+                log.warning(
+                    "transient_failure", extra={"queue": self.queue_name, "error": repr(error)}
+                )
+                await backoff.sleep()
+            except Exception as error:  # something in the batch is bad: find it alone
+                if len(deliveries) > 1:
+                    return [ok for d in deliveries for ok in await self._process(channel, [d])]
+                log.error("message_failed", extra={"queue": self.queue_name, "error": repr(error)})
+                await dead_letter(channel, self.queue_name, deliveries[0].message, repr(error))
+                return []
+
+    @staticmethod
+    async def _cancel(queue: AbstractQueue, tag: str) -> None:
+        with contextlib.suppress(Exception):
+            await queue.cancel(tag)
+
+
+def _which(error: BaseException) -> str:
+    return "kafka" if isinstance(error, KafkaError) else "postgres"
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    # After a reconnect the old channel is gone: the broker redelivers, and the
+    # idempotent processing repeats only the missing steps.
+    try:
+        await message.ack()
+    except Exception as error:
+        log.warning("ack_failed", extra={"error": repr(error)})

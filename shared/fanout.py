@@ -1,0 +1,224 @@
+"""Kafka to websocket fan-out, in the two modes of DESIGN §5.
+
+`SharedFanout`: one group-less consumer per process; each record is decoded
+once (frame included) and offered to every subscriber. `PerConnectionFanout`:
+each subscriber owns a consumer and decodes for itself. Subscribers apply
+their own filter in `offer`, which must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from shared.backoff import Backoff
+from shared.kafka import assign_all, new_consumer
+from shared.metrics import BROKER_ERRORS, FANOUT_DROPPED
+from shared.settings import ServiceSettings
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+PARTITION_CHECK_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol[T_contra]):
+    def offer(self, item: T_contra) -> None: ...
+
+
+class Fanout(Protocol[T]):
+    """What a websocket handler needs, whichever mode runs."""
+
+    async def subscribe(self, subscriber: Subscriber[T]) -> None: ...
+
+    async def unsubscribe(self, subscriber: Subscriber[T]) -> None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+async def consume(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    decode: Callable[[bytes], T],
+    deliver: Callable[[T], None],
+    replay_last: bool,
+    on_ready: Callable[[bool], None] = lambda ready: None,
+    partitions: set[int] | None = None,
+) -> None:
+    """Assign all partitions (following new ones), decode each record, deliver it.
+
+    Broker outages are retried with backoff; the consumer keeps its positions,
+    so connected clients resume without reconnecting.
+    """
+    backoff = Backoff()
+    partitions = partitions or set()
+    next_check = time.monotonic() + PARTITION_CHECK_SECONDS if partitions else 0.0
+    while True:
+        try:
+            if not partitions or time.monotonic() >= next_check:
+                partitions = await _follow_partitions(consumer, topic, replay_last, partitions)
+                next_check = time.monotonic() + PARTITION_CHECK_SECONDS
+                on_ready(True)
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            backoff.reset()
+        except (KafkaError, LookupError, OSError) as error:
+            on_ready(False)
+            BROKER_ERRORS.labels(broker="kafka").inc()
+            log.warning("fanout_consume_failed", extra={"topic": topic, "error": repr(error)})
+            await backoff.sleep()
+            continue
+        for records in batches.values():
+            for record in records:
+                try:
+                    item = decode(record.value)
+                except Exception as error:  # any bad record: count it, never stop the stream
+                    FANOUT_DROPPED.labels(topic=topic).inc()
+                    log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
+                    continue
+                deliver(item)
+
+
+async def _follow_partitions(
+    consumer: AIOKafkaConsumer, topic: str, replay_last: bool, known: set[int]
+) -> set[int]:
+    current = consumer.partitions_for_topic(topic) or set()
+    if known and current <= known:
+        return known
+    return await assign_all(consumer, topic, replay_last, known)
+
+
+class SharedFanout(Generic[T]):
+    """One consumer for the whole process; remembers the newest item for late joiners."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        topic: str,
+        decode: Callable[[bytes], T],
+        replay_last: bool = False,
+        newest_by: Callable[[T], int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.decode = decode
+        self.replay_last = replay_last
+        self.newest_by = newest_by
+        self.newest: T | None = None
+        self.subscribers: set[Subscriber[T]] = set()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def subscribe(self, subscriber: Subscriber[T]) -> None:
+        self.subscribers.add(subscriber)
+        if self.newest is not None:
+            subscriber.offer(self.newest)
+
+    async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
+        self.subscribers.discard(subscriber)
+
+    def deliver(self, item: T) -> None:
+        if self.newest_by is not None and (
+            self.newest is None or self.newest_by(item) > self.newest_by(self.newest)
+        ):
+            self.newest = item
+        for subscriber in list(self.subscribers):
+            subscriber.offer(item)
+
+    async def run(self) -> None:
+        """Consume until cancelled; owned by the application's lifecycle."""
+        consumer = new_consumer(self.settings)
+        await _start(consumer)
+        try:
+            await consume(
+                consumer, self.topic, self.decode, self.deliver, self.replay_last, self._set_ready
+            )
+        finally:
+            self._ready = False
+            await consumer.stop()
+
+    def _set_ready(self, ready: bool) -> None:
+        self._ready = ready
+
+
+class PerConnectionFanout(Generic[T]):
+    """Each subscriber gets its own consumer and task: isolated, costlier."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        topic: str,
+        decode: Callable[[bytes], T],
+        replay_last: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.decode = decode
+        self.replay_last = replay_last
+        self._tasks: dict[Subscriber[T], asyncio.Task[None]] = {}
+
+    @property
+    def ready(self) -> bool:
+        return True  # each connection's consumer reports for itself
+
+    async def subscribe(self, subscriber: Subscriber[T]) -> None:
+        consumer = new_consumer(self.settings)
+        try:
+            await consumer.start()
+            partitions = await assign_all(consumer, self.topic, self.replay_last)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._tasks[subscriber] = asyncio.create_task(
+            self._run(consumer, subscriber, partitions), name=f"fanout-{self.topic}"
+        )
+
+    async def _run(
+        self, consumer: AIOKafkaConsumer, subscriber: Subscriber[T], partitions: set[int]
+    ) -> None:
+        try:
+            await consume(
+                consumer,
+                self.topic,
+                self.decode,
+                subscriber.offer,
+                self.replay_last,
+                partitions=partitions,
+            )
+        finally:
+            await consumer.stop()
+
+    async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
+        task = self._tasks.pop(subscriber, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        for subscriber in list(self._tasks):
+            await self.unsubscribe(subscriber)
+
+
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer, retrying while the broker is unreachable."""
+    backoff = Backoff()
+    while True:
+        try:
+            await consumer.start()
+            return
+        except (KafkaError, OSError) as error:
+            BROKER_ERRORS.labels(broker="kafka").inc()
+            log.warning("kafka_consumer_start_failed", extra={"error": repr(error)})
+            await backoff.sleep()

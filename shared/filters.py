@@ -1,0 +1,107 @@
+"""What the fan-out hands each connection, and which of it each connection wants.
+
+Records are decoded once into `JobUpdate` / `SolutionUpdate`, with the frame
+already encoded; per-connection filters then decide without touching JSON.
+Both fan-out modes use these, so clients see identical results either way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from shared.protocol import JobRecord, SolutionRecord, job_frame, parse, solution_frame
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    block_height: int
+    task_id: uuid.UUID
+    frame: bytes
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SolutionUpdate:
+    solution_height: int
+    solution_target: int
+    key: tuple[uuid.UUID, str]
+    frame: bytes
+    received_at: int
+
+
+def decode_job(value: bytes) -> JobUpdate:
+    record = parse(JobRecord, value)
+    return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
+
+
+def decode_solution(value: bytes) -> SolutionUpdate:
+    record = parse(SolutionRecord, value)
+    return SolutionUpdate(
+        record.solution_height,
+        record.solution_target,
+        (record.task_id, record.nonce),
+        solution_frame(record),
+        record.received_at,
+    )
+
+
+@dataclass(slots=True)
+class NewerJobsOnly:
+    """A worker gets a job only if its height is above the last one it got."""
+
+    last_height: int = -1
+
+    def accept(self, update: JobUpdate) -> bool:
+        if update.block_height <= self.last_height:
+            return False
+        self.last_height = update.block_height
+        return True
+
+
+@dataclass(slots=True)
+class _Expectation:
+    proof_targets: list[tuple[int, float]] = field(default_factory=list)  # (target, expires)
+    delivered: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+
+
+class NodeExpectations:
+    """The heights and targets one node connection waits for, and what it already got.
+
+    A solution is accepted when a confirmed job on this connection had the same
+    height, a proof target at or below the solution's, and has not expired; each
+    (task_id, nonce) at most once.
+    """
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        self._by_height: dict[int, _Expectation] = {}
+
+    def expect(self, block_height: int, proof_target: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._prune(now)
+        expectation = self._by_height.setdefault(block_height, _Expectation())
+        expectation.proof_targets.append((proof_target, now + self.wait_seconds))
+
+    def accept(self, update: SolutionUpdate, now: float | None = None) -> bool:
+        expectation = self._by_height.get(update.solution_height)
+        if expectation is None or update.key in expectation.delivered:
+            return False
+        now = time.monotonic() if now is None else now
+        if not any(
+            update.solution_target >= target and now < expires
+            for target, expires in expectation.proof_targets
+        ):
+            return False
+        expectation.delivered.add(update.key)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._by_height)
+
+    def _prune(self, now: float) -> None:
+        for height in [
+            h for h, e in self._by_height.items() if all(exp <= now for _, exp in e.proof_targets)
+        ]:
+            del self._by_height[height]

@@ -1,0 +1,141 @@
+"""Kafka: client options, the producer, topics and group-less consumers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.backoff import Backoff
+from shared.metrics import BROKER_ERRORS
+from shared.settings import ServiceSettings
+
+JOB_TOPIC = "job"
+SOLUTION_TOPIC = "solution"
+DEFAULT_RETENTION_MS = 25 * 60 * 1000
+
+log = logging.getLogger(__name__)
+
+
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Bootstrap and security options, passed through to every aiokafka client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        options["ssl_context"] = context
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
+@contextlib.asynccontextmanager
+async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer with acks="all", started once the broker answers (retried with backoff)."""
+    backoff = Backoff()
+    while True:
+        kafka = AIOKafkaProducer(
+            **client_options(settings), acks="all", linger_ms=1, request_timeout_ms=15000
+        )
+        try:
+            await kafka.start()
+            break
+        except (KafkaError, OSError) as error:
+            await kafka.stop()
+            BROKER_ERRORS.labels(broker="kafka").inc()
+            log.warning("kafka_producer_start_failed", extra={"error": repr(error)})
+            await backoff.sleep()
+    try:
+        yield kafka
+    finally:
+        await kafka.stop()
+
+
+async def ensure_topics(
+    settings: ServiceSettings,
+    partitions: dict[str, int],
+    retention_ms: int = DEFAULT_RETENTION_MS,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create the topics that don't exist yet; returns the ones created."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                count,
+                replication_factor,
+                topic_configs={"retention.ms": str(retention_ms)},
+            )
+            for name, count in partitions.items()
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        return [topic.name for topic in missing]
+    finally:
+        await admin.close()
+
+
+def new_consumer(settings: ServiceSettings) -> AIOKafkaConsumer:
+    """A consumer without a group: partitions are assigned by hand, offsets not committed."""
+    return AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        # Only used when a position falls off the log (retention, or a broker
+        # that lost its data): re-read what is there, the filters drop repeats.
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=30000,
+        fetch_max_wait_ms=100,
+    )
+
+
+async def assign_all(
+    consumer: AIOKafkaConsumer, topic: str, replay_last: bool, known: set[int] | None = None
+) -> set[int]:
+    """Assign every partition of `topic`, starting at the end (or at the last record).
+
+    Partitions already in `known` keep their position; new ones start from
+    their beginning, so nothing produced to a fresh partition is missed.
+    """
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer.topics()  # refreshes metadata: the topic may be new to this client
+        partitions = consumer.partitions_for_topic(topic) or set()
+    if not partitions:
+        raise LookupError(f"Kafka topic {topic!r} does not exist (run the setup)")
+    known = known or set()
+    positions = {
+        tp: await consumer.position(tp) for tp in consumer.assignment() if tp.partition in known
+    }
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    fresh = [tp for tp in assigned if tp not in positions]
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)
+    if known:
+        await consumer.seek_to_beginning(*fresh)
+        return partitions
+    ends = await consumer.end_offsets(fresh)
+    begins = await consumer.beginning_offsets(fresh)
+    for tp in fresh:
+        start = ends[tp] - 1 if replay_last else ends[tp]
+        consumer.seek(tp, max(start, begins[tp]))
+    return partitions

@@ -1,0 +1,54 @@
+"""Prometheus metrics, defined once; every service exposes them at /metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+CONNECTIONS = Gauge("wspool_open_connections", "Open websocket connections.", ["role"])
+CONNECTIONS_TOTAL = Counter(
+    "wspool_accepted_connections", "Accepted websocket connections.", ["role"]
+)
+CONNECTIONS_REFUSED = Counter(
+    "wspool_refused_connections", "Handshakes or connections refused.", ["role", "reason"]
+)
+CLOSES = Counter("wspool_closes", "Connections closed by the server, by code.", ["role", "code"])
+FRAMES_IN = Counter("wspool_frames_in", "Frames received from clients.", ["role"])
+FRAMES_OUT = Counter("wspool_frames_out", "Frames sent to clients.", ["role"])
+INVALID_FRAMES = Counter("wspool_invalid_frames", "Invalid frames received.", ["role"])
+DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).", ["kind"])
+STORED = Counter("wspool_stored", "Rows stored by persist-and-broadcast.", ["kind"])
+BROADCAST = Counter("wspool_broadcast", "Records produced to Kafka.", ["kind"])
+DEAD_LETTERED = Counter("wspool_dead_lettered", "Messages sent to a dead-letter queue.", ["queue"])
+BROKER_ERRORS = Counter("wspool_broker_errors", "Broker or database errors.", ["broker"])
+FANOUT_DROPPED = Counter(
+    "wspool_fanout_undecodable", "Kafka records the fan-out could not decode.", ["topic"]
+)
+LATENCY = Histogram(
+    "wspool_end_to_end_latency_seconds",
+    "Receipt at the gateway to send to the receiving client (job: node to worker; "
+    "solution: worker to node).",
+    ["kind"],
+    buckets=LATENCY_BUCKETS,
+)
+CURRENT_HEIGHT = Gauge("wspool_current_block_height", "Highest block height seen.")
+
+
+async def metrics_handler(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,3 @@
+DROP TABLE worker;
+DROP TABLE solution;
+DROP TABLE job;

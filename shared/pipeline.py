@@ -1,0 +1,83 @@
+"""The persist-and-broadcast service shape both process_* workers share.
+
+An HTTP app for /healthz, /readyz and /metrics, with the pipeline (Kafka
+producer, then the batch consumer) running as a background task it owns, so
+the health endpoints answer while dependencies are still coming up.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from shared.consumer import BatchConsumer, Delivery
+from shared.db import POOL
+from shared.health import add_check, add_health_routes
+from shared.kafka import ensure_topics, producer
+from shared.service import background, postgres, retry
+from shared.settings import ConsumerSettings
+
+Persist = Callable[[asyncpg.Pool, AIOKafkaProducer, list[Delivery[Any]]], Awaitable[None]]
+
+
+@dataclass
+class Pipeline:
+    queue: str
+    topic: str
+    decode: Callable[[bytes], Any]
+    persist: Persist
+    consumer: BatchConsumer[Any] | None = None
+    producer: AIOKafkaProducer | None = field(default=None, repr=False)
+
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+
+
+def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.Application:
+    app = web.Application()
+    app[PIPELINE] = pipeline
+    add_health_routes(app)
+    app.cleanup_ctx.append(postgres(settings))
+    app.cleanup_ctx.append(background("pipeline", functools.partial(_run, settings)))
+    app.on_shutdown.append(functools.partial(_stop_consuming, settings))
+
+    async def consuming() -> bool:
+        return pipeline.consumer is not None and pipeline.consumer.consuming
+
+    async def producing() -> bool:
+        return pipeline.producer is not None
+
+    add_check(app, "rabbitmq", consuming)
+    add_check(app, "kafka", producing)
+    return app
+
+
+async def _run(settings: ConsumerSettings, app: web.Application) -> None:
+    pipeline = app[PIPELINE]
+    await retry(
+        "kafka_topics",
+        lambda: ensure_topics(
+            settings, {pipeline.topic: settings.kafka_partitions}, settings.kafka_retention_ms
+        ),
+    )
+    async with producer(settings) as kafka:
+        pipeline.producer = kafka
+        persist = functools.partial(pipeline.persist, app[POOL], kafka)
+        pipeline.consumer = BatchConsumer(settings, pipeline.queue, pipeline.decode, persist)
+        try:
+            await pipeline.consumer.run()
+        finally:
+            pipeline.producer = None
+
+
+async def _stop_consuming(settings: ConsumerSettings, app: web.Application) -> None:
+    """on_shutdown: stop taking messages and let the batch in flight finish."""
+    consumer = app[PIPELINE].consumer
+    if consumer is not None:
+        await consumer.stop(settings.shutdown_timeout_seconds / 2)

@@ -1,0 +1,215 @@
+"""Wire protocol v1 and the internal records, as typed models.
+
+Everything a client, RabbitMQ or Kafka hands us is parsed here, at the edge;
+the rest of the code passes these typed values around. Field names and output
+shapes are fixed by the existing pool clients (DESIGN §3): do not rename.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+MAX_INT64 = 2**63 - 1
+MAX_JSON_DEPTH = 32
+
+Int64 = Annotated[StrictInt, Field(ge=0, le=MAX_INT64)]
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    """Reject what Postgres jsonb can't hold (NUL) and nesting deep enough to hurt."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise ValueError("contains a NUL character")
+                stack.append((child, level + 1))
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+        elif isinstance(item, str) and "\x00" in item:
+            raise ValueError("contains a NUL character")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class ProtocolError(Exception):
+    """A client (or upstream) message we refuse; `code` goes on the wire."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- node <-> node_server ----------------------------------------------------
+
+
+class NodeJob(_Message):
+    """A job a node sends: the challenge workers should prove against."""
+
+    type: Literal["job"] | None = None
+    epoch_challenge: JsonObject
+    proof_target: Int64
+    block_height: Int64
+
+
+# --- worker <-> worker_server ------------------------------------------------
+
+
+class Welcome(_Message):
+    """The first frame of every worker connection."""
+
+    type: Literal["welcome"] | None = None
+    ip: Text = Field(max_length=45)
+    address: Text = Field(max_length=255)
+    hardware: Text = Field(max_length=255)
+    hardware_id: Text = Field(max_length=255)
+    caption: Text = Field(max_length=255)
+
+
+def _has_nonce(value: dict[str, Any]) -> dict[str, Any]:
+    partial = value.get("partial_solution")
+    if not isinstance(partial, dict):
+        raise ValueError("partial_solution must be an object")
+    nonce = partial.get("nonce")
+    if isinstance(nonce, bool) or not isinstance(nonce, int | str):
+        raise ValueError("partial_solution.nonce must be an integer or a string")
+    if len(str(nonce)) > 255:
+        raise ValueError("partial_solution.nonce is longer than 255 characters")
+    return value
+
+
+SolutionObject = Annotated[JsonObject, AfterValidator(_has_nonce)]
+
+
+class WorkerSolution(_Message):
+    """A solution a worker submits for a task it was sent."""
+
+    type: Literal["solution"] | None = None
+    task_id: uuid.UUID
+    # Kept as the exact object the worker sent: nodes receive it unchanged.
+    solution: SolutionObject
+    solution_target: Int64
+
+    @property
+    def nonce(self) -> str:
+        return str(self.solution["partial_solution"]["nonce"])
+
+
+# --- RabbitMQ bodies and Kafka records ---------------------------------------
+
+
+class JobMessage(_Message):
+    """AMQP body on exchange `job`; received_at travels in a header."""
+
+    epoch_challenge: JsonObject
+    proof_target: Int64
+    block_height: Int64
+
+
+class SolutionMessage(_Message):
+    """AMQP body on exchange `solution`: the worker's solution plus who sent it."""
+
+    task_id: uuid.UUID
+    solution: SolutionObject
+    solution_target: Int64
+    hardware_id: Text = Field(max_length=255)
+    caption: Text = Field(max_length=255)
+
+    @property
+    def nonce(self) -> str:
+        return str(self.solution["partial_solution"]["nonce"])
+
+
+class JobRecord(_Message):
+    """Value of a record on Kafka topic `job` (key: block height)."""
+
+    task_id: uuid.UUID
+    epoch_challenge: dict[str, Any]
+    block_height: int
+    created_at: float
+    received_at: int
+
+
+class SolutionRecord(_Message):
+    """Value of a record on Kafka topic `solution` (key: task_id)."""
+
+    task_id: uuid.UUID
+    solution_target: int
+    solution: dict[str, Any]
+    solution_height: int
+    received_at: int
+
+    @property
+    def nonce(self) -> str:
+        return str(self.solution["partial_solution"]["nonce"])
+
+
+# --- parsing and encoding ----------------------------------------------------
+
+
+def describe(error: ValidationError) -> str:
+    """First validation problem as `field.path: message`, for error frames."""
+    first = error.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else first["msg"]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: bytes | str) -> M:
+    """Decode one JSON frame into `model`, or raise `ProtocolError`."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise ProtocolError("invalid_message", f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("invalid_message", "message must be a JSON object")
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        raise ProtocolError("invalid_message", describe(error)) from None
+
+
+def job_frame(record: JobRecord) -> bytes:
+    """The frame every worker receives for a job: exactly these two keys."""
+    return orjson.dumps({"task_id": str(record.task_id), "epoch_challenge": record.epoch_challenge})
+
+
+def solution_frame(record: SolutionRecord) -> bytes:
+    """The frame a node receives: the worker's solution object, unchanged."""
+    return orjson.dumps(record.solution)
+
+
+def error_frame(code: str, detail: str) -> bytes:
+    return orjson.dumps({"type": "error", "code": code, "detail": detail})
+
+
+def encode(model: BaseModel) -> bytes:
+    return orjson.dumps(model.model_dump(mode="json"))
+
+
+def now_ns() -> int:
+    return time.time_ns()

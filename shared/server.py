@@ -1,0 +1,100 @@
+"""The application shape both websocket servers share.
+
+Postgres pool, a confirming RabbitMQ publisher and a Kafka fan-out, each a
+resource owned by the app's lifecycle; `/healthz`, `/readyz`, `/metrics`; and
+on shutdown every websocket is told 1001 before the resources close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+from aiokafka.errors import KafkaError
+
+from shared.fanout import Fanout, PerConnectionFanout, SharedFanout
+from shared.health import add_check, add_health_routes
+from shared.rabbit import Publisher
+from shared.service import background, postgres
+from shared.settings import WebsocketServerSettings
+from shared.ws import CONNECTIONS, Close, CloseConnection, close_all
+
+PUBLISHER = web.AppKey("publisher", Publisher)
+FANOUT = web.AppKey("fanout", Fanout)
+log = logging.getLogger(__name__)
+
+
+def create_websocket_app(
+    settings: WebsocketServerSettings,
+    *,
+    exchange: str,
+    topic: str,
+    decode: Callable[[bytes], Any],
+    replay_last: bool = False,
+    newest_by: Callable[[Any], int] | None = None,
+) -> web.Application:
+    app = web.Application()
+    add_health_routes(app)
+    app[CONNECTIONS] = set()
+    publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange)
+    app[PUBLISHER] = publisher
+    app.cleanup_ctx.append(postgres(settings))
+    app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
+    fanout: SharedFanout[Any] | PerConnectionFanout[Any]
+    if settings.fanout_mode == "shared":
+        fanout = SharedFanout(settings, topic, decode, replay_last, newest_by)
+        app.cleanup_ctx.append(background(f"fanout-{topic}", lambda _app: fanout.run()))
+    else:
+        fanout = PerConnectionFanout(settings, topic, decode, replay_last)
+        app.cleanup_ctx.append(_closing(fanout))
+    app[FANOUT] = fanout
+    app.on_shutdown.append(close_all)
+
+    async def publisher_ready() -> bool:
+        return publisher.ready
+
+    async def fanout_ready() -> bool:
+        return fanout.ready
+
+    add_check(app, "rabbitmq", publisher_ready)
+    add_check(app, "kafka", fanout_ready)
+    if not settings.auth_tokens:
+        log.warning("auth_disabled", extra={"detail": "no auth tokens set: anyone may connect"})
+    return app
+
+
+def _closing(fanout: PerConnectionFanout[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await fanout.close()
+
+    return context
+
+
+@contextlib.contextmanager
+def registered(app: web.Application, connection: Any) -> Any:
+    """Keep the connection in the app's registry (for shutdown) while it is open."""
+    app[CONNECTIONS].add(connection)
+    try:
+        yield
+    finally:
+        app[CONNECTIONS].discard(connection)
+
+
+@contextlib.asynccontextmanager
+async def subscribed(fanout: Fanout[Any], subscriber: Any) -> AsyncIterator[None]:
+    """Receive the fan-out while the body runs; 1011 if the stream can't be joined."""
+    try:
+        await fanout.subscribe(subscriber)
+    except (KafkaError, OSError, LookupError) as error:
+        log.error("fanout_subscribe_failed", extra={"error": repr(error)})
+        raise CloseConnection(Close.UNAVAILABLE, "event stream unavailable") from None
+    try:
+        yield
+    finally:
+        await fanout.unsubscribe(subscriber)

@@ -1,0 +1,101 @@
+"""Wiring every service shares: resources as aiohttp cleanup contexts, and running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from shared.backoff import Backoff
+from shared.db import POOL, create_pool, migrate
+from shared.health import add_check
+from shared.logging import configure_logging
+from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+log = logging.getLogger(__name__)
+
+
+def postgres(settings: ServiceSettings) -> CleanupContext:
+    """The asyncpg pool as `app[POOL]`; migrations first when `auto_migrate` is set."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        dsn = settings.postgres_dsn.get_secret_value()
+        if settings.auto_migrate:
+            await retry("postgres_migrate", lambda: migrate(dsn))
+        async with create_pool(dsn, settings.postgres_pool_size) as pool:
+            app[POOL] = pool
+
+            async def reachable() -> bool:
+                return await pool.fetchval("SELECT 1") == 1
+
+            add_check(app, "postgres", reachable)
+            yield
+
+    return context
+
+
+def background(
+    name: str, run: Callable[[web.Application], Coroutine[Any, Any, None]]
+) -> CleanupContext:
+    """A long-running task owned by the app: started at start-up, cancelled at cleanup."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(app), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return context
+
+
+async def retry(what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    backoff = Backoff()
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:  # logged and retried: the dependency may come back
+            log.warning("retrying", extra={"what": what, "error": repr(error)})
+            await backoff.sleep()
+
+
+def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
+    if settings.tls_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
+def run(app: web.Application, settings: ServiceSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
+    ssl_context = tls_context(settings) if isinstance(settings, WebsocketServerSettings) else None
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )
+
+
+def serve(
+    service: str,
+    settings_class: type[ServiceSettings],
+    create_app: Callable[[Any], web.Application],
+) -> None:
+    """Entry point of every `python -m <service>`: settings, logging, serve."""
+    settings = load_settings(settings_class)
+    configure_logging(service, settings.log_level)
+    run(create_app(settings), settings)

@@ -1,0 +1,150 @@
+"""Settings pieces shared by the four services.
+
+Each service defines one `BaseSettings` subclass with its own env prefix
+(`NODE_SERVER_`, ...). Values come from, in order of precedence: command-line
+flags, environment variables, a `.env` file in the working directory, defaults.
+Defaults work against the local stack (`make run`).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+FanoutMode = Literal["shared", "per_connection"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
+def _split_tokens(value: object) -> object:
+    """Accept tokens as a comma-separated string (env, CLI) or a list."""
+    if isinstance(value, str):
+        return [token.strip() for token in value.split(",") if token.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """Connections, logging and lifecycle: what every service needs."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        validate_default=True,
+    )
+
+    host: str = Field("0.0.0.0", description="Address the HTTP/websocket server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP/websocket server.")
+    log_level: LogLevel = Field("INFO", description="Minimum level of the JSON log lines.")
+    postgres_dsn: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/wspool"),
+        description="Postgres DSN (sslmode etc. as URL parameters).",
+    )
+    postgres_pool_size: int = Field(10, ge=1, le=200, description="Connections in the pool.")
+    rabbitmq_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ URL; amqps:// for TLS.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None, description="Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for Kafka TLS.")
+    auto_migrate: bool = Field(
+        False, description="Apply database migrations at start-up (else run the setup)."
+    )
+    shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Deadline for a graceful shutdown."
+    )
+
+
+class WebsocketServerSettings(ServiceSettings):
+    """What both websocket servers (node and worker) share."""
+
+    fanout_mode: FanoutMode = Field(
+        "shared",
+        description="shared: one Kafka consumer per process; per_connection: one per socket.",
+    )
+    max_message_bytes: int = Field(
+        65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
+    )
+    max_invalid_messages: int = Field(
+        20, ge=1, description="Invalid frames tolerated before closing with 1008."
+    )
+    heartbeat_seconds: float = Field(
+        20.0, gt=0, description="Ping interval; a peer silent for twice as long is closed."
+    )
+    send_queue_size: int = Field(
+        64, ge=1, description="Frames queued per connection before it counts as slow (1008)."
+    )
+    rate_limit_per_second: float = Field(
+        200.0, gt=0, description="Sustained frames per second per connection (token bucket)."
+    )
+    rate_limit_burst: int = Field(400, ge=1, description="Token bucket size per connection.")
+    auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens; empty means the server is open.",
+    )
+    tls_cert_file: Path | None = Field(None, description="Certificate (PEM) to serve wss://.")
+    tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
+
+    _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
+
+
+class ConsumerSettings(ServiceSettings):
+    """What both persist-and-broadcast workers share."""
+
+    prefetch_count: int = Field(
+        1000, ge=1, le=65535, description="Unacked AMQP messages this replica may hold."
+    )
+    batch_size: int = Field(
+        500, ge=1, le=10000, description="Most messages stored and produced in one batch."
+    )
+    retry_max_seconds: float = Field(
+        10.0, gt=0, description="Longest backoff between retries of a transient failure."
+    )
+    kafka_partitions: int = Field(
+        1, ge=1, le=1000, description="Partitions of the output topic when it must be created."
+    )
+    kafka_retention_ms: int = Field(
+        25 * 60 * 1000, ge=1000, description="Retention of the output topic when created."
+    )
+
+
+def default_instance_name() -> str:
+    return socket.gethostname()
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None) -> SettingsT:
+    """Build settings from CLI flags, env and .env; on error print one line and exit 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return settings_class(_cli_parse_args=args, _cli_prog_name=_prog_name(settings_class))
+    except ValidationError as error:
+        prefix = settings_class.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        print(f"error: invalid setting {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _prog_name(settings_class: type[BaseSettings]) -> str:
+    return f"python -m {settings_class.__module__.split('.')[0]}"

@@ -1,0 +1,226 @@
+"""Websocket plumbing both servers share: close codes, auth, limits, the outbox.
+
+Every connection sends from a bounded queue drained by one sender task, so a
+broadcast never waits on a slow client; a client whose queue fills up is
+closed with 1008 "slow consumer" instead of growing server memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from enum import IntEnum
+
+from aiohttp import WSMsgType, web
+from pydantic import SecretStr
+
+from shared.metrics import CLOSES, FRAMES_IN, FRAMES_OUT, INVALID_FRAMES
+from shared.protocol import error_frame
+from shared.settings import WebsocketServerSettings
+
+log = logging.getLogger(__name__)
+_connection_ids = itertools.count(1)
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class Close(IntEnum):
+    """Close codes clients see (DESIGN §3)."""
+
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    UNAVAILABLE = 1011
+    AT_CAPACITY = 1013
+    INVALID_WELCOME = 3000
+
+
+class CloseConnection(Exception):
+    """Raised inside a handler to close the connection with a code and reason."""
+
+    def __init__(self, code: Close, reason: str) -> None:
+        super().__init__(f"{int(code)} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
+    """Bearer header or ?token=, compared in constant time against every token."""
+    tokens = list(tokens)
+    if not tokens:
+        return True
+    header = request.headers.get("Authorization", "")
+    offered = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
+    if not offered:
+        return False
+    given = offered.encode()
+    matches = [hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens]
+    return any(matches)
+
+
+def unauthorized() -> web.Response:
+    return web.json_response(
+        {"error": "unauthorized", "detail": "a valid bearer token is required"},
+        status=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Connection:
+    """One client websocket: bounded outbox, sender task, limits and close bookkeeping."""
+
+    def __init__(self, request: web.Request, settings: WebsocketServerSettings, role: str) -> None:
+        self.id = next(_connection_ids)
+        self.role = role
+        self.remote = request.remote or "unknown"
+        self.request = request
+        self.settings = settings
+        self.ws = web.WebSocketResponse(
+            heartbeat=settings.heartbeat_seconds,
+            compress=False,  # broadcast frames are sent as-is; per-socket deflate costs CPU
+            max_msg_size=settings.max_message_bytes,
+            decode_text=False,
+        )
+        self.close_code: int | None = None
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._flushed.set()
+        self._overflowed = False
+        self._sender: asyncio.Task[None] | None = None
+        self._bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._invalid = 0
+
+    @property
+    def log_context(self) -> dict[str, object]:
+        return {"connection_id": self.id, "remote": self.remote, "role": self.role}
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[Connection]:
+        """Upgrade, run the sender while the body runs, then close and record the code."""
+        await self.ws.prepare(self.request)
+        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-sender-{self.id}")
+        try:
+            yield self
+        except CloseConnection as close:
+            await self.close(close.code, close.reason)
+        finally:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            if not self.ws.closed:
+                await self.close(Close.GOING_AWAY, "connection ended")
+            if self.close_code is None:
+                self.close_code = self.ws.close_code
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; never blocks. A full queue marks the client as slow."""
+        if self._overflowed:
+            return
+        if len(self._outbox) >= self.settings.send_queue_size:
+            self._overflowed = True
+            log.warning("slow_consumer", extra=self.log_context)
+            if self._sender is not None:
+                self._sender.cancel()
+            return
+        self._outbox.append(frame)
+        self._flushed.clear()
+        self._wakeup.set()
+
+    def send_error(self, code: str, detail: str) -> None:
+        self.send(error_frame(code, detail))
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._outbox:
+                    await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
+                    FRAMES_OUT.labels(role=self.role).inc()
+                self._flushed.set()
+        except asyncio.CancelledError:
+            if self._overflowed:
+                await self._abort(Close.POLICY_VIOLATION, "slow consumer")
+            raise
+        except ConnectionError:
+            await self._abort(Close.GOING_AWAY, "send failed")
+
+    async def _abort(self, code: Close, reason: str) -> None:
+        """Close without trusting the peer to answer; drop the socket if it won't."""
+        self.close_code = code
+        CLOSES.labels(role=self.role, code=str(int(code))).inc()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 1.0)
+        if self.request.transport is not None:
+            self.request.transport.abort()
+
+    async def close(self, code: Close, reason: str) -> None:
+        """Send what is queued (briefly), then the close frame; drop the socket if stuck."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._flushed.wait(), 0.5)
+        if self.close_code is None:
+            self.close_code = code
+            CLOSES.labels(role=self.role, code=str(int(code))).inc()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_TIMEOUT_SECONDS
+            )
+        if not self.ws.closed and self.request.transport is not None:
+            self.request.transport.abort()
+
+    async def receive(self) -> bytes | None:
+        """The next data frame from the client, rate-limited; None once it closed."""
+        message = await self.ws.receive()
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if self.ws.close_code == Close.MESSAGE_TOO_BIG and self.close_code is None:
+                self.close_code = Close.MESSAGE_TOO_BIG
+                CLOSES.labels(role=self.role, code=str(int(Close.MESSAGE_TOO_BIG))).inc()
+            return None
+        FRAMES_IN.labels(role=self.role).inc()
+        if not self._bucket.take():
+            raise CloseConnection(Close.POLICY_VIOLATION, "rate limit")
+        data = message.data
+        return data if isinstance(data, bytes) else data.encode()
+
+    async def invalid(self, code: str, detail: str) -> None:
+        """Answer an invalid frame; too many of them close the connection."""
+        INVALID_FRAMES.labels(role=self.role).inc()
+        self._invalid += 1
+        self.send_error(code, detail)
+        if self._invalid >= self.settings.max_invalid_messages:
+            raise CloseConnection(Close.POLICY_VIOLATION, "too many invalid messages")
+
+
+CONNECTIONS = web.AppKey("connections", set)
+
+
+async def close_all(app: web.Application) -> None:
+    """on_shutdown: tell every client 1001, all at once (each close may wait)."""
+    connections: set[Connection] = app[CONNECTIONS]
+    await asyncio.gather(
+        *(c.close(Close.GOING_AWAY, "server shutting down") for c in list(connections)),
+        return_exceptions=True,
+    )

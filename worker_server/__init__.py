@@ -1,0 +1,1 @@
+"""Websocket server for workers (provers): welcome, newest jobs out, solutions in."""

@@ -1,0 +1,33 @@
+"""Wiring of worker_server: the worker websocket at `/`, liveness sweep, health."""
+
+import collections
+
+from aiohttp import web
+
+from shared.filters import decode_job
+from shared.kafka import JOB_TOPIC
+from shared.rabbit import SOLUTION_EXCHANGE
+from shared.server import create_websocket_app
+from shared.service import background
+from worker_server.liveness import keep_worker_rows
+from worker_server.settings import WorkerServerSettings
+from worker_server.store import KnownTasks
+from worker_server.ws import OPEN_ROWS, PER_IP, SETTINGS, TASKS, worker_socket
+
+
+def create_app(settings: WorkerServerSettings) -> web.Application:
+    app = create_websocket_app(
+        settings,
+        exchange=SOLUTION_EXCHANGE,
+        topic=JOB_TOPIC,
+        decode=decode_job,
+        replay_last=True,  # the newest job, for workers that join later
+        newest_by=lambda update: update.block_height,
+    )
+    app[SETTINGS] = settings
+    app[TASKS] = KnownTasks()
+    app[PER_IP] = collections.Counter()
+    app[OPEN_ROWS] = set()
+    app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
+    app.router.add_get("/", worker_socket)
+    return app

@@ -1,0 +1,40 @@
+"""Keeps the worker table honest: last_seen_at in batches, left-open rows closed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from shared.backoff import Backoff
+from shared.db import POOL
+from worker_server.store import close_rows_left_open, close_stale_rows, touch_worker_rows
+from worker_server.ws import DATABASE_ERRORS, OPEN_ROWS, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+async def keep_worker_rows(app: web.Application) -> None:
+    """One sweep for all connections (no per-connection timers)."""
+    settings = app[SETTINGS]
+    pool = app[POOL]
+    backoff = Backoff(maximum=settings.liveness_interval_seconds)
+    while True:  # rows a crashed previous run of this instance left open
+        try:
+            closed = await close_rows_left_open(pool, settings.server_instance)
+            break
+        except DATABASE_ERRORS as error:
+            log.warning("worker_rows_cleanup_failed", extra={"error": repr(error)})
+            await backoff.sleep()
+    log.info("worker_rows_left_open_closed", extra={"count": closed})
+    while True:
+        await asyncio.sleep(settings.liveness_interval_seconds)
+        try:
+            await touch_worker_rows(pool, list(app[OPEN_ROWS]))
+            stale = await close_stale_rows(pool, settings.stale_after_seconds)
+        except DATABASE_ERRORS as error:
+            log.warning("worker_rows_refresh_failed", extra={"error": repr(error)})
+            continue
+        if stale:
+            log.info("stale_worker_rows_closed", extra={"count": stale})

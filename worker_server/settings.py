@@ -1,0 +1,32 @@
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import WebsocketServerSettings, default_instance_name
+
+
+class WorkerServerSettings(WebsocketServerSettings):
+    """Settings of worker_server (env prefix WORKER_SERVER_)."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_SERVER_")
+
+    port: int = Field(8002, ge=1, le=65535, description="Port of the websocket server.")
+    welcome_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
+    )
+    max_connections: int = Field(
+        20000, ge=1, description="Open worker connections this process accepts (else 1013)."
+    )
+    max_connections_per_ip: int = Field(
+        256, ge=1, description="Open worker connections per remote IP (else 1013)."
+    )
+    server_instance: str = Field(
+        default_factory=default_instance_name,
+        description="Name recorded on worker rows; rows left open by the same name are "
+        "closed at start-up. Defaults to the host name.",
+    )
+    liveness_interval_seconds: float = Field(
+        30.0, gt=0, description="How often worker rows get last_seen_at refreshed."
+    )
+    stale_after_seconds: float = Field(
+        180.0, gt=0, description="Open worker rows not seen for this long are closed."
+    )

@@ -1,0 +1,93 @@
+"""Worker rows and task lookups in Postgres."""
+
+from __future__ import annotations
+
+import collections
+import uuid
+
+import asyncpg
+
+from shared.protocol import Welcome
+
+OPEN_ROW = """
+INSERT INTO worker (ip, remote_ip, address, hardware, hardware_id, caption, server_instance)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id
+"""
+
+CLOSE_ROW = """
+UPDATE worker SET disconnected_at = now(), last_seen_at = now(), close_code = $2
+WHERE id = $1 AND disconnected_at IS NULL
+"""
+
+TOUCH_ROWS = "UPDATE worker SET last_seen_at = now() WHERE id = ANY($1::bigint[])"
+
+# close_code 1006: the connection ended without a close we could record.
+CLOSE_LEFT_OPEN = """
+UPDATE worker SET disconnected_at = last_seen_at, close_code = 1006
+WHERE server_instance = $1 AND disconnected_at IS NULL
+"""
+
+CLOSE_STALE = """
+UPDATE worker SET disconnected_at = last_seen_at, close_code = 1006
+WHERE disconnected_at IS NULL AND last_seen_at < now() - make_interval(secs => $1)
+"""
+
+
+async def open_worker_row(
+    pool: asyncpg.Pool, welcome: Welcome, remote_ip: str, server_instance: str
+) -> int:
+    return await pool.fetchval(
+        OPEN_ROW,
+        welcome.ip,
+        remote_ip,
+        welcome.address,
+        welcome.hardware,
+        welcome.hardware_id,
+        welcome.caption,
+        server_instance,
+    )
+
+
+async def close_worker_row(pool: asyncpg.Pool, row_id: int, close_code: int | None) -> None:
+    await pool.execute(CLOSE_ROW, row_id, close_code)
+
+
+async def touch_worker_rows(pool: asyncpg.Pool, row_ids: list[int]) -> None:
+    await pool.execute(TOUCH_ROWS, row_ids)
+
+
+async def close_rows_left_open(pool: asyncpg.Pool, server_instance: str) -> int:
+    status = await pool.execute(CLOSE_LEFT_OPEN, server_instance)
+    return int(status.split()[-1])
+
+
+async def close_stale_rows(pool: asyncpg.Pool, stale_after_seconds: float) -> int:
+    status = await pool.execute(CLOSE_STALE, stale_after_seconds)
+    return int(status.split()[-1])
+
+
+class KnownTasks:
+    """Task ids that exist: a bounded in-memory cache in front of the job table.
+
+    Only hits are cached, so a flood of made-up ids costs queries, not memory.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._heights: collections.OrderedDict[uuid.UUID, int] = collections.OrderedDict()
+
+    def add(self, task_id: uuid.UUID, block_height: int) -> None:
+        self._heights[task_id] = block_height
+        self._heights.move_to_end(task_id)
+        while len(self._heights) > self.capacity:
+            self._heights.popitem(last=False)
+
+    async def exists(self, pool: asyncpg.Pool, task_id: uuid.UUID) -> bool:
+        if task_id in self._heights:
+            return True
+        height = await pool.fetchval("SELECT block_height FROM job WHERE task_id = $1", task_id)
+        if height is None:
+            return False
+        self.add(task_id, height)
+        return True
