@@ -118,6 +118,12 @@ def main() -> int:
         help="port of the embedded Tansu broker (default: a free one)",
     )
     parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="added to every service port (8001, 8002, 8011, 8012)",
+    )
+    parser.add_argument(
         "--logs",
         type=Path,
         default=Path("artifacts/local_stack"),
@@ -134,7 +140,7 @@ def main() -> int:
         )
         return 1
     args.logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: port for name, (_, port) in SERVICES.items()}
+    ports = {name: port + args.port_offset for name, (_, port) in SERVICES.items()}
     with tansu(args.kafka_port or free_port(), args.logs / "tansu.log") as kafka:
         env = service_env(kafka, dsn, amqp_url, ports)
         setup = subprocess.run([sys.executable, "-m", "misc.setup_local_environment"], env=env)

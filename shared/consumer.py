@@ -146,8 +146,9 @@ class BatchConsumer(Generic[T]):
             except Exception as error:  # something in the batch is bad: find it alone
                 if len(deliveries) > 1:
                     return [ok for d in deliveries for ok in await self._process(channel, [d])]
-                log.error("message_failed", extra={"queue": self.queue_name, "error": repr(error)})
-                await dead_letter(channel, self.queue_name, deliveries[0].message, repr(error))
+                reason = f"{type(error).__name__}: {error}"
+                log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
+                await dead_letter(channel, self.queue_name, deliveries[0].message, reason)
                 return []
 
     @staticmethod

@@ -1,0 +1,206 @@
+"""Test environment: real Postgres, RabbitMQ and a private Tansu, isolated per run.
+
+Each session gets its own database (`wspool_test_<id>`), its own RabbitMQ
+vhost and its own Tansu broker, so runs never see each other's data or the
+messages of a `make run` stack on the same machine. Services run in-process
+on the session's event loop and are reached through real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from misc.setup_local_environment import SetupSettings, setup
+from misc.tansu import free_port, tansu
+from node_server.app import create_app as create_node_app
+from node_server.settings import NodeServerSettings
+from process_job_worker.app import create_app as create_job_app
+from process_job_worker.settings import ProcessJobWorkerSettings
+from process_solution_worker.app import create_app as create_solution_app
+from process_solution_worker.settings import ProcessSolutionWorkerSettings
+from shared.db import with_database
+from worker_server.app import create_app as create_worker_app
+from worker_server.settings import WorkerServerSettings
+
+POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+RABBITMQ_SERVER = os.environ.get("WSPOOL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@dataclass(frozen=True)
+class Backends:
+    postgres_dsn: str
+    rabbitmq_url: str
+    kafka_bootstrap_servers: str
+    vhost: str
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "postgres_dsn": self.postgres_dsn,
+            "rabbitmq_url": self.rabbitmq_url,
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "host": "127.0.0.1",
+            **overrides,
+        }
+
+    def env(self, prefix: str) -> dict[str, str]:
+        return {
+            f"{prefix}POSTGRES_DSN": self.postgres_dsn,
+            f"{prefix}RABBITMQ_URL": self.rabbitmq_url,
+            f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+        }
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def private_vhost(name: str) -> Iterator[str]:
+    """A private vhost when rabbitmqctl is at hand, else the default one."""
+    if shutil.which("rabbitmqctl") is None:
+        yield ""
+        return
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            _rabbitmqctl("delete_vhost", name)
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def backends() -> AsyncIterator[Backends]:
+    database = f"wspool_test_{RUN_ID}"
+    with private_vhost(f"wspool_test_{RUN_ID}") as vhost, tansu() as kafka:
+        result = Backends(
+            postgres_dsn=with_database(f"{POSTGRES_SERVER}/postgres", database),
+            rabbitmq_url=f"{RABBITMQ_SERVER}/{vhost}",
+            kafka_bootstrap_servers=kafka,
+            vhost=vhost,
+        )
+        await setup(SetupSettings(**result.settings(solution_partitions=2)))
+        try:
+            yield result
+        finally:
+            await drop_database(database)
+
+
+@pytest.fixture(scope="session")
+async def db(backends: Backends) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(backends.postgres_dsn, min_size=1, max_size=4) as pool:
+        yield pool
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int) -> AsyncIterator[str]:
+    """Serve an app on 127.0.0.1:port until the block ends (graceful shutdown)."""
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Stack:
+    node_url: str
+    worker_url: str
+    node_http: str
+    worker_http: str
+
+
+StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
+
+
+@pytest.fixture(scope="session")
+async def processors(backends: Backends) -> AsyncIterator[None]:
+    """Both persist-and-broadcast workers, for the whole session."""
+    job = create_job_app(ProcessJobWorkerSettings(**backends.settings(port=free_port())))
+    solution = create_solution_app(
+        ProcessSolutionWorkerSettings(**backends.settings(port=free_port()))
+    )
+    async with serving(job, free_port()), serving(solution, free_port()):
+        yield
+
+
+@pytest.fixture(scope="session")
+def start_servers(backends: Backends, processors: None) -> StartServers:
+    """Start a node_server and a worker_server with the given setting overrides."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        node: dict[str, Any] | None = None, worker: dict[str, Any] | None = None, **common: Any
+    ) -> AsyncIterator[Stack]:
+        node_port, worker_port = free_port(), free_port()
+        node_settings = NodeServerSettings(
+            **backends.settings(port=node_port, **common, **(node or {}))
+        )
+        worker_settings = WorkerServerSettings(
+            **backends.settings(
+                port=worker_port,
+                server_instance=f"test-{uuid.uuid4().hex[:8]}",
+                **common,
+                **(worker or {}),
+            )
+        )
+        async with (
+            serving(create_node_app(node_settings), node_port) as node_address,
+            serving(create_worker_app(worker_settings), worker_port) as worker_address,
+        ):
+            await wait_ready(f"http://{node_address}", f"http://{worker_address}")
+            yield Stack(
+                node_url=f"ws://{node_address}/",
+                worker_url=f"ws://{worker_address}/",
+                node_http=f"http://{node_address}",
+                worker_http=f"http://{worker_address}",
+            )
+
+    return start
+
+
+async def wait_ready(*base_urls: str, timeout: float = 20.0) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(timeout):
+            for base in base_urls:
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"{base}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session", params=["shared", "per_connection"])
+async def stack(
+    request: pytest.FixtureRequest, start_servers: StartServers
+) -> AsyncIterator[Stack]:
+    """A node_server and worker_server in each fan-out mode; tests run against both."""
+    async with start_servers(fanout_mode=request.param) as servers:
+        yield servers

@@ -1,0 +1,54 @@
+"""The per-connection filters both fan-out modes share."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.filters import JobUpdate, NewerJobsOnly, NodeExpectations, SolutionUpdate
+
+
+def solution(height: int, target: int, nonce: str = "1") -> SolutionUpdate:
+    return SolutionUpdate(height, target, (uuid.UUID(int=height), nonce), b"{}", 0)
+
+
+def test_node_gets_solutions_for_its_height_at_or_above_its_target() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, now=0)
+    assert node.accept(solution(10, 100), now=1)
+    assert node.accept(solution(10, 5000, nonce="2"), now=1)
+    assert not node.accept(solution(10, 99, nonce="3"), now=1), "target too low"
+    assert not node.accept(solution(11, 5000), now=1), "height never asked for"
+
+
+def test_each_solution_reaches_a_node_at_most_once() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, now=0)
+    assert node.accept(solution(10, 100), now=1)
+    assert not node.accept(solution(10, 100), now=2)
+
+
+def test_expectations_expire_after_the_wait_time() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, now=0)
+    assert not node.accept(solution(10, 100), now=60)
+    node.expect(11, 100, now=61)  # pruning on the way
+    assert len(node) == 1
+
+
+def test_the_lowest_live_target_of_a_height_counts() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 1000, now=0)
+    node.expect(10, 10, now=30)
+    assert node.accept(solution(10, 50), now=70), "second job (target 10) still waiting"
+
+
+def test_workers_get_only_newer_heights() -> None:
+    worker = NewerJobsOnly()
+
+    def update(height: int) -> JobUpdate:
+        return JobUpdate(height, uuid.uuid4(), b"{}", 0)
+
+    assert worker.accept(update(5))
+    assert not worker.accept(update(5))
+    assert not worker.accept(update(4))
+    assert worker.accept(update(6))
