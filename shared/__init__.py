@@ -1,0 +1,1 @@
+"""wspool's common library: protocol, settings, brokers, database, fan-out, metrics."""
