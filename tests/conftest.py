@@ -154,7 +154,10 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
 
     @contextlib.asynccontextmanager
     async def start(
-        node: dict[str, Any] | None = None, worker: dict[str, Any] | None = None, **common: Any
+        node: dict[str, Any] | None = None,
+        worker: dict[str, Any] | None = None,
+        ready: bool = True,
+        **common: Any,
     ) -> AsyncIterator[Stack]:
         node_port, worker_port = free_port(), free_port()
         node_settings = NodeServerSettings(
@@ -172,7 +175,8 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
             serving(create_node_app(node_settings), node_port) as node_address,
             serving(create_worker_app(worker_settings), worker_port) as worker_address,
         ):
-            await wait_ready(f"http://{node_address}", f"http://{worker_address}")
+            if ready:
+                await wait_ready(f"http://{node_address}", f"http://{worker_address}")
             yield Stack(
                 node_url=f"ws://{node_address}/",
                 worker_url=f"ws://{worker_address}/",
