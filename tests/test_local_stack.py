@@ -112,3 +112,18 @@ def test_e2e_fails_clearly_when_nothing_listens() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("e2e FAILED: cannot connect")
+
+
+def test_run_local_stack_says_how_to_start_missing_dependencies() -> None:
+    env = {**os.environ, "WSPOOL_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/wspool"}
+    result = subprocess.run(
+        [sys.executable, "-m", "misc.run_local_stack"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Postgres at postgresql://postgres@127.0.0.1:1/wspool")
+    assert "docker compose --profile environment up -d" in result.stderr
+    assert "Traceback" not in result.stderr
