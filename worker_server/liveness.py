@@ -8,9 +8,9 @@ import logging
 from aiohttp import web
 
 from shared.backoff import Backoff
-from shared.db import POOL
+from shared.db import DATABASE_ERRORS, POOL
 from worker_server.store import close_rows_left_open, close_stale_rows, touch_worker_rows
-from worker_server.ws import DATABASE_ERRORS, OPEN_ROWS, SETTINGS
+from worker_server.ws import OPEN_ROWS, SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ import asyncio
 import collections
 import logging
 
-import asyncpg
 from aiohttp import web
 
-from shared.db import POOL
+from shared.db import DATABASE_ERRORS, POOL
 from shared.filters import JobUpdate, NewerJobsOnly
 from shared.metrics import CONNECTIONS, CONNECTIONS_REFUSED, CONNECTIONS_TOTAL, LATENCY
 from shared.protocol import (
@@ -33,7 +32,6 @@ TASKS = web.AppKey("known_tasks", KnownTasks)
 PER_IP = web.AppKey("connections_per_ip", collections.Counter)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 ROLE = "worker"
-DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 log = logging.getLogger(__name__)
 
 
@@ -115,10 +113,8 @@ async def _open_row(app: web.Application, connection: Connection, welcome: Welco
         log.error("worker_row_failed", extra={**connection.log_context, "error": repr(error)})
         raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
     app[OPEN_ROWS].add(row_id)
-    log.info(
-        "worker_connected",
-        extra={**connection.log_context, "hardware_id": welcome.hardware_id, "worker_row": row_id},
-    )
+    connection.hardware_id = welcome.hardware_id
+    log.info("worker_connected", extra={**connection.log_context, "worker_row": row_id})
     return row_id
 
 
