@@ -18,6 +18,7 @@ from node_server import params, queries
 from node_server.settings import NodeServerSettings
 from node_server.ws import ROLE, SETTINGS
 from shared.db import DATABASE_ERRORS, POOL
+from shared.metrics import BROKER_ERRORS
 from shared.ws import CONNECTIONS, authorized, unauthorized
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +52,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             raise
         return error_response(error.status, error.reason.lower().replace(" ", "_"), error.text)
     except DATABASE_ERRORS as error:
+        BROKER_ERRORS.labels(broker="postgres").inc()
         log.error("api_database_error", extra={"path": request.path, "error": repr(error)})
         return error_response(503, "unavailable", "the database is unavailable, retry later")
 

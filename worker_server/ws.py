@@ -10,7 +10,13 @@ from aiohttp import web
 
 from shared.db import DATABASE_ERRORS, POOL
 from shared.filters import JobUpdate, NewerJobsOnly
-from shared.metrics import CONNECTIONS, CONNECTIONS_REFUSED, CONNECTIONS_TOTAL, LATENCY
+from shared.metrics import (
+    BROKER_ERRORS,
+    CONNECTIONS,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_TOTAL,
+    LATENCY,
+)
 from shared.protocol import (
     ProtocolError,
     SolutionMessage,
@@ -110,6 +116,7 @@ async def _open_row(app: web.Application, connection: Connection, welcome: Welco
             app[POOL], welcome, connection.remote, app[SETTINGS].server_instance
         )
     except DATABASE_ERRORS as error:
+        BROKER_ERRORS.labels(broker="postgres").inc()
         log.error("worker_row_failed", extra={**connection.log_context, "error": repr(error)})
         raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
     app[OPEN_ROWS].add(row_id)
@@ -136,6 +143,7 @@ async def _handle_solution(
     try:
         known = await app[TASKS].exists(app[POOL], solution.task_id)
     except DATABASE_ERRORS:
+        BROKER_ERRORS.labels(broker="postgres").inc()
         raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
     if not known:
         await connection.invalid("unknown_task", f"task {solution.task_id} does not exist")
@@ -160,6 +168,7 @@ async def _close_row(app: web.Application, row_id: int, connection: Connection) 
     try:
         await close_worker_row(app[POOL], row_id, connection.close_code)
     except DATABASE_ERRORS as error:  # the stale-row sweep closes it later
+        BROKER_ERRORS.labels(broker="postgres").inc()
         log.warning("worker_row_close_failed", extra={"worker_row": row_id, "error": repr(error)})
     log.info(
         "worker_disconnected",
