@@ -7,6 +7,7 @@ Errors are JSON `{"error", "detail"}` with a 4xx/503 status, never a traceback.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,9 +85,11 @@ async def stats(request: web.Request) -> web.Response:
 
 async def current_stats(app: web.Application) -> dict[str, Any]:
     row = await queries.stats(app[POOL])
+    here = collections.Counter(connection.role for connection in app[CONNECTIONS])
     return {
-        "workers": {"connected": row["connected_workers"]},
-        "nodes": {"connected_here": sum(1 for c in app[CONNECTIONS] if c.role == ROLE)},
+        # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
+        "workers": {"connected": row["connected_workers"], "connected_here": here["worker"]},
+        "nodes": {"connected_here": here[ROLE]},
         "current_height": row["current_height"],
         "jobs": {"last_minute": row["jobs_minute"], "last_hour": row["jobs_hour"]},
         "solutions": {"last_minute": row["solutions_minute"], "last_hour": row["solutions_hour"]},
