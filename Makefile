@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint e2e bench clean
+.PHONY: run test lint e2e bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## start Tansu, set up, run all four services; Ctrl-C stops
 	$(BIN)/python -m misc.run_local_stack
 
-test: $(STAMP)  ## the whole suite against real Postgres, RabbitMQ and a private Tansu
+test: $(STAMP) browser  ## the whole suite against real Postgres, RabbitMQ and a private Tansu
 	$(BIN)/python -m pytest
+
+# The dashboard test drives Debian's headless Chromium. Installed here when missing and
+# we are root; otherwise that test fails and says what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium not found and not root: the browser test will fail (apt-get install chromium)"; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

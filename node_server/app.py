@@ -1,7 +1,8 @@
-"""Wiring of node_server: the node websocket at `/`, health, metrics."""
+"""Wiring of node_server: the node websocket at `/`, the HTTP API, dashboard, health."""
 
 from aiohttp import web
 
+from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS, node_socket
 from shared.filters import decode_solution
@@ -16,4 +17,5 @@ def create_app(settings: NodeServerSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.router.add_get("/", node_socket)
+    add_routes(app)
     return app

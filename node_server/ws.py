@@ -8,11 +8,12 @@ import time
 from aiohttp import web
 
 from node_server.settings import NodeServerSettings
+from node_server.submit import submit_job
 from shared.filters import NodeExpectations, SolutionUpdate
-from shared.metrics import CONNECTIONS, CONNECTIONS_TOTAL, LATENCY
-from shared.protocol import JobMessage, NodeJob, ProtocolError, encode, now_ns, parse
+from shared.metrics import CONNECTIONS, CONNECTIONS_REFUSED, CONNECTIONS_TOTAL, LATENCY
+from shared.protocol import NodeJob, ProtocolError, now_ns, parse
 from shared.rabbit import PublishRefused
-from shared.server import FANOUT, PUBLISHER, registered, subscribed
+from shared.server import FANOUT, registered, subscribed
 from shared.ws import Close, CloseConnection, Connection, authorized, unauthorized
 
 SETTINGS = web.AppKey("settings", NodeServerSettings)
@@ -36,6 +37,7 @@ class NodeSubscriber:
 async def node_socket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     if not authorized(request, settings.auth_tokens):
+        CONNECTIONS_REFUSED.labels(role=ROLE, reason="unauthorized").inc()
         return unauthorized()
     connection = Connection(request, settings, ROLE)
     node = NodeSubscriber(connection, settings.solution_wait_time_seconds)
@@ -65,13 +67,8 @@ async def _handle_job(
     except ProtocolError as error:
         await connection.invalid(error.code, error.detail)
         return
-    message = JobMessage(
-        epoch_challenge=job.epoch_challenge,
-        proof_target=job.proof_target,
-        block_height=job.block_height,
-    )
     try:
-        await app[PUBLISHER].publish(encode(message), received_at)
+        await submit_job(app, job, received_at)
     except PublishRefused as error:
         log.error("job_publish_refused", extra={**connection.log_context, "error": str(error)})
         raise CloseConnection(Close.UNAVAILABLE, "job not accepted: broker unavailable") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ import orjson
 from aiohttp import web
 
 POOL = web.AppKey("postgres_pool", asyncpg.Pool)
+# What a query raises when Postgres is down or unreachable (not a bug in the query).
+DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,5 @@ def apply_migrations(dsn: str) -> int:
 
 async def migrate(dsn: str) -> int:
     """Create the database if needed and bring its schema up to date."""
-    import asyncio
-
     await ensure_database(dsn)
     return await asyncio.to_thread(apply_migrations, dsn)

@@ -104,6 +104,7 @@ class Connection:
             decode_text=False,
         )
         self.close_code: int | None = None
+        self.hardware_id: str | None = None  # a worker's, once welcomed: in every log line
         self._outbox: collections.deque[bytes] = collections.deque()
         self._wakeup = asyncio.Event()
         self._flushed = asyncio.Event()
@@ -115,7 +116,14 @@ class Connection:
 
     @property
     def log_context(self) -> dict[str, object]:
-        return {"connection_id": self.id, "remote": self.remote, "role": self.role}
+        context: dict[str, object] = {
+            "connection_id": self.id,
+            "remote": self.remote,
+            "role": self.role,
+        }
+        if self.hardware_id is not None:
+            context["hardware_id"] = self.hardware_id
+        return context
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Connection]:

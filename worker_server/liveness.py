@@ -8,9 +8,10 @@ import logging
 from aiohttp import web
 
 from shared.backoff import Backoff
-from shared.db import POOL
+from shared.db import DATABASE_ERRORS, POOL
+from shared.metrics import BROKER_ERRORS
 from worker_server.store import close_rows_left_open, close_stale_rows, touch_worker_rows
-from worker_server.ws import DATABASE_ERRORS, OPEN_ROWS, SETTINGS
+from worker_server.ws import OPEN_ROWS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ async def keep_worker_rows(app: web.Application) -> None:
             closed = await close_rows_left_open(pool, settings.server_instance)
             break
         except DATABASE_ERRORS as error:
+            BROKER_ERRORS.labels(broker="postgres").inc()
             log.warning("worker_rows_cleanup_failed", extra={"error": repr(error)})
             await backoff.sleep()
     log.info("worker_rows_left_open_closed", extra={"count": closed})
@@ -34,6 +36,7 @@ async def keep_worker_rows(app: web.Application) -> None:
             await touch_worker_rows(pool, list(app[OPEN_ROWS]))
             stale = await close_stale_rows(pool, settings.stale_after_seconds)
         except DATABASE_ERRORS as error:
+            BROKER_ERRORS.labels(broker="postgres").inc()
             log.warning("worker_rows_refresh_failed", extra={"error": repr(error)})
             continue
         if stale:

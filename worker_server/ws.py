@@ -6,12 +6,17 @@ import asyncio
 import collections
 import logging
 
-import asyncpg
 from aiohttp import web
 
-from shared.db import POOL
+from shared.db import DATABASE_ERRORS, POOL
 from shared.filters import JobUpdate, NewerJobsOnly
-from shared.metrics import CONNECTIONS, CONNECTIONS_REFUSED, CONNECTIONS_TOTAL, LATENCY
+from shared.metrics import (
+    BROKER_ERRORS,
+    CONNECTIONS,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_TOTAL,
+    LATENCY,
+)
 from shared.protocol import (
     ProtocolError,
     SolutionMessage,
@@ -33,7 +38,6 @@ TASKS = web.AppKey("known_tasks", KnownTasks)
 PER_IP = web.AppKey("connections_per_ip", collections.Counter)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 ROLE = "worker"
-DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 log = logging.getLogger(__name__)
 
 
@@ -112,13 +116,12 @@ async def _open_row(app: web.Application, connection: Connection, welcome: Welco
             app[POOL], welcome, connection.remote, app[SETTINGS].server_instance
         )
     except DATABASE_ERRORS as error:
+        BROKER_ERRORS.labels(broker="postgres").inc()
         log.error("worker_row_failed", extra={**connection.log_context, "error": repr(error)})
         raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
     app[OPEN_ROWS].add(row_id)
-    log.info(
-        "worker_connected",
-        extra={**connection.log_context, "hardware_id": welcome.hardware_id, "worker_row": row_id},
-    )
+    connection.hardware_id = welcome.hardware_id
+    log.info("worker_connected", extra={**connection.log_context, "worker_row": row_id})
     return row_id
 
 
@@ -140,6 +143,7 @@ async def _handle_solution(
     try:
         known = await app[TASKS].exists(app[POOL], solution.task_id)
     except DATABASE_ERRORS:
+        BROKER_ERRORS.labels(broker="postgres").inc()
         raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
     if not known:
         await connection.invalid("unknown_task", f"task {solution.task_id} does not exist")
@@ -164,6 +168,7 @@ async def _close_row(app: web.Application, row_id: int, connection: Connection) 
     try:
         await close_worker_row(app[POOL], row_id, connection.close_code)
     except DATABASE_ERRORS as error:  # the stale-row sweep closes it later
+        BROKER_ERRORS.labels(broker="postgres").inc()
         log.warning("worker_row_close_failed", extra={"worker_row": row_id, "error": repr(error)})
     log.info(
         "worker_disconnected",

@@ -1,0 +1,139 @@
+"""The HTTP API of node_server: read API, REST job submission, OpenAPI, dashboard.
+
+Every route is listed once in `ROUTES` with who may call it: `admin` (the
+admin token, when set), `node` (the nodes' auth tokens, when set) or `public`.
+Errors are JSON `{"error", "detail"}` with a 4xx/503 status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from node_server import params, queries
+from node_server.settings import NodeServerSettings
+from node_server.ws import ROLE, SETTINGS
+from shared.db import DATABASE_ERRORS, POOL
+from shared.metrics import BROKER_ERRORS
+from shared.ws import CONNECTIONS, authorized, unauthorized
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """JSON through orjson: datetimes as ISO 8601; asyncpg's UUIDs (not uuid.UUID) as str."""
+    return web.Response(
+        body=orjson.dumps(body, default=str),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(status: int, error: str, detail: str) -> web.Response:
+    return json_response({"error": error, "detail": detail}, status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Under /api: client mistakes and outages as JSON, logged without tracebacks."""
+    if not request.path.startswith("/api"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except params.ApiError as error:
+        return error_response(error.status, error.error, error.detail)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(error.status, error.reason.lower().replace(" ", "_"), error.text)
+    except DATABASE_ERRORS as error:
+        BROKER_ERRORS.labels(broker="postgres").inc()
+        log.error("api_database_error", extra={"path": request.path, "error": repr(error)})
+        return error_response(503, "unavailable", "the database is unavailable, retry later")
+
+
+def guarded(access: str, handler: Handler) -> Handler:
+    """The handler behind the token check its access level asks for."""
+
+    async def check(request: web.Request) -> web.StreamResponse:
+        settings: NodeServerSettings = request.app[SETTINGS]
+        if access == "admin" and settings.admin_token is not None:
+            if not authorized(request, [settings.admin_token]):
+                return unauthorized()
+        if access == "node" and not authorized(request, settings.auth_tokens):
+            return unauthorized()
+        return await handler(request)
+
+    return check
+
+
+def page(items: list[dict[str, Any]], limit: int, cursor: str) -> dict[str, Any]:
+    """A page and the `before` value of the next one (null on the last page)."""
+    following = items[-1][cursor] if len(items) == limit else None
+    return {"items": items, "next_before": following}
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_response(await current_stats(request.app))
+
+
+async def current_stats(app: web.Application) -> dict[str, Any]:
+    row = await queries.stats(app[POOL])
+    here = collections.Counter(connection.role for connection in app[CONNECTIONS])
+    return {
+        # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
+        "workers": {"connected": row["connected_workers"], "connected_here": here["worker"]},
+        "nodes": {"connected_here": here[ROLE]},
+        "current_height": row["current_height"],
+        "jobs": {"last_minute": row["jobs_minute"], "last_hour": row["jobs_hour"]},
+        "solutions": {"last_minute": row["solutions_minute"], "last_hour": row["solutions_hour"]},
+    }
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    limit = params.limit(request)
+    before = params.integer(request, "before", None)
+    return json_response(
+        page(await queries.jobs(request.app[POOL], limit, before), limit, "block_height")
+    )
+
+
+async def get_job(request: web.Request) -> web.Response:
+    task_id = params.task_id(request)
+    job = await queries.job(request.app[POOL], task_id)
+    if job is None:
+        raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
+    return json_response(job)
+
+
+async def job_solutions(request: web.Request) -> web.Response:
+    task_id = params.task_id(request)
+    limit = params.limit(request)
+    before = params.integer(request, "before", None)
+    pool = request.app[POOL]
+    if await queries.job(pool, task_id) is None:
+        raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
+    return json_response(page(await queries.solutions(pool, task_id, limit, before), limit, "id"))
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    connected = params.boolean(request, "connected")
+    limit = params.limit(request)
+    before = params.integer(request, "before", None)
+    rows = await queries.workers(request.app[POOL], connected, limit, before)
+    return json_response(page(rows, limit, "id"))
+
+
+async def worker_stats(request: web.Request) -> web.Response:
+    hardware_id = request.match_info["hardware_id"]
+    window = params.window_seconds(request)
+    row = await queries.worker_stats(request.app[POOL], hardware_id, window)
+    if row is None:
+        raise params.ApiError(404, "not_found", f"no worker with hardware_id {hardware_id[:255]!r}")
+    return json_response({"hardware_id": hardware_id, "window_seconds": window, **row})

@@ -1,0 +1,163 @@
+"""The read API's SQL: every query the API and dashboard run, in one place.
+
+Pages are keyset-paginated (`before` an id or height, newest first) so a page
+costs the same however deep it is and rows arriving meanwhile don't shift it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+JOB_COLUMNS = "task_id, block_height, epoch_challenge, created_at, broadcast_at"
+SOLUTION_COLUMNS = (
+    "id, task_id, nonce, hardware_id, caption, solution, solution_target, valid, checked, "
+    "created_at, broadcast_at"
+)
+WORKER_COLUMNS = (
+    "id, hardware_id, caption, address, hardware, ip, remote_ip, server_instance, "
+    "connected_at, last_seen_at, disconnected_at, close_code"
+)
+
+STATS = """
+SELECT
+  (SELECT count(*) FROM worker WHERE disconnected_at IS NULL) AS connected_workers,
+  (SELECT max(block_height) FROM job) AS current_height,
+  (SELECT count(*) FROM job WHERE created_at > now() - interval '1 minute') AS jobs_minute,
+  (SELECT count(*) FROM job WHERE created_at > now() - interval '1 hour') AS jobs_hour,
+  (SELECT count(*) FROM solution WHERE created_at > now() - interval '1 minute')
+    AS solutions_minute,
+  (SELECT count(*) FROM solution WHERE created_at > now() - interval '1 hour') AS solutions_hour
+"""
+
+PER_MINUTE = """
+WITH minutes AS (
+  SELECT generate_series(
+    date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+    date_trunc('minute', now()),
+    interval '1 minute'
+  ) AS minute
+)
+SELECT m.minute,
+  (SELECT count(*) FROM job j
+     WHERE j.created_at >= m.minute AND j.created_at < m.minute + interval '1 minute') AS jobs,
+  (SELECT count(*) FROM solution s
+     WHERE s.created_at >= m.minute AND s.created_at < m.minute + interval '1 minute')
+     AS solutions
+FROM minutes m ORDER BY m.minute
+"""
+
+BUSIEST = """
+SELECT hardware_id, count(*) AS solutions, max(created_at) AS last_solution_at
+FROM solution WHERE created_at > now() - make_interval(secs => $1)
+GROUP BY hardware_id ORDER BY solutions DESC, hardware_id LIMIT $2
+"""
+
+
+def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [dict(record) for record in records]
+
+
+async def stats(pool: asyncpg.Pool) -> dict[str, Any]:
+    return dict(await pool.fetchrow(STATS))
+
+
+async def jobs(pool: asyncpg.Pool, limit: int, before: int | None) -> list[dict[str, Any]]:
+    """Newest first by block height; `before` is exclusive."""
+    return _rows(
+        await pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM job WHERE ($1::bigint IS NULL OR block_height < $1) "
+            "ORDER BY block_height DESC LIMIT $2",
+            before,
+            limit,
+        )
+    )
+
+
+async def job(pool: asyncpg.Pool, task_id: uuid.UUID) -> dict[str, Any] | None:
+    record = await pool.fetchrow(
+        f"SELECT {JOB_COLUMNS}, "
+        "(SELECT count(*) FROM solution s WHERE s.task_id = job.task_id) AS solution_count "
+        "FROM job WHERE task_id = $1",
+        task_id,
+    )
+    return None if record is None else dict(record)
+
+
+async def solutions(
+    pool: asyncpg.Pool, task_id: uuid.UUID, limit: int, before: int | None
+) -> list[dict[str, Any]]:
+    """A task's solutions, newest first by id; `before` is an exclusive id."""
+    return _rows(
+        await pool.fetch(
+            f"SELECT {SOLUTION_COLUMNS} FROM solution "
+            "WHERE task_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            task_id,
+            before,
+            limit,
+        )
+    )
+
+
+async def solutions_at_height(
+    pool: asyncpg.Pool, height: int, min_target: int, after: int, limit: int
+) -> list[asyncpg.Record]:
+    """Stored solutions for a block height, oldest first from an exclusive id `after`."""
+    return await pool.fetch(
+        "SELECT s.id, s.solution FROM solution s JOIN job j ON j.task_id = s.task_id "
+        "WHERE j.block_height = $1 AND s.solution_target >= $2 AND s.id > $3 "
+        "ORDER BY s.id LIMIT $4",
+        height,
+        min_target,
+        after,
+        limit,
+    )
+
+
+async def workers(
+    pool: asyncpg.Pool, connected: bool | None, limit: int, before: int | None
+) -> list[dict[str, Any]]:
+    """Worker connections (one row each), newest first by id."""
+    return _rows(
+        await pool.fetch(
+            f"SELECT {WORKER_COLUMNS} FROM worker "
+            "WHERE ($1::bool IS NULL OR (disconnected_at IS NULL) = $1) "
+            "AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            connected,
+            before,
+            limit,
+        )
+    )
+
+
+async def worker_stats(
+    pool: asyncpg.Pool, hardware_id: str, window_seconds: int
+) -> dict[str, Any] | None:
+    """Solutions of one hardware id within the window; None if it is unknown."""
+    record = await pool.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM worker WHERE hardware_id = $1) AS connections,
+          (SELECT count(*) FROM worker WHERE hardware_id = $1 AND disconnected_at IS NULL)
+            AS connected,
+          (SELECT max(last_seen_at) FROM worker WHERE hardware_id = $1) AS last_seen_at,
+          (SELECT count(*) FROM solution WHERE hardware_id = $1
+             AND created_at > now() - make_interval(secs => $2)) AS solutions,
+          (SELECT count(*) FROM solution WHERE hardware_id = $1) AS solutions_total
+        """,
+        hardware_id,
+        float(window_seconds),
+    )
+    if record["connections"] == 0 and record["solutions_total"] == 0:
+        return None
+    return dict(record)
+
+
+async def per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
+    return _rows(await pool.fetch(PER_MINUTE, minutes))
+
+
+async def busiest(pool: asyncpg.Pool, window_seconds: int, limit: int) -> list[dict[str, Any]]:
+    return _rows(await pool.fetch(BUSIEST, float(window_seconds), limit))

@@ -1,0 +1,56 @@
+"""REST for nodes that can't hold a websocket: submit a job, poll for its solutions."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from node_server import params, queries
+from node_server.api import json_response
+from node_server.params import ApiError
+from node_server.submit import submit_job
+from node_server.ws import SETTINGS
+from shared.db import POOL
+from shared.protocol import NodeJob, ProtocolError, now_ns, parse
+from shared.rabbit import PublishRefused
+
+log = logging.getLogger(__name__)
+
+
+async def post_job(request: web.Request) -> web.Response:
+    """POST /api/jobs: a node's job over HTTP, 202 once RabbitMQ confirmed it."""
+    received_at = now_ns()
+    settings = request.app[SETTINGS]
+    body = await request.read()
+    if len(body) > settings.max_message_bytes:
+        raise ApiError(413, "too_large", f"body larger than {settings.max_message_bytes} bytes")
+    try:
+        job = parse(NodeJob, body)
+    except ProtocolError as error:
+        raise ApiError(400, error.code, error.detail) from None
+    try:
+        await submit_job(request.app, job, received_at)
+    except PublishRefused as error:
+        log.error("job_publish_refused", extra={"remote": request.remote, "error": str(error)})
+        raise ApiError(503, "unavailable", "job not accepted: broker unavailable") from None
+    poll = f"/api/jobs/by-height/{job.block_height}/solutions?min_target={job.proof_target}"
+    return json_response(
+        {"status": "accepted", "block_height": job.block_height, "poll": poll}, status=202
+    )
+
+
+async def solutions_at_height(request: web.Request) -> web.Response:
+    """Stored solutions for a height, as the workers submitted them; poll with `after`."""
+    height = params.path_integer(request, "block_height")
+    min_target = params.integer(request, "min_target", 0)
+    after = params.integer(request, "after", 0)
+    limit = params.limit(request)
+    rows = await queries.solutions_at_height(request.app[POOL], height, min_target, after, limit)
+    return json_response(
+        {
+            "block_height": height,
+            "solutions": [row["solution"] for row in rows],
+            "next_after": rows[-1]["id"] if rows else after,
+        }
+    )

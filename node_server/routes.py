@@ -1,0 +1,32 @@
+"""Every HTTP route of node_server besides the websocket, with who may call it.
+
+`admin`: the admin token when `admin_token` is set; `node`: one of the nodes'
+`auth_tokens` when set; `public`: anyone.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node_server import api, dashboard, rest
+from node_server.openapi import openapi
+
+ROUTES: list[tuple[str, str, api.Handler, str]] = [
+    ("GET", "/api/openapi.json", openapi, "public"),
+    ("GET", "/api/stats", api.stats, "admin"),
+    ("GET", "/api/dashboard", dashboard.data, "admin"),
+    ("GET", "/api/jobs", api.list_jobs, "admin"),
+    ("POST", "/api/jobs", rest.post_job, "node"),
+    ("GET", "/api/jobs/by-height/{block_height}/solutions", rest.solutions_at_height, "node"),
+    ("GET", "/api/jobs/{task_id}", api.get_job, "admin"),
+    ("GET", "/api/jobs/{task_id}/solutions", api.job_solutions, "admin"),
+    ("GET", "/api/workers", api.list_workers, "admin"),
+    ("GET", "/api/workers/{hardware_id}/stats", api.worker_stats, "admin"),
+    ("GET", "/dashboard", dashboard.page, "admin"),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(api.api_errors)
+    for method, path, handler, access in ROUTES:
+        app.router.add_route(method, path, api.guarded(access, handler))
