@@ -47,7 +47,8 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
                 await page.wait_for(f"{busiest_table}.includes('{hardware[0]}')")
                 assert await page.wait_for(f"{_number('nodes')} === '1'")
                 assert await page.evaluate("document.querySelectorAll('#chart path').length") == 2
-                assert await page.evaluate("document.getElementById('status').className") == ""
+                # a poll may fail under load; the page must recover by itself
+                assert await page.wait_for("document.getElementById('status').className === ''")
                 await page.screenshot(SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 10_000
 
