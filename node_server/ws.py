@@ -10,7 +10,7 @@ from aiohttp import web
 from node_server.settings import NodeServerSettings
 from shared.filters import NodeExpectations, SolutionUpdate
 from shared.metrics import CONNECTIONS, CONNECTIONS_TOTAL, LATENCY
-from shared.protocol import JobMessage, NodeJob, ProtocolError, encode, now_ns, parse
+from shared.protocol import JobMessage, NodeJob, ProtocolError, check_size, encode, now_ns, parse
 from shared.rabbit import PublishRefused
 from shared.server import FANOUT, PUBLISHER, registered, subscribed
 from shared.ws import Close, CloseConnection, Connection, authorized, unauthorized
@@ -62,6 +62,7 @@ async def _handle_job(
     received_at = now_ns()
     try:
         job = parse(NodeJob, frame)
+        check_size("epoch_challenge", job.epoch_challenge, connection.settings.max_object_bytes)
     except ProtocolError as error:
         await connection.invalid(error.code, error.detail)
         return

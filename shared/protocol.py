@@ -196,6 +196,13 @@ def parse(model: type[M], data: bytes | str) -> M:
         raise ProtocolError("invalid_message", describe(error)) from None
 
 
+def check_size(name: str, value: dict[str, Any], limit: int) -> None:
+    """Refuse an object whose JSON is larger than `limit` bytes (what we would store)."""
+    size = len(orjson.dumps(value))
+    if size > limit:
+        raise ProtocolError("invalid_message", f"{name}: larger than {limit} bytes ({size})")
+
+
 def job_frame(record: JobRecord) -> bytes:
     """The frame every worker receives for a job: exactly these two keys."""
     return orjson.dumps({"task_id": str(record.task_id), "epoch_challenge": record.epoch_challenge})

@@ -84,6 +84,12 @@ class WebsocketServerSettings(ServiceSettings):
     max_message_bytes: int = Field(
         65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
     )
+    max_object_bytes: int = Field(
+        16384,
+        ge=64,
+        description="Largest epoch_challenge (node) or solution (worker) object, as JSON; "
+        "larger ones are invalid frames. Bounds what one message can make us store.",
+    )
     max_invalid_messages: int = Field(
         20, ge=1, description="Invalid frames tolerated before closing with 1008."
     )

@@ -33,6 +33,7 @@ def nested(depth: int) -> dict[str, Any]:
 async def limited(start_servers) -> AsyncIterator[Stack]:
     async with start_servers(
         max_invalid_messages=3,
+        max_object_bytes=1024,
         worker={"max_connections_per_ip": 3},
     ) as servers:
         yield servers
@@ -194,3 +195,25 @@ async def test_binary_and_text_frames_are_both_parsed(limited: Stack) -> None:
         await node.send("[1]")
         details = [(await node.receive())["detail"] for _ in range(2)]
     assert details == ["message must be a JSON object"] * 2
+
+
+async def test_objects_larger_than_max_object_bytes_are_refused(
+    limited: Stack, db: asyncpg.Pool
+) -> None:
+    big_challenge = {"pad": "x" * 1100}
+    body = {**solution_body(), "pad": "y" * 1100}
+    task_id = str(uuid.uuid4())
+    async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
+        node, worker = Worker(node_ws), Worker(worker_ws)
+        await worker.send(welcome())
+        node_error = await _error_for(
+            node, {**job(next_height()), "epoch_challenge": big_challenge}
+        )
+        worker_error = await _error_for(worker, solution(task_id, body=body))
+    assert node_error["detail"] == "epoch_challenge: larger than 1024 bytes (1110)"
+    assert worker_error["code"] == "invalid_message"
+    assert worker_error["detail"].startswith("solution: larger than 1024 bytes (")
+    stored = await db.fetchval(
+        "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert stored == 0

@@ -16,6 +16,7 @@ from shared.protocol import (
     SolutionMessage,
     Welcome,
     WorkerSolution,
+    check_size,
     encode,
     now_ns,
     parse,
@@ -129,6 +130,7 @@ async def _handle_solution(
     received_at = now_ns()
     try:
         solution = parse(WorkerSolution, frame)
+        check_size("solution", solution.solution, connection.settings.max_object_bytes)
     except ProtocolError as error:
         await connection.invalid(error.code, error.detail)
         return
