@@ -85,6 +85,8 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
         port=settings.port,
         ssl_context=ssl_context,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # Also the deadline for a request still arriving: no slow trickle holds a socket.
+        keepalive_timeout=settings.http_idle_timeout_seconds,
         access_log=None,
         print=None,
         handle_signals=True,

@@ -69,6 +69,13 @@ class ServiceSettings(BaseSettings):
     auto_migrate: bool = Field(
         False, description="Apply database migrations at start-up (else run the setup)."
     )
+    http_idle_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection that has not completed a request (or an upgrade) "
+        "within this time is closed; bounds half-sent requests.",
+    )
     shutdown_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Deadline for a graceful shutdown."
     )

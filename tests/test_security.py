@@ -157,7 +157,9 @@ def worker_server_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]
             process.wait(10)
 
 
-async def _wait_ready(url: str, ssl_context: ssl.SSLContext, process: subprocess.Popen) -> None:
+async def _wait_ready(
+    url: str, ssl_context: ssl.SSLContext | None, process: subprocess.Popen
+) -> None:
     async with aiohttp.ClientSession() as session, asyncio.timeout(30):
         while process.poll() is None:
             with contextlib.suppress(aiohttp.ClientError):
@@ -210,6 +212,30 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
     assert output.count('"worker_connected"') == 2, output
     for secret in ("s3cret", "wrong-token", "guest:guest", backends.postgres_dsn):
         assert secret not in output
+
+
+async def test_half_sent_requests_are_dropped_after_the_idle_timeout(backends: Backends) -> None:
+    port = free_port()
+    env = {
+        **backends.env("WORKER_SERVER_"),
+        "WORKER_SERVER_PORT": str(port),
+        "WORKER_SERVER_HOST": "127.0.0.1",
+        "WORKER_SERVER_HTTP_IDLE_TIMEOUT_SECONDS": "1",
+        "WORKER_SERVER_SERVER_INSTANCE": "idle-test",
+    }
+    with worker_server_process(env) as process:
+        await _wait_ready(f"http://127.0.0.1:{port}/healthz", None, process)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: ")
+            async with asyncio.timeout(20):  # one byte at a time, never finishing
+                while not reader.at_eof():
+                    writer.write(b"a")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(reader.read(100), 0.2)
+        finally:
+            writer.close()
+        assert process.poll() is None  # dropped the socket, still serving
 
 
 @pytest.mark.parametrize("service", SERVICES)
