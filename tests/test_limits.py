@@ -147,9 +147,10 @@ async def test_epoch_challenge_at_the_depth_limit_is_accepted(limited: Stack) ->
     async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
         worker = Worker(worker_ws)
         await worker.send(welcome())
-        await Worker(node_ws).send({**job(height), "epoch_challenge": nested(MAX_JSON_DEPTH)})
-        frame = await worker.receive(timeout=10)
-    assert frame["epoch_challenge"] == nested(MAX_JSON_DEPTH)
+        deep = {**nested(MAX_JSON_DEPTH), "epoch_number": height}
+        await Worker(node_ws).send({**job(height), "epoch_challenge": deep})
+        frame = await worker.job_for(height, timeout=10)
+    assert frame["epoch_challenge"] == deep
 
 
 @pytest.mark.parametrize(
