@@ -6,7 +6,11 @@ length (3000) are covered in test_edges.py; this module covers the rest.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -218,3 +222,48 @@ async def test_objects_larger_than_max_object_bytes_are_refused(
         "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)
     )
     assert stored == 0
+
+
+async def _raw_worker(address: str, hello: dict[str, Any]) -> asyncio.StreamWriter:
+    """A worker that sends its welcome and then never reads: tiny buffers, no reading."""
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    payload, mask = orjson.dumps(hello), os.urandom(4)
+    assert 125 < len(payload) < 65536
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+    writer.write(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    await writer.drain()
+    return writer
+
+
+async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
+    start_servers, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    hello = welcome()
+    async with start_servers(worker={"send_queue_size": 4}) as servers:
+        writer = await _raw_worker(servers.worker_http.removeprefix("http://"), hello)
+        try:
+            async with connect(servers.node_url) as ws, asyncio.timeout(60):
+                node = Worker(ws)
+                close_code = None
+                while close_code is None:  # big jobs until the server gives up on the worker
+                    height = next_height()
+                    await node.send({**job(height), "epoch_challenge": {"pad": "x" * 15000}})
+                    close_code = await db.fetchval(
+                        "SELECT close_code FROM worker WHERE hardware_id = $1",
+                        hello["hardware_id"],
+                    )
+        finally:
+            writer.close()
+    assert close_code == 1008  # the client can't read the reason: its buffers are full
+    assert any(r.getMessage() == "slow_consumer" for r in caplog.records)
