@@ -91,6 +91,8 @@ async def _drain(ws: aiohttp.ClientWebSocketResponse, outcomes: Outcomes, label:
                 frame = orjson.loads(message.data)
                 outcomes.answers[frame.get("code", "job")] += 1
                 continue
+            # 1006 after an oversize frame: the server closed with 1009 while we were
+            # still writing, and the reset discarded its close frame on our side.
             reason = re.sub(r"\d+", "N", str(message.extra or ""))[:40]
             outcomes.ends[f"{label} closed {ws.close_code} {reason}".strip()] += 1
             return
