@@ -9,10 +9,10 @@ from aiohttp import web
 from node_server import params, queries
 from node_server.api import json_response
 from node_server.params import ApiError
-from node_server.submit import submit_job
+from node_server.submit import parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
-from shared.protocol import NodeJob, ProtocolError, now_ns, parse
+from shared.protocol import ProtocolError, now_ns
 from shared.rabbit import PublishRefused
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ async def post_job(request: web.Request) -> web.Response:
     if len(body) > settings.max_message_bytes:
         raise ApiError(413, "too_large", f"body larger than {settings.max_message_bytes} bytes")
     try:
-        job = parse(NodeJob, body)
+        job = parse_job(body, settings)
     except ProtocolError as error:
         raise ApiError(400, error.code, error.detail) from None
     try:

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.protocol import JobMessage, NodeJob, encode
+from shared.protocol import JobMessage, NodeJob, check_size, encode, parse
 from shared.server import PUBLISHER
+from shared.settings import WebsocketServerSettings
+
+
+def parse_job(data: bytes, settings: WebsocketServerSettings) -> NodeJob:
+    """A node's job from a frame or request body; raises `ProtocolError` when invalid."""
+    job = parse(NodeJob, data)
+    check_size("epoch_challenge", job.epoch_challenge, settings.max_object_bytes)
+    return job
 
 
 async def submit_job(app: web.Application, job: NodeJob, received_at: int) -> None:

@@ -8,10 +8,10 @@ import time
 from aiohttp import web
 
 from node_server.settings import NodeServerSettings
-from node_server.submit import submit_job
+from node_server.submit import parse_job, submit_job
 from shared.filters import NodeExpectations, SolutionUpdate
 from shared.metrics import CONNECTIONS, CONNECTIONS_REFUSED, CONNECTIONS_TOTAL, LATENCY
-from shared.protocol import NodeJob, ProtocolError, now_ns, parse
+from shared.protocol import ProtocolError, now_ns
 from shared.rabbit import PublishRefused
 from shared.server import FANOUT, registered, subscribed
 from shared.ws import Close, CloseConnection, Connection, authorized, unauthorized
@@ -63,7 +63,7 @@ async def _handle_job(
 ) -> None:
     received_at = now_ns()
     try:
-        job = parse(NodeJob, frame)
+        job = parse_job(frame, connection.settings)
     except ProtocolError as error:
         await connection.invalid(error.code, error.detail)
         return

@@ -21,11 +21,14 @@ Int64 = Annotated[StrictInt, Field(ge=0, le=MAX_INT64)]
 
 
 def _storable(value: dict[str, Any]) -> dict[str, Any]:
-    """Reject what Postgres jsonb can't hold (NUL) and nesting deep enough to hurt."""
+    """Reject what Postgres jsonb can't hold (NUL) and nesting deep enough to hurt.
+
+    Depth counts objects and arrays: `{"a": {"b": 1}}` is 2 levels deep.
+    """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if level > MAX_JSON_DEPTH:
+        if isinstance(item, dict | list) and level > MAX_JSON_DEPTH:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, dict):
             for key, child in item.items():
@@ -191,6 +194,13 @@ def parse(model: type[M], data: bytes | str) -> M:
         return model.model_validate(value)
     except ValidationError as error:
         raise ProtocolError("invalid_message", describe(error)) from None
+
+
+def check_size(name: str, value: dict[str, Any], limit: int) -> None:
+    """Refuse an object whose JSON is larger than `limit` bytes (what we would store)."""
+    size = len(orjson.dumps(value))
+    if size > limit:
+        raise ProtocolError("invalid_message", f"{name}: larger than {limit} bytes ({size})")
 
 
 def job_frame(record: JobRecord) -> bytes:

@@ -68,7 +68,8 @@ async def retry(what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> A
 
 
 def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None:
+    """The server-side context for wss://, or None to serve plain ws://."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
@@ -84,6 +85,8 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
         port=settings.port,
         ssl_context=ssl_context,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # Also the deadline for a request still arriving: no slow trickle holds a socket.
+        keepalive_timeout=settings.http_idle_timeout_seconds,
         access_log=None,
         print=None,
         handle_signals=True,

@@ -8,17 +8,20 @@ Defaults work against the local stack (`make run`).
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 FanoutMode = Literal["shared", "per_connection"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def _split_tokens(value: object) -> object:
@@ -57,14 +60,21 @@ class ServiceSettings(BaseSettings):
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
-    kafka_sasl_mechanism: str | None = Field(
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
         None, description="Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."
     )
     kafka_sasl_username: str | None = Field(None, description="Kafka SASL user.")
     kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password.")
-    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for Kafka TLS.")
+    kafka_ssl_cafile: FilePath | None = Field(None, description="CA bundle for Kafka TLS.")
     auto_migrate: bool = Field(
         False, description="Apply database migrations at start-up (else run the setup)."
+    )
+    http_idle_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection that has not completed a request (or an upgrade) "
+        "within this time is closed; bounds half-sent requests.",
     )
     shutdown_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Deadline for a graceful shutdown."
@@ -80,6 +90,12 @@ class WebsocketServerSettings(ServiceSettings):
     )
     max_message_bytes: int = Field(
         65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
+    )
+    max_object_bytes: int = Field(
+        16384,
+        ge=64,
+        description="Largest epoch_challenge (node) or solution (worker) object, as JSON; "
+        "larger ones are invalid frames. Bounds what one message can make us store.",
     )
     max_invalid_messages: int = Field(
         20, ge=1, description="Invalid frames tolerated before closing with 1008."
@@ -102,6 +118,22 @@ class WebsocketServerSettings(ServiceSettings):
     tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
 
     _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
+
+    @model_validator(mode="after")
+    def _tls_files_usable(self) -> WebsocketServerSettings:
+        """Both TLS files or neither, and loadable: fail at start-up, not at first use."""
+        cert, key = self.tls_cert_file, self.tls_key_file
+        if (cert is None) != (key is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if cert is not None and key is not None:
+            for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+                if not (path.is_file() and os.access(path, os.R_OK)):
+                    raise ValueError(f"{name}: {path} is not a readable file")
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"TLS certificate/key unusable: {error}") from None
+        return self
 
 
 class ConsumerSettings(ServiceSettings):
@@ -140,6 +172,8 @@ def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None
         prefix = settings_class.model_config.get("env_prefix", "")
         problems = "; ".join(
             f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            if e["loc"]
+            else e["msg"].removeprefix("Value error, ")
             for e in error.errors()
         )
         print(f"error: invalid setting {problems}", file=sys.stderr)

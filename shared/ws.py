@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import hmac
 import itertools
 import logging
@@ -36,7 +37,6 @@ class Close(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     UNAVAILABLE = 1011
-    AT_CAPACITY = 1013
     INVALID_WELCOME = 3000
 
 
@@ -50,7 +50,11 @@ class CloseConnection(Exception):
 
 
 def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
-    """Bearer header or ?token=, compared in constant time against every token."""
+    """Bearer header or ?token=, compared in constant time against every token.
+
+    Both sides are hashed first so the comparison does not even leak the
+    length of a configured token; every token is compared, match or not.
+    """
     tokens = list(tokens)
     if not tokens:
         return True
@@ -58,9 +62,14 @@ def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
     offered = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
     if not offered:
         return False
-    given = offered.encode()
-    matches = [hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens]
+    given = _digest(offered)
+    matches = [hmac.compare_digest(given, _digest(t.get_secret_value())) for t in tokens]
     return any(matches)
+
+
+def _digest(token: str) -> bytes:
+    # surrogateescape: header bytes that were not UTF-8 must not raise here.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def unauthorized() -> web.Response:

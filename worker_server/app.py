@@ -1,7 +1,5 @@
 """Wiring of worker_server: the worker websocket at `/`, liveness sweep, health."""
 
-import collections
-
 from aiohttp import web
 
 from shared.filters import decode_job
@@ -9,10 +7,11 @@ from shared.kafka import JOB_TOPIC
 from shared.rabbit import SOLUTION_EXCHANGE
 from shared.server import create_websocket_app
 from shared.service import background
+from worker_server.admission import Admission
 from worker_server.liveness import keep_worker_rows
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks
-from worker_server.ws import OPEN_ROWS, PER_IP, SETTINGS, TASKS, worker_socket
+from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASKS, worker_socket
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
@@ -26,7 +25,7 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TASKS] = KnownTasks()
-    app[PER_IP] = collections.Counter()
+    app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
     app.router.add_get("/", worker_socket)

@@ -14,10 +14,10 @@ class WorkerServerSettings(WebsocketServerSettings):
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )
     max_connections: int = Field(
-        20000, ge=1, description="Open worker connections this process accepts (else 1013)."
+        20000, ge=1, description="Open worker connections this process accepts (else HTTP 503)."
     )
     max_connections_per_ip: int = Field(
-        256, ge=1, description="Open worker connections per remote IP (else 1013)."
+        256, ge=1, description="Open worker connections per remote IP (else HTTP 503)."
     )
     server_instance: str = Field(
         default_factory=default_instance_name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 from aiohttp import web
@@ -22,20 +21,21 @@ from shared.protocol import (
     SolutionMessage,
     Welcome,
     WorkerSolution,
+    check_size,
     encode,
     now_ns,
     parse,
 )
 from shared.rabbit import PublishRefused
 from shared.server import FANOUT, PUBLISHER, registered, subscribed
-from shared.ws import CONNECTIONS as OPEN_CONNECTIONS
 from shared.ws import Close, CloseConnection, Connection, authorized, unauthorized
+from worker_server.admission import Admission, refused
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, close_worker_row, open_worker_row
 
 SETTINGS = web.AppKey("settings", WorkerServerSettings)
 TASKS = web.AppKey("known_tasks", KnownTasks)
-PER_IP = web.AppKey("connections_per_ip", collections.Counter)
+ADMISSION = web.AppKey("admission", Admission)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 ROLE = "worker"
 log = logging.getLogger(__name__)
@@ -60,38 +60,34 @@ async def worker_socket(request: web.Request) -> web.StreamResponse:
     if not authorized(request, settings.auth_tokens):
         CONNECTIONS_REFUSED.labels(role=ROLE, reason="unauthorized").inc()
         return unauthorized()
+    remote = request.remote or "unknown"
+    admission = app[ADMISSION]
+    if (refusal := admission.refusal(remote)) is not None:
+        CONNECTIONS_REFUSED.labels(role=ROLE, reason=refusal).inc()
+        return refused(refusal)
+    with admission.holding(remote):
+        return await _worker_connection(request)
+
+
+async def _worker_connection(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[SETTINGS]
     connection = Connection(request, settings, ROLE)
-    per_ip = app[PER_IP]
-    per_ip[connection.remote] += 1
     CONNECTIONS_TOTAL.labels(role=ROLE).inc()
     CONNECTIONS.labels(role=ROLE).inc()
     row_id: int | None = None
     try:
         async with connection.open():
             with registered(app, connection):
-                _check_capacity(app, connection)
                 welcome = await _receive_welcome(connection, settings.welcome_timeout_seconds)
                 row_id = await _open_row(app, connection, welcome)
                 await _serve(app, connection, welcome)
     finally:
-        per_ip[connection.remote] -= 1
-        if per_ip[connection.remote] <= 0:
-            del per_ip[connection.remote]
         CONNECTIONS.labels(role=ROLE).dec()
         if row_id is not None:
             app[OPEN_ROWS].discard(row_id)
             await _close_row(app, row_id, connection)
     return connection.ws
-
-
-def _check_capacity(app: web.Application, connection: Connection) -> None:
-    settings = app[SETTINGS]
-    if len(app[OPEN_CONNECTIONS]) > settings.max_connections:
-        CONNECTIONS_REFUSED.labels(role=ROLE, reason="capacity").inc()
-        raise CloseConnection(Close.AT_CAPACITY, "server at connection capacity")
-    if app[PER_IP][connection.remote] > settings.max_connections_per_ip:
-        CONNECTIONS_REFUSED.labels(role=ROLE, reason="per_ip").inc()
-        raise CloseConnection(Close.AT_CAPACITY, "too many connections from this address")
 
 
 async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
@@ -137,6 +133,7 @@ async def _handle_solution(
     received_at = now_ns()
     try:
         solution = parse(WorkerSolution, frame)
+        check_size("solution", solution.solution, connection.settings.max_object_bytes)
     except ProtocolError as error:
         await connection.invalid(error.code, error.detail)
         return

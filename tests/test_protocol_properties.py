@@ -1,0 +1,200 @@
+"""Property tests of protocol parsing: anything in, only ProtocolError out.
+
+Whatever a client (or a broker) hands `parse()` — arbitrary bytes, arbitrary
+JSON, JSON shaped almost like a real message — the result is a model or a
+`ProtocolError`; an accepted message can be encoded and parses back equal.
+Valid messages generated from the wire specification round-trip unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from shared.protocol import (
+    MAX_INT64,
+    MAX_JSON_DEPTH,
+    JobMessage,
+    JobRecord,
+    NodeJob,
+    ProtocolError,
+    SolutionMessage,
+    SolutionRecord,
+    Welcome,
+    WorkerSolution,
+    encode,
+    parse,
+)
+
+INBOUND: list[type[BaseModel]] = [
+    NodeJob,
+    Welcome,
+    WorkerSolution,
+    JobMessage,
+    SolutionMessage,
+    JobRecord,
+    SolutionRecord,
+]
+FIELDS = sorted({name for model in INBOUND for name in model.model_fields} | {"partial_solution"})
+PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Any JSON value, including what orjson refuses (huge integers, lone surrogates).
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text()
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+almost_messages = st.dictionaries(
+    st.sampled_from(FIELDS) | st.text(max_size=8), json_values | st.uuids().map(str), max_size=8
+)
+
+
+def _encode_any(value: Any) -> bytes:
+    """stdlib json writes what orjson wouldn't (2**70, inf, lone surrogates)."""
+    return json.dumps(value).encode("utf-8", "surrogatepass")
+
+
+def _parses_or_refuses(model: type[BaseModel], data: bytes | str) -> None:
+    try:
+        result = parse(model, data)
+    except ProtocolError as error:
+        assert error.code == "invalid_message" and error.detail
+        return
+    assert isinstance(result, model)
+    assert parse(model, encode(result)) == result  # what we accept, we can pass on
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
+@PROPERTIES
+@given(data=st.binary(max_size=512))
+def test_arbitrary_bytes(model: type[BaseModel], data: bytes) -> None:
+    _parses_or_refuses(model, data)
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
+@PROPERTIES
+@given(value=json_values)
+def test_arbitrary_json(model: type[BaseModel], value: Any) -> None:
+    _parses_or_refuses(model, _encode_any(value))
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
+@PROPERTIES
+@given(value=almost_messages)
+def test_json_shaped_like_messages(model: type[BaseModel], value: dict[str, Any]) -> None:
+    _parses_or_refuses(model, _encode_any(value))
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
+@PROPERTIES
+@given(text=st.text(max_size=256))
+def test_arbitrary_text(model: type[BaseModel], text: str) -> None:
+    try:
+        _parses_or_refuses(model, text)
+    except UnicodeEncodeError:  # a str with lone surrogates can't even be bytes
+        pytest.skip("not representable as a frame")
+
+
+@pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
+@given(depth=st.integers(min_value=MAX_JSON_DEPTH, max_value=2000))
+@settings(max_examples=25, deadline=None)
+def test_deep_nesting_is_refused_not_a_crash(model: type[BaseModel], depth: int) -> None:
+    payload = b"[" * depth + b"]" * depth
+    _parses_or_refuses(model, b'{"epoch_challenge": {"x": ' + payload + b"}}")
+    _parses_or_refuses(model, b'{"solution": {"x": ' + payload + b"}}")
+
+
+# --- valid messages round-trip -----------------------------------------------
+
+safe_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
+int64 = st.integers(min_value=0, max_value=MAX_INT64)
+safe_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | safe_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(safe_text, inner, max_size=4),
+    max_leaves=20,
+)
+objects = st.dictionaries(safe_text, safe_json, max_size=6)
+optional_type = st.sampled_from([{}, {"type": None}])
+
+jobs = st.fixed_dictionaries(
+    {"epoch_challenge": objects, "proof_target": int64, "block_height": int64},
+    optional={"type": st.just("job")},
+)
+welcomes = st.fixed_dictionaries(
+    {
+        "ip": safe_text.filter(lambda s: len(s) <= 45),
+        "address": safe_text.filter(lambda s: len(s) <= 255),
+        "hardware": safe_text.filter(lambda s: len(s) <= 255),
+        "hardware_id": safe_text.filter(lambda s: len(s) <= 255),
+        "caption": safe_text.filter(lambda s: len(s) <= 255),
+    },
+    optional={"type": st.just("welcome")},
+)
+nonces = st.integers(min_value=-(2**63), max_value=2**63 - 1) | safe_text.filter(
+    lambda s: len(s) <= 255
+)
+solution_bodies = st.builds(
+    lambda extra, partial, nonce: {**extra, "partial_solution": {**partial, "nonce": nonce}},
+    objects,
+    objects,
+    nonces,
+)
+solutions = st.fixed_dictionaries(
+    {"task_id": st.uuids(), "solution": solution_bodies, "solution_target": int64},
+    optional={"type": st.just("solution")},
+)
+
+
+@PROPERTIES
+@given(message=jobs)
+def test_valid_jobs_round_trip(message: dict[str, Any]) -> None:
+    parsed = parse(NodeJob, orjson.dumps(message))
+    assert parsed.epoch_challenge == message["epoch_challenge"]
+    assert (parsed.proof_target, parsed.block_height) == (
+        message["proof_target"],
+        message["block_height"],
+    )
+    forwarded = JobMessage(**parsed.model_dump(exclude={"type"}))
+    assert parse(JobMessage, encode(forwarded)) == forwarded
+
+
+@PROPERTIES
+@given(message=welcomes)
+def test_valid_welcomes_round_trip(message: dict[str, Any]) -> None:
+    parsed = parse(Welcome, orjson.dumps(message))
+    assert parsed.model_dump(exclude={"type"}) == {k: v for k, v in message.items() if k != "type"}
+
+
+@PROPERTIES
+@given(message=solutions)
+def test_valid_solutions_round_trip_unchanged(message: dict[str, Any]) -> None:
+    parsed = parse(WorkerSolution, orjson.dumps(message))
+    assert parsed.task_id == message["task_id"]
+    # Nodes receive exactly the object the worker sent: same keys, same values.
+    assert orjson.loads(orjson.dumps(parsed.solution)) == message["solution"]
+    assert parsed.nonce == str(message["solution"]["partial_solution"]["nonce"])
+    record = SolutionRecord(
+        task_id=parsed.task_id,
+        solution_target=parsed.solution_target,
+        solution=parsed.solution,
+        solution_height=1,
+        received_at=0,
+    )
+    assert parse(SolutionRecord, encode(record)).solution == message["solution"]
