@@ -78,6 +78,14 @@ class WebsocketServerSettings(ServiceSettings):
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",
     )
+    kafka_fetch_max_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Longest wait of a fan-out Kafka fetch. Brokers that answer only when it "
+        "ends (Tansu) add up to this to every delivery. Default: 10 in shared mode (one "
+        "consumer), 200 in per_connection mode (one consumer per socket).",
+    )
     max_message_bytes: int = Field(
         65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
     )
@@ -102,6 +110,12 @@ class WebsocketServerSettings(ServiceSettings):
     tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
 
     _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 10 if self.fanout_mode == "shared" else 200
 
 
 class ConsumerSettings(ServiceSettings):

@@ -34,6 +34,7 @@ PER_IP = web.AppKey("connections_per_ip", collections.Counter)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 ROLE = "worker"
 DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+JOB_LATENCY = LATENCY.labels(kind="job")
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +48,7 @@ class WorkerSubscriber:
     def offer(self, update: JobUpdate) -> None:
         if self.newer.accept(update):
             self.connection.send(update.frame)
-            LATENCY.labels(kind="job").observe(max(0, now_ns() - update.received_at) / 1e9)
+            JOB_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
 
 
 async def worker_socket(request: web.Request) -> web.StreamResponse:
