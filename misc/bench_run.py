@@ -16,6 +16,7 @@ from misc.bench_facts import http_url, process_metrics, summary
 from misc.bench_stack import Endpoints
 
 SETTLE_SECONDS = 2.0
+READY_PROBES = 50
 PROOF_TARGET = 100
 SOLUTION_TARGET = 200
 
@@ -59,8 +60,12 @@ async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) 
     return {"fanout": fanout, "solutions": solutions}
 
 
+def connect_shares(count: int, processes: int) -> list[int]:
+    return [count // processes + (i < count % processes) for i in range(processes)]
+
+
 async def _connect(handles: list[SwarmHandle], count: int) -> dict[str, Any]:
-    shares = [count // len(handles) + (i < count % len(handles)) for i in range(len(handles))]
+    shares = connect_shares(count, len(handles))
     answers = await asyncio.gather(
         *(h.call("connect", share) for h, share in zip(handles, shares, strict=True))
     )
@@ -81,12 +86,15 @@ async def fanout_phase(
         started = time.monotonic()
         connect = await _connect(handles, count)
         connect_seconds = time.monotonic() - started
-        ready = await asyncio.gather(*(h.call("ready", 10.0) for h in handles))
-        ready_ms = [ms for answer in ready for ms in answer["ready_ms"]]
+        storm = await asyncio.gather(*(h.call("ready", 10.0) for h in handles))
+        storm_ms = [ms for answer in storm for ms in answer["ready_ms"]]
         await asyncio.sleep(SETTLE_SECONDS)
         idle = process_metrics(metrics_url)
+        # Ready time proper: workers joining one by one a server that holds `count`.
+        joined = await handles[0].call("connect", READY_PROBES, 1)
+        ready = await handles[0].call("ready", 10.0, joined["first"])
         await asyncio.gather(*(h.call("receipts") for h in handles))  # forget the latest job
-        connected = connect["connected"]
+        connected = connect["connected"] + joined["connected"]
         sent: dict[int, int] = {}
         base = received(handles)
         for number in range(plan.jobs):
@@ -108,8 +116,9 @@ async def fanout_phase(
         "connected": connected,
         "connect_failures": connect["failures"],
         "connect_seconds": round(connect_seconds, 2),
-        "ready_ms": summary(ready_ms, (50, 99)),
-        "without_first_job": sum(a["without_job"] for a in ready),
+        "ready_ms": summary(ready["ready_ms"], (50, 99)),
+        "ready_during_connect_ms": summary(storm_ms, (50, 99)),
+        "without_first_job": sum(a["without_job"] for a in storm) + ready["without_job"],
         "fanout_ms": summary(latencies),
         "delivered": len(latencies),
         "expected": connected * plan.jobs,
@@ -140,6 +149,11 @@ async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> d
         await asyncio.sleep(1.0)
         the_node.take()
         rtt = await _solutions(handles[:1], the_node, plan.rtt_rate, plan.rtt_seconds, plan)
+        # A fresh task, so the rows stored for it are the throughput run's alone.
+        base = received(handles)
+        await the_node.send_job(next_height(), PROOF_TARGET)
+        await wait_received(handles, base + connect["connected"], plan.drain_timeout)
+        await asyncio.sleep(0.5)
         say(f"  throughput: {plan.rate:g}/s for {plan.duration:g} s")
         metrics = _pipeline_metrics(endpoints)
         before = {name: process_metrics(url) for name, url in metrics.items()}

@@ -50,9 +50,10 @@ class Swarm:
             connector = aiohttp.TCPConnector(limit=0, local_addr=(source, 0))
             self.sessions.append(aiohttp.ClientSession(connector=connector))
 
-    async def connect(self, count: int) -> dict[str, Any]:
-        """Open `count` workers (bounded concurrency); report failures and ready times."""
-        semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    async def connect(self, count: int, concurrency: int = CONNECT_CONCURRENCY) -> dict[str, Any]:
+        """Open `count` more workers, `concurrency` at a time; report failures."""
+        semaphore = asyncio.Semaphore(concurrency)
+        first = len(self.workers)
         failures: dict[str, int] = defaultdict(int)
         ids = itertools.count(len(self.workers))
 
@@ -75,19 +76,17 @@ class Swarm:
             self.workers.append(worker)
 
         await asyncio.gather(*(one() for _ in range(count)))
-        return {"connected": len(self.workers), "failures": dict(failures)}
+        connected = len(self.workers) - first
+        return {"connected": connected, "first": first, "failures": dict(failures)}
 
-    async def ready_times(self, timeout: float) -> dict[str, Any]:
-        """Welcome -> first job per worker (ms), waiting up to `timeout` for stragglers."""
+    async def ready_times(self, timeout: float, since: int = 0) -> dict[str, Any]:
+        """Welcome -> first job (ms) of workers from number `since` on, waiting up to `timeout`."""
+        workers = self.workers[since:]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(w.first_job_ns is None for w in self.workers):
+        while time.monotonic() < deadline and any(w.first_job_ns is None for w in workers):
             await asyncio.sleep(0.05)
-        ready = [
-            (w.first_job_ns - w.welcomed_ns) / 1e6
-            for w in self.workers
-            if w.first_job_ns is not None
-        ]
-        return {"ready_ms": ready, "without_job": len(self.workers) - len(ready)}
+        ready = [(w.first_job_ns - w.welcomed_ns) / 1e6 for w in workers if w.first_job_ns]
+        return {"ready_ms": ready, "without_job": len(workers) - len(ready)}
 
     async def _read(self, worker: SimulatedWorker) -> None:
         """Record each job frame's arrival; anything else ends the reader."""

@@ -69,6 +69,9 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Deadline for a graceful shutdown."
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="uvloop (faster socket writes) or the standard asyncio loop."
+    )
 
 
 class WebsocketServerSettings(ServiceSettings):
