@@ -115,6 +115,7 @@ class Connection:
         self._flushed.set()
         self._overflowed = False
         self._sender: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
         self._bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._invalid = 0
         self._frames_out = FRAMES_OUT.labels(role=role)  # a child lookup per frame is slow
@@ -128,6 +129,9 @@ class Connection:
     async def open(self) -> AsyncIterator[Connection]:
         """Upgrade, run the sender while the body runs, then close and record the code."""
         await self.ws.prepare(self.request)
+        # Kept: once aiohttp starts closing, request.transport may already read None
+        # while the socket still waits to flush to a peer that doesn't read.
+        self._transport = self.request.transport
         self._sender = asyncio.create_task(self._send_loop(), name=f"ws-sender-{self.id}")
         try:
             yield self
@@ -150,7 +154,7 @@ class Connection:
             return
         if len(self._outbox) >= self.settings.send_queue_size:
             self._overflowed = True
-            log.warning("slow_consumer", extra=self.log_context)
+            log.warning("slow_consumer", extra={**self.log_context, "code": 1008})
             if self._sender is not None:
                 self._sender.cancel()
             return
@@ -164,7 +168,7 @@ class Connection:
         The common case of a broadcast then costs one buffered write per
         connection, with no task switch; the frame bytes are shared by all.
         """
-        transport = self.request.transport
+        transport = self._transport
         if (
             self._sender is None
             or transport is None
@@ -191,19 +195,22 @@ class Connection:
                 self._flushed.set()
         except asyncio.CancelledError:
             if self._overflowed:
-                await self._abort(Close.POLICY_VIOLATION, "slow consumer")
+                self._abort(Close.POLICY_VIOLATION)
             raise
         except ConnectionError:
-            await self._abort(Close.GOING_AWAY, "send failed")
+            self._abort(Close.GOING_AWAY)
 
-    async def _abort(self, code: Close, reason: str) -> None:
-        """Close without trusting the peer to answer; drop the socket if it won't."""
+    def _abort(self, code: Close) -> None:
+        """Drop the socket and what is buffered for it.
+
+        A close frame would wait behind the backlog of a peer that doesn't
+        read, holding that memory; and this runs in a cancelled sender, where
+        awaiting is no longer reliable. The handler sees the loss and ends.
+        """
         self.close_code = code
         CLOSES.labels(role=self.role, code=str(int(code))).inc()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 1.0)
-        if self.request.transport is not None:
-            self.request.transport.abort()
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self, code: Close, reason: str) -> None:
         """Send what is queued (briefly), then the close frame; drop the socket if stuck."""
@@ -216,8 +223,8 @@ class Connection:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_TIMEOUT_SECONDS
             )
-        if not self.ws.closed and self.request.transport is not None:
-            self.request.transport.abort()
+        if not self.ws.closed and self._transport is not None:
+            self._transport.abort()
 
     async def receive(self) -> bytes | None:
         """The next data frame from the client, rate-limited; None once it closed."""
