@@ -130,6 +130,13 @@ class ConsumerSettings(ServiceSettings):
     batch_size: int = Field(
         500, ge=1, le=10000, description="Most messages stored and produced in one batch."
     )
+    max_in_flight_batches: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Batches processed at once: while one waits on Postgres or Kafka, the "
+        "next is stored. Each is acked only after it was stored and broadcast.",
+    )
     retry_max_seconds: float = Field(
         10.0, gt=0, description="Longest backoff between retries of a transient failure."
     )
