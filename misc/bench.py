@@ -112,7 +112,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = plan_from(args)
-    results: dict[str, Any] = {"machine": machine_facts(), "command": sys.argv, "modes": {}}
+    results: dict[str, Any] = {
+        "machine": machine_facts(),
+        "command": ["python", "-m", "misc.bench", *sys.argv[1:]],
+        "modes": {},
+    }
     for mode in args.modes:
         counts = plan.workers
         if mode == "per_connection":

