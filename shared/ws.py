@@ -1,8 +1,9 @@
 """Websocket plumbing both servers share: close codes, auth, limits, the outbox.
 
-Every connection sends from a bounded queue drained by one sender task, so a
-broadcast never waits on a slow client; a client whose queue fills up is
-closed with 1008 "slow consumer" instead of growing server memory.
+A frame is written at once while the socket keeps up; otherwise it waits in a
+bounded queue drained by one sender task, so a broadcast never waits on a
+slow client. A client whose queue fills up is dropped (1008 "slow consumer"
+recorded) instead of growing server memory.
 """
 
 from __future__ import annotations
