@@ -82,14 +82,14 @@ async def fanout_phase(
     metrics_url = http_url(endpoints.worker_url, "/metrics")
     processes = max(1, min(plan.processes, math.ceil(count / 250)))
     async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
-        before = process_metrics(metrics_url)
+        before = await _metrics(metrics_url)
         started = time.monotonic()
         connect = await _connect(handles, count)
         connect_seconds = time.monotonic() - started
         storm = await asyncio.gather(*(h.call("ready", 10.0) for h in handles))
         storm_ms = [ms for answer in storm for ms in answer["ready_ms"]]
         await asyncio.sleep(SETTLE_SECONDS)
-        idle = process_metrics(metrics_url)
+        idle = await _metrics(metrics_url)
         # Ready time proper: workers joining one by one a server that holds `count`.
         joined = await handles[0].call("connect", READY_PROBES, 1)
         ready = await handles[0].call("ready", 10.0, joined["first"])
@@ -102,7 +102,7 @@ async def fanout_phase(
             sent[height] = await the_node.send_job(height, PROOF_TARGET)
             await wait_received(handles, base + connected * (number + 1), plan.drain_timeout)
             await asyncio.sleep(plan.job_gap)
-        busy = process_metrics(metrics_url)
+        busy = await _metrics(metrics_url)
         receipts = await asyncio.gather(*(h.call("receipts") for h in handles))
     latencies = [
         (at - sent[height]) / 1e6
@@ -131,6 +131,11 @@ async def fanout_phase(
     }
 
 
+async def _metrics(url: str) -> dict[str, float]:
+    """Off the event loop: the node client keeps reading meanwhile."""
+    return await asyncio.to_thread(process_metrics, url)
+
+
 def _per_connection_kib(before: dict[str, float], after: dict[str, float], n: int) -> float | None:
     if "rss" not in before or "rss" not in after or not n:
         return None
@@ -140,11 +145,10 @@ def _per_connection_kib(before: dict[str, float], after: dict[str, float], n: in
 async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> dict[str, Any]:
     processes = max(1, min(plan.processes, math.ceil(plan.solution_workers / 32)))
     async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
-        connect = await _connect(handles, plan.solution_workers)
-        height = next_height()
-        await the_node.send_job(height, PROOF_TARGET)
         base = received(handles)
-        # The first frame after connecting may be the older latest job: wait for this one.
+        connect = await _connect(handles, plan.solution_workers)
+        await the_node.send_job(next_height(), PROOF_TARGET)
+        # Each worker gets the latest job on joining, then this one: wait for both.
         await wait_received(handles, base + 2 * connect["connected"], plan.drain_timeout)
         await asyncio.sleep(1.0)
         the_node.take()
@@ -156,9 +160,9 @@ async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> d
         await asyncio.sleep(0.5)
         say(f"  throughput: {plan.rate:g}/s for {plan.duration:g} s")
         metrics = _pipeline_metrics(endpoints)
-        before = {name: process_metrics(url) for name, url in metrics.items()}
+        before = {name: await _metrics(url) for name, url in metrics.items()}
         throughput = await _solutions(handles, the_node, plan.rate, plan.duration, plan)
-        after = {name: process_metrics(url) for name, url in metrics.items()}
+        after = {name: await _metrics(url) for name, url in metrics.items()}
     throughput["server_cpu_seconds"] = {
         name: round(after[name].get("cpu", 0) - before[name].get("cpu", 0), 2) for name in metrics
     }
