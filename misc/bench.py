@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = asyncio.run(run(args))
     except (OSError, RuntimeError, TimeoutError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        hint = "" if args.own_stack else " (is the stack running? `make run`, or use --own-stack)"
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
