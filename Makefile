@@ -34,5 +34,8 @@ lint: $(STAMP)
 e2e: $(STAMP)  ## against a running `make run`
 	$(BIN)/python -m misc.local_e2e_test
 
+bench: $(STAMP)  ## against a running `make run`; see README "Benchmarks" for flags
+	$(BIN)/python -m misc.bench
+
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

@@ -18,6 +18,7 @@ from shared.ws import Close, CloseConnection, Connection, authorized, unauthoriz
 
 SETTINGS = web.AppKey("settings", NodeServerSettings)
 ROLE = "node"
+SOLUTION_LATENCY = LATENCY.labels(kind="solution")
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +32,7 @@ class NodeSubscriber:
     def offer(self, update: SolutionUpdate) -> None:
         if self.expectations.accept(update):
             self.connection.send(update.frame)
-            LATENCY.labels(kind="solution").observe(max(0, now_ns() - update.received_at) / 1e9)
+            SOLUTION_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
 
 
 async def node_socket(request: web.Request) -> web.StreamResponse:

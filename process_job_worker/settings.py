@@ -10,3 +10,10 @@ class ProcessJobWorkerSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="PROCESS_JOB_WORKER_")
 
     port: int = Field(8011, ge=1, le=65535, description="Port of /healthz, /readyz, /metrics.")
+    max_in_flight_batches: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Batches processed at once; 1 keeps jobs produced in arrival order, "
+        "so workers never see a newer height overtaken by an older one's delay.",
+    )

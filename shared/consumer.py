@@ -100,21 +100,39 @@ class BatchConsumer(Generic[T]):
             await asyncio.wait_for(self._stopped.wait(), timeout)
 
     async def _loop(self, channel: AbstractChannel) -> None:
-        while not self._stopping and (first := await self._inbox.get()) is not None:
-            batch = [first]
-            while len(batch) < self.settings.batch_size and not self._inbox.empty():
-                message = self._inbox.get_nowait()
-                if message is None:
+        """Take batches while a slot is free; a full house lets the next batch grow."""
+        slots = asyncio.Semaphore(self.settings.max_in_flight_batches)
+        async with asyncio.TaskGroup() as batches:  # waits for the batches in flight
+            while not self._stopping:
+                await slots.acquire()
+                if (first := await self._inbox.get()) is None:
+                    slots.release()
                     break
-                batch.append(message)
-            try:
-                await self._handle(channel, batch)
-            except Exception as error:  # e.g. the channel died mid-batch: hand them back
-                log.error("batch_failed", extra={"queue": self.queue_name, "error": repr(error)})
-                for message in batch:
-                    if not message.processed:
-                        with contextlib.suppress(Exception):
-                            await message.nack(requeue=True)
+                batch = [first]
+                while len(batch) < self.settings.batch_size and not self._inbox.empty():
+                    message = self._inbox.get_nowait()
+                    if message is None:
+                        self._stopping = True
+                        break
+                    batch.append(message)
+                batches.create_task(self._run_batch(channel, batch, slots))
+
+    async def _run_batch(
+        self,
+        channel: AbstractChannel,
+        batch: list[AbstractIncomingMessage],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await self._handle(channel, batch)
+        except Exception as error:  # e.g. the channel died mid-batch: hand them back
+            log.error("batch_failed", extra={"queue": self.queue_name, "error": repr(error)})
+            for message in batch:
+                if not message.processed:
+                    with contextlib.suppress(Exception):
+                        await message.nack(requeue=True)
+        finally:
+            slots.release()
 
     async def _handle(self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
         deliveries: list[Delivery[T]] = []

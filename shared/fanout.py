@@ -85,6 +85,9 @@ async def consume(
                     log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
                     continue
                 deliver(item)
+                # Let the senders write before the next record: a burst of records
+                # must not pile up in one connection's bounded outbox at once.
+                await asyncio.sleep(0)
 
 
 async def _follow_partitions(
@@ -106,8 +109,10 @@ class SharedFanout(Generic[T]):
         decode: Callable[[bytes], T],
         replay_last: bool = False,
         newest_by: Callable[[T], int] | None = None,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.settings = settings
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.topic = topic
         self.decode = decode
         self.replay_last = replay_last
@@ -138,7 +143,7 @@ class SharedFanout(Generic[T]):
 
     async def run(self) -> None:
         """Consume until cancelled; owned by the application's lifecycle."""
-        consumer = new_consumer(self.settings)
+        consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
         await _start(consumer)
         try:
             await consume(
@@ -161,8 +166,10 @@ class PerConnectionFanout(Generic[T]):
         topic: str,
         decode: Callable[[bytes], T],
         replay_last: bool = False,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.settings = settings
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.topic = topic
         self.decode = decode
         self.replay_last = replay_last
@@ -173,7 +180,7 @@ class PerConnectionFanout(Generic[T]):
         return True  # each connection's consumer reports for itself
 
     async def subscribe(self, subscriber: Subscriber[T]) -> None:
-        consumer = new_consumer(self.settings)
+        consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
         try:
             await consumer.start()
             partitions = await assign_all(consumer, self.topic, self.replay_last)

@@ -93,8 +93,12 @@ async def ensure_topics(
         await admin.close()
 
 
-def new_consumer(settings: ServiceSettings) -> AIOKafkaConsumer:
-    """A consumer without a group: partitions are assigned by hand, offsets not committed."""
+def new_consumer(settings: ServiceSettings, fetch_max_wait_ms: int = 100) -> AIOKafkaConsumer:
+    """A consumer without a group: partitions are assigned by hand, offsets not committed.
+
+    `fetch_max_wait_ms` bounds the fan-out latency on brokers that answer a
+    fetch only when the wait ends rather than when data arrives (Tansu does).
+    """
     return AIOKafkaConsumer(
         **client_options(settings),
         group_id=None,
@@ -103,7 +107,7 @@ def new_consumer(settings: ServiceSettings) -> AIOKafkaConsumer:
         # that lost its data): re-read what is there, the filters drop repeats.
         auto_offset_reset="earliest",
         metadata_max_age_ms=30000,
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
 
 

@@ -45,10 +45,14 @@ def create_websocket_app(
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
     fanout: SharedFanout[Any] | PerConnectionFanout[Any]
     if settings.fanout_mode == "shared":
-        fanout = SharedFanout(settings, topic, decode, replay_last, newest_by)
+        fanout = SharedFanout(
+            settings, topic, decode, replay_last, newest_by, settings.fetch_max_wait_ms
+        )
         app.cleanup_ctx.append(background(f"fanout-{topic}", lambda _app: fanout.run()))
     else:
-        fanout = PerConnectionFanout(settings, topic, decode, replay_last)
+        fanout = PerConnectionFanout(
+            settings, topic, decode, replay_last, settings.fetch_max_wait_ms
+        )
         app.cleanup_ctx.append(_closing(fanout))
     app[FANOUT] = fanout
     app.on_shutdown.append(close_all)

@@ -79,6 +79,9 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Deadline for a graceful shutdown."
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="uvloop (faster socket writes) or the standard asyncio loop."
+    )
 
 
 class WebsocketServerSettings(ServiceSettings):
@@ -87,6 +90,14 @@ class WebsocketServerSettings(ServiceSettings):
     fanout_mode: FanoutMode = Field(
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",
+    )
+    kafka_fetch_max_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Longest wait of a fan-out Kafka fetch. Brokers that answer only when it "
+        "ends (Tansu) add up to this to every delivery. Default: 10 in shared mode (one "
+        "consumer), 200 in per_connection mode (one consumer per socket).",
     )
     max_message_bytes: int = Field(
         65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
@@ -135,6 +146,12 @@ class WebsocketServerSettings(ServiceSettings):
                 raise ValueError(f"TLS certificate/key unusable: {error}") from None
         return self
 
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 10 if self.fanout_mode == "shared" else 200
+
 
 class ConsumerSettings(ServiceSettings):
     """What both persist-and-broadcast workers share."""
@@ -144,6 +161,13 @@ class ConsumerSettings(ServiceSettings):
     )
     batch_size: int = Field(
         500, ge=1, le=10000, description="Most messages stored and produced in one batch."
+    )
+    max_in_flight_batches: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Batches processed at once: while one waits on Postgres or Kafka, the "
+        "next is stored. Each is acked only after it was stored and broadcast.",
     )
     retry_max_seconds: float = Field(
         10.0, gt=0, description="Longest backoff between retries of a transient failure."

@@ -1,8 +1,9 @@
 """Websocket plumbing both servers share: close codes, auth, limits, the outbox.
 
-Every connection sends from a bounded queue drained by one sender task, so a
-broadcast never waits on a slow client; a client whose queue fills up is
-closed with 1008 "slow consumer" instead of growing server memory.
+A frame is written at once while the socket keeps up; otherwise it waits in a
+bounded queue drained by one sender task, so a broadcast never waits on a
+slow client. A client whose queue fills up is dropped (1008 "slow consumer"
+recorded) instead of growing server memory.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Iterable
 from enum import IntEnum
@@ -28,6 +31,9 @@ from shared.settings import WebsocketServerSettings
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
 CLOSE_TIMEOUT_SECONDS = 2.0
+# Frames are written straight to the socket while less than this is buffered
+# for it; above, they go through the outbox, whose sender waits for the drain.
+DIRECT_WRITE_LIMIT = 16 * 1024
 
 
 class Close(IntEnum):
@@ -120,8 +126,11 @@ class Connection:
         self._flushed.set()
         self._overflowed = False
         self._sender: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
         self._bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._invalid = 0
+        self._frames_out = FRAMES_OUT.labels(role=role)  # a child lookup per frame is slow
+        self._frames_in = FRAMES_IN.labels(role=role)
 
     @property
     def log_context(self) -> dict[str, object]:
@@ -138,6 +147,9 @@ class Connection:
     async def open(self) -> AsyncIterator[Connection]:
         """Upgrade, run the sender while the body runs, then close and record the code."""
         await self.ws.prepare(self.request)
+        # Kept: once aiohttp starts closing, request.transport may already read None
+        # while the socket still waits to flush to a peer that doesn't read.
+        self._transport = self.request.transport
         self._sender = asyncio.create_task(self._send_loop(), name=f"ws-sender-{self.id}")
         try:
             yield self
@@ -153,18 +165,39 @@ class Connection:
                 self.close_code = self.ws.close_code
 
     def send(self, frame: bytes) -> None:
-        """Queue a frame; never blocks. A full queue marks the client as slow."""
+        """Send or queue a frame; never blocks. A full queue marks the client as slow."""
         if self._overflowed:
+            return
+        if not self._outbox and self._write_now(frame):
             return
         if len(self._outbox) >= self.settings.send_queue_size:
             self._overflowed = True
-            log.warning("slow_consumer", extra=self.log_context)
+            log.warning("slow_consumer", extra={**self.log_context, "code": 1008})
             if self._sender is not None:
                 self._sender.cancel()
             return
         self._outbox.append(frame)
         self._flushed.clear()
         self._wakeup.set()
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write at once when nothing is queued and the socket keeps up.
+
+        The common case of a broadcast then costs one buffered write per
+        connection, with no task switch; the frame bytes are shared by all.
+        """
+        transport = self._transport
+        if (
+            self._sender is None
+            or transport is None
+            or self.ws.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        transport.write(text_frame(frame))
+        self._frames_out.inc()
+        return True
 
     def send_error(self, code: str, detail: str) -> None:
         self.send(error_frame(code, detail))
@@ -176,23 +209,26 @@ class Connection:
                 self._wakeup.clear()
                 while self._outbox:
                     await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
-                    FRAMES_OUT.labels(role=self.role).inc()
+                    self._frames_out.inc()
                 self._flushed.set()
         except asyncio.CancelledError:
             if self._overflowed:
-                await self._abort(Close.POLICY_VIOLATION, "slow consumer")
+                self._abort(Close.POLICY_VIOLATION)
             raise
         except ConnectionError:
-            await self._abort(Close.GOING_AWAY, "send failed")
+            self._abort(Close.GOING_AWAY)
 
-    async def _abort(self, code: Close, reason: str) -> None:
-        """Close without trusting the peer to answer; drop the socket if it won't."""
+    def _abort(self, code: Close) -> None:
+        """Drop the socket and what is buffered for it.
+
+        A close frame would wait behind the backlog of a peer that doesn't
+        read, holding that memory; and this runs in a cancelled sender, where
+        awaiting is no longer reliable. The handler sees the loss and ends.
+        """
         self.close_code = code
         CLOSES.labels(role=self.role, code=str(int(code))).inc()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 1.0)
-        if self.request.transport is not None:
-            self.request.transport.abort()
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self, code: Close, reason: str) -> None:
         """Send what is queued (briefly), then the close frame; drop the socket if stuck."""
@@ -205,8 +241,8 @@ class Connection:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_TIMEOUT_SECONDS
             )
-        if not self.ws.closed and self.request.transport is not None:
-            self.request.transport.abort()
+        if not self.ws.closed and self._transport is not None:
+            self._transport.abort()
 
     async def receive(self) -> bytes | None:
         """The next data frame from the client, rate-limited; None once it closed."""
@@ -216,7 +252,7 @@ class Connection:
                 self.close_code = Close.MESSAGE_TOO_BIG
                 CLOSES.labels(role=self.role, code=str(int(Close.MESSAGE_TOO_BIG))).inc()
             return None
-        FRAMES_IN.labels(role=self.role).inc()
+        self._frames_in.inc()
         if not self._bucket.take():
             raise CloseConnection(Close.POLICY_VIOLATION, "rate limit")
         data = message.data
@@ -229,6 +265,22 @@ class Connection:
         self.send_error(code, detail)
         if self._invalid >= self.settings.max_invalid_messages:
             raise CloseConnection(Close.POLICY_VIOLATION, "too many invalid messages")
+
+
+@functools.lru_cache(maxsize=16)
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed websocket text frame (RFC 6455 §5.2), as servers send.
+
+    Cached: a broadcast frames the same payload once for every connection.
+    """
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
 
 CONNECTIONS = web.AppKey("connections", set)

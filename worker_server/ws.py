@@ -38,6 +38,7 @@ TASKS = web.AppKey("known_tasks", KnownTasks)
 ADMISSION = web.AppKey("admission", Admission)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 ROLE = "worker"
+JOB_LATENCY = LATENCY.labels(kind="job")
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +52,7 @@ class WorkerSubscriber:
     def offer(self, update: JobUpdate) -> None:
         if self.newer.accept(update):
             self.connection.send(update.frame)
-            LATENCY.labels(kind="job").observe(max(0, now_ns() - update.received_at) / 1e9)
+            JOB_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
 
 
 async def worker_socket(request: web.Request) -> web.StreamResponse:

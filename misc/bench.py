@@ -1,0 +1,164 @@
+"""Benchmark a wspool deployment with real websocket clients.
+
+    python -m misc.bench [--workers 1,100,1000] [--modes shared,per_connection] [...]
+
+Against a running stack (`make run`, or any --node-url/--worker-url), or, with
+--own-stack (implied by --modes), against stacks it starts itself, one per
+fan-out mode. Simulates W workers (spread over several processes and
+127.0.0.x source addresses) and one node; measures worker ready time, job
+fan-out latency and delivery, solution round trip, sustained solution
+throughput (offered / delivered / stored) and server memory and CPU. Prints
+markdown tables; --json and --plot write the figures. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from misc.bench_facts import machine_facts, raise_fd_limit
+from misc.bench_report import plot, render
+from misc.bench_run import Plan, run_stack, say
+from misc.bench_stack import Endpoints, own_stack
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        message = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts must be positive")
+    return counts
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = set(modes) - {"shared", "per_connection"}
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError("modes are shared and/or per_connection")
+    return modes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    summary = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m misc.bench", description=summary)
+    add = parser.add_argument
+    add("--workers", type=_counts, default=[1, 100, 1000], help="worker counts (1,100,1000)")
+    add("--modes", type=_modes, help="fan-out modes to run, each in its own stack (own-stack)")
+    add("--own-stack", action="store_true", help="start misc.run_local_stack per mode")
+    add("--port-offset", type=int, default=300, help="port offset of an own stack (default 300)")
+    add("--node-url", default="ws://127.0.0.1:8001/", help="node_server websocket URL")
+    add("--worker-url", default="ws://127.0.0.1:8002/", help="worker_server websocket URL")
+    add("--job-worker-metrics", default="http://127.0.0.1:8011/metrics")
+    add("--solution-worker-metrics", default="http://127.0.0.1:8012/metrics")
+    add(
+        "--postgres-dsn",
+        default=os.environ.get("WSPOOL_POSTGRES_DSN", DEFAULT_DSN),
+        help="database the stack stores in, to count stored solutions",
+    )
+    add("--jobs", type=int, default=5, help="jobs sent per worker count (default 5)")
+    add("--job-gap", type=float, default=0.5, help="seconds between jobs after delivery")
+    add("--processes", type=int, default=4, help="client processes for the workers (default 4)")
+    add("--sources", type=int, default=64, help="127.0.0.x source addresses (default 64)")
+    add(
+        "--per-connection-max",
+        type=int,
+        default=1000,
+        help="largest worker count tried in per_connection mode (a Kafka consumer each)",
+    )
+    add("--solution-workers", type=int, default=64, help="workers sending solutions")
+    add("--rtt-rate", type=float, default=100, help="solutions/s for the round-trip figures")
+    add("--rtt-seconds", type=float, default=5, help="duration of the round-trip run")
+    add("--rate", type=float, default=5000, help="offered solutions/s for throughput")
+    add("--duration", type=float, default=10, help="seconds of the throughput run")
+    add("--drain-timeout", type=float, default=30, help="longest wait for deliveries")
+    add("--json", type=Path, help="write all figures as JSON")
+    add("--plot", type=Path, help="write fan-out percentiles vs workers as PNG (matplotlib)")
+    add("--logs", type=Path, default=Path("artifacts/bench"), help="own stacks' logs")
+    args = parser.parse_args(argv)
+    if args.modes and len(args.modes) > 1:
+        args.own_stack = True
+    args.modes = args.modes or ["shared"]
+    if not 1 <= args.sources <= 250:
+        parser.error("--sources must be within 1..250")
+    return args
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    return Plan(
+        workers=args.workers,
+        jobs=args.jobs,
+        job_gap=args.job_gap,
+        processes=args.processes,
+        sources=[f"127.0.0.{2 + i}" for i in range(args.sources)],
+        solution_workers=args.solution_workers,
+        rtt_rate=args.rtt_rate,
+        rtt_seconds=args.rtt_seconds,
+        rate=args.rate,
+        duration=args.duration,
+        drain_timeout=args.drain_timeout,
+        postgres_dsn=args.postgres_dsn,
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = plan_from(args)
+    results: dict[str, Any] = {
+        "machine": machine_facts(),
+        "command": ["python", "-m", "misc.bench", *sys.argv[1:]],
+        "modes": {},
+    }
+    for mode in args.modes:
+        counts = plan.workers
+        if mode == "per_connection":
+            counts = [c for c in counts if c <= args.per_connection_max]
+            skipped = [c for c in plan.workers if c > args.per_connection_max]
+            if skipped:
+                say(f"per_connection: skipping {skipped} (above --per-connection-max)")
+        say(f"mode {mode}")
+        if args.own_stack:
+            extra = {"WSPOOL_POSTGRES_DSN": args.postgres_dsn}
+            with own_stack(mode, args.port_offset, args.logs, extra) as endpoints:
+                results["modes"][mode] = await run_stack(endpoints, plan, counts)
+        else:
+            metrics = (args.job_worker_metrics, args.solution_worker_metrics)
+            endpoints = Endpoints(args.node_url, args.worker_url, *metrics)
+            results["modes"][mode] = await run_stack(endpoints, plan, counts)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limit = raise_fd_limit()  # before any child process starts: they inherit it
+    if limit < max(args.workers) + 100:
+        say(f"warning: only {limit} file descriptors allowed; large worker counts will fail")
+    try:
+        results = asyncio.run(run(args))
+    except (OSError, RuntimeError, TimeoutError) as error:
+        hint = "" if args.own_stack else " (is the stack running? `make run`, or use --own-stack)"
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        problem = plot(results, args.plot)
+        if problem:
+            say(problem)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The benchmark's output: markdown tables, and a PNG plot when matplotlib is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fanout_table(results: dict[str, Any]) -> str:
+    header = [
+        "mode",
+        "workers",
+        "connected",
+        "ready p50 ms",
+        "ready p99 ms",
+        "ready p99 ms while connecting",
+        "fan-out p50 ms",
+        "p95",
+        "p99",
+        "max",
+        "delivered",
+        "RSS/conn KiB",
+        "server CPU s/job",
+    ]
+    rows = []
+    for mode, run in results["modes"].items():
+        for f in run.get("fanout", []):
+            rows.append(
+                [
+                    mode,
+                    f["workers"],
+                    f["connected"],
+                    f["ready_ms"]["p50"],
+                    f["ready_ms"]["p99"],
+                    f["ready_during_connect_ms"]["p99"],
+                    f["fanout_ms"]["p50"],
+                    f["fanout_ms"]["p95"],
+                    f["fanout_ms"]["p99"],
+                    f["fanout_ms"]["max"],
+                    f"{f['delivery_ratio']:.2%}",
+                    f["rss_per_connection_kib"],
+                    f["server_cpu_seconds_per_job"],
+                ]
+            )
+    return _table(header, rows)
+
+
+def solutions_table(results: dict[str, Any]) -> str:
+    header = [
+        "mode",
+        "round trip p50 ms",
+        "p95",
+        "p99",
+        "delivered",
+        "offered/s",
+        "delivered/s",
+        "offered",
+        "delivered",
+        "stored",
+        "missing after drain",
+    ]
+    rows = []
+    for mode, run in results["modes"].items():
+        s = run.get("solutions")
+        if not s:
+            continue
+        rtt, tp = s["round_trip"], s["throughput"]
+        rows.append(
+            [
+                mode,
+                rtt["latency_ms"]["p50"],
+                rtt["latency_ms"]["p95"],
+                rtt["latency_ms"]["p99"],
+                f"{rtt['delivery_ratio']:.2%}",
+                tp["offered_per_second"],
+                tp["delivered_per_second"],
+                tp["offered"],
+                tp["delivered"],
+                tp["stored"],
+                tp["lost"],
+            ]
+        )
+    return _table(header, rows)
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    services = ["node_server", "worker_server", "process_job_worker", "process_solution_worker"]
+    rows = []
+    for mode, run in results["modes"].items():
+        cpu = run.get("solutions", {}).get("throughput", {}).get("server_cpu_seconds", {})
+        if cpu:
+            rows.append([mode, *(cpu.get(s) for s in services)])
+    return _table(["mode (CPU s during the throughput run)", *services], rows)
+
+
+def render(results: dict[str, Any]) -> str:
+    facts = results["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in facts["packages"].items() if v)
+    return "\n\n".join(
+        [
+            "### Job fan-out (node send -> each worker receive) and worker ready time",
+            fanout_table(results),
+            "### Solutions (worker send -> node receive) and sustained throughput",
+            solutions_table(results),
+            cpu_table(results),
+            f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
+            f"load {facts['load_average']}, Python {facts['python']}, {facts['platform']}; "
+            f"{packages}. Measured {facts['when']}.",
+        ]
+    )
+
+
+def plot(results: dict[str, Any], path: Path) -> str | None:
+    """Fan-out percentiles against worker count, one line per mode and percentile."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib): no plot written"
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for mode, run in results["modes"].items():
+        points = [f for f in run.get("fanout", []) if f["fanout_ms"]["count"]]
+        counts = [f["workers"] for f in points]
+        for quantile, style in (("p50", ":"), ("p95", "--"), ("p99", "-")):
+            values = [f["fanout_ms"][quantile] for f in points]
+            axes.plot(counts, values, style, marker="o", label=f"{mode} {quantile}")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("connected workers")
+    axes.set_ylabel("job fan-out latency (ms)")
+    axes.set_title("wspool job fan-out: node send -> worker receive")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return None

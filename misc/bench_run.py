@@ -1,0 +1,232 @@
+"""The benchmark's phases against one stack: fan-out per worker count, then solutions."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from misc.bench_clients import Node, SwarmHandle, node, received, swarms, wait_received
+from misc.bench_facts import http_url, process_metrics, summary
+from misc.bench_stack import Endpoints
+
+SETTLE_SECONDS = 2.0
+READY_PROBES = 50
+PROOF_TARGET = 100
+SOLUTION_TARGET = 200
+
+
+@dataclass
+class Plan:
+    workers: list[int]
+    jobs: int
+    job_gap: float
+    processes: int
+    sources: list[str]
+    solution_workers: int
+    rtt_rate: float
+    rtt_seconds: float
+    rate: float
+    duration: float
+    drain_timeout: float
+    postgres_dsn: str
+
+
+def next_height() -> int:
+    """Above any earlier run's heights: workers only take newer ones."""
+    return time.time_ns() // 1000
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) -> dict[str, Any]:
+    """Every phase against one running stack; returns the figures."""
+    async with node(endpoints.node_url) as the_node:
+        await the_node.send_job(next_height(), PROOF_TARGET)  # a latest job for ready times
+        await asyncio.sleep(1.0)
+        fanout = []
+        for count in worker_counts:
+            say(f"  fan-out to {count} workers")
+            fanout.append(await fanout_phase(endpoints, plan, the_node, count))
+        say(f"  solutions with {plan.solution_workers} workers")
+        solutions = await solution_phases(endpoints, plan, the_node)
+    return {"fanout": fanout, "solutions": solutions}
+
+
+def connect_shares(count: int, processes: int) -> list[int]:
+    return [count // processes + (i < count % processes) for i in range(processes)]
+
+
+async def _connect(handles: list[SwarmHandle], count: int) -> dict[str, Any]:
+    shares = connect_shares(count, len(handles))
+    answers = await asyncio.gather(
+        *(h.call("connect", share) for h, share in zip(handles, shares, strict=True))
+    )
+    failures: dict[str, int] = {}
+    for answer in answers:
+        for name, n in answer["failures"].items():
+            failures[name] = failures.get(name, 0) + n
+    return {"connected": sum(a["connected"] for a in answers), "failures": failures}
+
+
+async def fanout_phase(
+    endpoints: Endpoints, plan: Plan, the_node: Node, count: int
+) -> dict[str, Any]:
+    metrics_url = http_url(endpoints.worker_url, "/metrics")
+    processes = max(1, min(plan.processes, math.ceil(count / 250)))
+    async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
+        before = await _metrics(metrics_url)
+        started = time.monotonic()
+        connect = await _connect(handles, count)
+        connect_seconds = time.monotonic() - started
+        storm = await asyncio.gather(*(h.call("ready", 10.0) for h in handles))
+        storm_ms = [ms for answer in storm for ms in answer["ready_ms"]]
+        await asyncio.sleep(SETTLE_SECONDS)
+        idle = await _metrics(metrics_url)
+        # Ready time proper: workers joining one by one a server that holds `count`.
+        joined = await handles[0].call("connect", READY_PROBES, 1)
+        ready = await handles[0].call("ready", 10.0, joined["first"])
+        await asyncio.gather(*(h.call("receipts") for h in handles))  # forget the latest job
+        connected = connect["connected"] + joined["connected"]
+        sent: dict[int, int] = {}
+        base = received(handles)
+        for number in range(plan.jobs):
+            height = next_height()
+            sent[height] = await the_node.send_job(height, PROOF_TARGET)
+            await wait_received(handles, base + connected * (number + 1), plan.drain_timeout)
+            await asyncio.sleep(plan.job_gap)
+        busy = await _metrics(metrics_url)
+        receipts = await asyncio.gather(*(h.call("receipts") for h in handles))
+    latencies = [
+        (at - sent[height]) / 1e6
+        for answer in receipts
+        for height, times in answer.items()
+        if height in sent
+        for at in times
+    ]
+    return {
+        "workers": count,
+        "connected": connected,
+        "connect_failures": connect["failures"],
+        "connect_seconds": round(connect_seconds, 2),
+        "ready_ms": summary(ready["ready_ms"], (50, 99)),
+        "ready_during_connect_ms": summary(storm_ms, (50, 99)),
+        "without_first_job": sum(a["without_job"] for a in storm) + ready["without_job"],
+        "fanout_ms": summary(latencies),
+        "delivered": len(latencies),
+        "expected": connected * plan.jobs,
+        "delivery_ratio": round(len(latencies) / max(1, connected * plan.jobs), 4),
+        "rss_per_connection_kib": _per_connection_kib(before, idle, connected),
+        "server_rss_mib": round(idle.get("rss", 0) / 2**20, 1),
+        "server_cpu_seconds_per_job": round(
+            (busy.get("cpu", 0) - idle.get("cpu", 0)) / max(1, plan.jobs), 3
+        ),
+    }
+
+
+async def _metrics(url: str) -> dict[str, float]:
+    """Off the event loop: the node client keeps reading meanwhile."""
+    return await asyncio.to_thread(process_metrics, url)
+
+
+def _per_connection_kib(before: dict[str, float], after: dict[str, float], n: int) -> float | None:
+    if "rss" not in before or "rss" not in after or not n:
+        return None
+    return round((after["rss"] - before["rss"]) / n / 1024, 1)
+
+
+async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> dict[str, Any]:
+    processes = max(1, min(plan.processes, math.ceil(plan.solution_workers / 32)))
+    async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
+        base = received(handles)
+        connect = await _connect(handles, plan.solution_workers)
+        await the_node.send_job(next_height(), PROOF_TARGET)
+        # Each worker gets the latest job on joining, then this one: wait for both.
+        await wait_received(handles, base + 2 * connect["connected"], plan.drain_timeout)
+        await asyncio.sleep(1.0)
+        the_node.take()
+        rtt = await _solutions(handles[:1], the_node, plan.rtt_rate, plan.rtt_seconds, plan)
+        # A fresh task, so the rows stored for it are the throughput run's alone.
+        base = received(handles)
+        await the_node.send_job(next_height(), PROOF_TARGET)
+        await wait_received(handles, base + connect["connected"], plan.drain_timeout)
+        await asyncio.sleep(0.5)
+        say(f"  throughput: {plan.rate:g}/s for {plan.duration:g} s")
+        metrics = _pipeline_metrics(endpoints)
+        before = {name: await _metrics(url) for name, url in metrics.items()}
+        throughput = await _solutions(handles, the_node, plan.rate, plan.duration, plan)
+        after = {name: await _metrics(url) for name, url in metrics.items()}
+    throughput["server_cpu_seconds"] = {
+        name: round(after[name].get("cpu", 0) - before[name].get("cpu", 0), 2) for name in metrics
+    }
+    throughput["stored"] = await _stored(plan.postgres_dsn, throughput.pop("task_id"), throughput)
+    throughput["lost"] = throughput["offered"] - min(throughput["delivered"], throughput["stored"])
+    rtt.pop("task_id")
+    return {"round_trip": rtt, "throughput": throughput, "node_errors": the_node.errors[:5]}
+
+
+async def _solutions(
+    handles: list[SwarmHandle], the_node: Node, rate: float, seconds: float, plan: Plan
+) -> dict[str, Any]:
+    the_node.take()
+    per_process = rate / len(handles)
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(
+            h.call("solutions", per_process, seconds, plan.solution_workers, SOLUTION_TARGET)
+            for h in handles
+        )
+    )
+    send_seconds = time.monotonic() - started
+    offered = sum(a["sent"] for a in answers)
+    await the_node.wait_for(offered, plan.drain_timeout)
+    delivered_seconds = time.monotonic() - started
+    latencies = the_node.take()
+    return {
+        "offered": offered,
+        "send_errors": sum(a["errors"] for a in answers),
+        "offered_per_second": round(offered / send_seconds, 1),
+        "delivered": len(latencies),
+        "delivered_per_second": round(len(latencies) / delivered_seconds, 1),
+        "delivery_ratio": round(len(latencies) / max(1, offered), 4),
+        "latency_ms": summary(latencies),
+        "task_id": answers[0]["task_id"],
+    }
+
+
+def _pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
+    return {
+        "node_server": http_url(endpoints.node_url, "/metrics"),
+        "worker_server": http_url(endpoints.worker_url, "/metrics"),
+        "process_job_worker": endpoints.job_worker_metrics,
+        "process_solution_worker": endpoints.solution_worker_metrics,
+    }
+
+
+async def _stored(dsn: str, task_id: str | None, result: dict[str, Any]) -> int | None:
+    """Rows stored for the throughput task, polled until they catch up (bounded)."""
+    if task_id is None:
+        return None
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError) as error:
+        say(f"  cannot count stored solutions: {error}")
+        return None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            stored = await connection.fetchval(
+                "SELECT count(*) FROM solution WHERE task_id = $1", task_id
+            )
+            if stored >= result["offered"] or time.monotonic() > deadline:
+                return stored
+            await asyncio.sleep(0.5)
+    finally:
+        await connection.close()
