@@ -72,7 +72,9 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_job(
     stalled_id = f"stalled-{uuid.uuid4().hex[:8]}"
     async with (
         start_servers(
-            fanout_mode=mode, worker={"send_queue_size": 4}, node={"max_message_bytes": 1 << 20}
+            fanout_mode=mode,
+            worker={"send_queue_size": 4},
+            node={"max_message_bytes": 1 << 20, "max_object_bytes": 1 << 20},
         ) as stack,
         worker_client(stack.worker_url) as reader,
         stalled_worker(stack.worker_url, stalled_id),
