@@ -64,6 +64,7 @@ class BatchConsumer(Generic[T]):
         self.decode = decode
         self.process = process
         self.consuming = False
+        self._channel: AbstractChannel | None = None
         self._stopping = False
         # None in the inbox wakes the loop to stop: it needs nothing else to wait on.
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
@@ -78,6 +79,7 @@ class BatchConsumer(Generic[T]):
             await declare_topology(channel)
             queue = await channel.get_queue(self.queue_name)
             tag = await queue.consume(self._inbox.put)
+            self._channel = channel
             self.consuming = True
             log.info("consuming", extra={"queue": self.queue_name})
             try:
@@ -88,6 +90,11 @@ class BatchConsumer(Generic[T]):
         finally:
             await connection.close()  # unacked messages go back to the queue
             self._stopped.set()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, over a channel that is open right now (not reconnecting)."""
+        return self.consuming and self._channel is not None and not self._channel.is_closed
 
     async def stop(self, timeout: float) -> None:
         """Stop taking messages; give the batch in flight `timeout` seconds to finish.

@@ -25,7 +25,8 @@ from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
-PARTITION_CHECK_SECONDS = 10.0
+# How often partitions are followed and positions checked against the log's end.
+PARTITION_CHECK_SECONDS = 3.0
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ async def consume(
         try:
             if not partitions or time.monotonic() >= next_check:
                 partitions = await _follow_partitions(consumer, topic, replay_last, partitions)
+                await _rewind_past_end(consumer)
                 next_check = time.monotonic() + PARTITION_CHECK_SECONDS
                 on_ready(True)
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
@@ -94,6 +96,24 @@ async def _follow_partitions(
     if known and current <= known:
         return known
     return await assign_all(consumer, topic, replay_last, known)
+
+
+async def _rewind_past_end(consumer: AIOKafkaConsumer) -> None:
+    """Re-read partitions whose log restarted below our position.
+
+    A broker that came back empty (Tansu's memory storage) does not answer
+    "offset out of range": it just has nothing at our old position, so we would
+    wait for ever. Start those partitions again from their beginning instead;
+    the filters drop whatever a client already got.
+    """
+    assigned = list(consumer.assignment())
+    if not assigned:
+        return
+    ends = await consumer.end_offsets(assigned)
+    behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
+    if behind:
+        log.warning("fanout_log_restarted", extra={"partitions": [tp.partition for tp in behind]})
+        await consumer.seek_to_beginning(*behind)
 
 
 class SharedFanout(Generic[T]):

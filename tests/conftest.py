@@ -204,3 +204,12 @@ async def stack(
     """A node_server and worker_server in each fan-out mode; tests run against both."""
     async with start_servers(fanout_mode=request.param) as servers:
         yield servers
+
+
+@pytest.fixture(scope="session")
+async def fault_stack() -> AsyncIterator[Any]:
+    """The whole system on private Postgres, RabbitMQ and Tansu, services as subprocesses."""
+    from tests.fault_stack import fault_stack as start
+
+    async with start() as stack:
+        yield stack
