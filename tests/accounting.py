@@ -96,6 +96,8 @@ async def run_round(
             await round_.sent.wait()
             while (state := await _settled(stack, round_, node_may_miss)) is None:
                 await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"{name}: never settled; {await _progress(stack, round_)}") from None
     finally:
         round_.stop.set()
         async with asyncio.timeout(30):
@@ -135,6 +137,21 @@ async def _settled(stack: FaultStack, round_: Round, node_may_miss: bool) -> tup
     if jobs and max(jobs) not in heights:
         return None
     return state
+
+
+async def _progress(stack: FaultStack, round_: Round) -> str:
+    state = await stored(stack, round_, round_.jobs.sent)
+    if state is None:
+        return "Postgres unreachable"
+    solutions, jobs = state
+    seen = {_height(frame) for frames in round_.job_frames for frame in frames}
+    return (
+        f"solutions sent {len(round_.solutions.sent)}, must store "
+        f"{len(round_.solutions.expected())}, stored {len(solutions)}, broadcast "
+        f"{sum(solutions.values())}, delivered {len(set(round_.solutions.delivered))}; jobs sent "
+        f"{len(round_.jobs.sent)}, stored {len(jobs)}, broadcast {sum(jobs.values())}, newest "
+        f"seen by the worker: {max(jobs, default=0) in seen}"
+    )
 
 
 def _height(frame: dict) -> int:

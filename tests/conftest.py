@@ -163,9 +163,7 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
         worker_settings = WorkerServerSettings(
             **backends.settings(
                 port=worker_port,
-                server_instance=f"test-{uuid.uuid4().hex[:8]}",
-                **common,
-                **(worker or {}),
+                **{"server_instance": f"test-{uuid.uuid4().hex[:8]}", **common, **(worker or {})},
             )
         )
         async with (
