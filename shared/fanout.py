@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.backoff import Backoff
@@ -25,8 +25,8 @@ from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
-# How often partitions are followed and positions checked against the log's end.
-PARTITION_CHECK_SECONDS = 3.0
+PARTITION_CHECK_SECONDS = 10.0
+OUTAGE_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,16 @@ async def consume(
     so connected clients resume without reconnecting.
     """
     backoff = Backoff()
+    outages = OutageWatch()
     partitions = partitions or set()
     next_check = time.monotonic() + PARTITION_CHECK_SECONDS if partitions else 0.0
     while True:
         try:
             if not partitions or time.monotonic() >= next_check:
                 partitions = await _follow_partitions(consumer, topic, replay_last, partitions)
-                await _rewind_past_end(consumer)
                 next_check = time.monotonic() + PARTITION_CHECK_SECONDS
                 on_ready(True)
+            await outages.check(consumer)
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             backoff.reset()
         except (KafkaError, LookupError, OSError) as error:
@@ -98,22 +99,35 @@ async def _follow_partitions(
     return await assign_all(consumer, topic, replay_last, known)
 
 
-async def _rewind_past_end(consumer: AIOKafkaConsumer) -> None:
-    """Re-read partitions whose log restarted below our position.
+class OutageWatch:
+    """Notices when the broker stopped answering fetches, and when it is back.
 
-    A broker that came back empty (Tansu's memory storage) does not answer
-    "offset out of range": it just has nothing at our old position, so we would
-    wait for ever. Start those partitions again from their beginning instead;
-    the filters drop whatever a client already got.
+    A broker that comes back without its data (Tansu's memory storage, a
+    rebuilt cluster) does not say so: our old positions may be past its new
+    end, or already refilled by records we would then skip. So after an outage
+    the partitions are read again from their beginning; the filters drop what a
+    client already got. Fetches run every `fetch_max_wait_ms`, so a partition
+    whose last fetch is older than `OUTAGE_SECONDS` is unreachable.
     """
-    assigned = list(consumer.assignment())
-    if not assigned:
-        return
-    ends = await consumer.end_offsets(assigned)
-    behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
-    if behind:
-        log.warning("fanout_log_restarted", extra={"partitions": [tp.partition for tp in behind]})
-        await consumer.seek_to_beginning(*behind)
+
+    def __init__(self) -> None:
+        self.unreachable: set[TopicPartition] = set()
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        now_ms = time.time() * 1000
+        back = []
+        for tp in consumer.assignment():
+            polled = consumer.last_poll_timestamp(tp)
+            if polled is None:
+                continue
+            if now_ms - polled > OUTAGE_SECONDS * 1000:
+                self.unreachable.add(tp)
+            elif tp in self.unreachable:
+                back.append(tp)
+        if back:
+            self.unreachable.difference_update(back)
+            log.warning("fanout_rereading_after_outage", extra={"partitions": len(back)})
+            await consumer.seek_to_beginning(*back)
 
 
 class SharedFanout(Generic[T]):

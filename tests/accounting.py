@@ -54,13 +54,12 @@ async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record] | None
 async def stored(stack: FaultStack, round_: Round, heights: list[int]) -> tuple[dict, dict] | None:
     solutions = await fetch(
         stack.postgres.dsn,
-        "SELECT nonce, broadcast_at IS NOT NULL AS done FROM solution WHERE task_id = $1",
+        "SELECT nonce, broadcast_at AS done FROM solution WHERE task_id = $1",
         round_.task_id,
     )
     jobs = await fetch(
         stack.postgres.dsn,
-        "SELECT block_height, broadcast_at IS NOT NULL AS done FROM job "
-        "WHERE block_height = ANY($1::bigint[])",
+        "SELECT block_height, broadcast_at AS done FROM job WHERE block_height = ANY($1::bigint[])",
         heights,
     )
     if solutions is None or jobs is None:
@@ -77,9 +76,15 @@ async def run_round(
     jobs: int = 100,
     fault_after: int = 300,
     node_may_miss: bool = False,
+    kafka_loses_data: bool = False,
 ) -> tuple[Figures, Round]:
     """Stream, break something after `fault_after` solutions, wait for the stack to settle,
-    then check: everything not refused stored once, broadcast, delivered once."""
+    then check: everything not refused stored once, broadcast, delivered once.
+
+    `kafka_loses_data`: the fault restarts a broker that keeps records in memory only;
+    what it acknowledged before the fault may be gone with it, so only what was
+    broadcast after the fault must reach the clients (the rest is counted).
+    """
     round_ = Round(stack.node.ws, stack.worker.ws)
     await round_.start()
     reached = asyncio.Event()
@@ -93,6 +98,8 @@ async def run_round(
         async with asyncio.timeout(SETTLE_SECONDS):
             await reached.wait()
             await fault()
+            if kafka_loses_data:  # what the restarted broker acknowledged must all arrive
+                round_.cut = (await fetch(stack.postgres.dsn, "SELECT now()"))[0][0]
             await round_.sent.wait()
             while (state := await _settled(stack, round_, node_may_miss)) is None:
                 await asyncio.sleep(0.2)
@@ -131,12 +138,18 @@ async def _settled(stack: FaultStack, round_: Round, node_may_miss: bool) -> tup
     if not (round_.jobs.expected() <= set(jobs) and all(jobs.values())):
         return None
     delivered = set(round_.solutions.delivered)
-    if not node_may_miss and not set(solutions) <= delivered:
+    if not node_may_miss and not _deliverable(solutions, round_.cut) <= delivered:
         return None
     heights = {_height(frame) for frames in round_.job_frames for frame in frames}
-    if jobs and max(jobs) not in heights:
+    newest = max(jobs, default=None)
+    if newest is not None and newest in _deliverable(jobs, round_.cut) and newest not in heights:
         return None
     return state
+
+
+def _deliverable(broadcast_at: dict, cut: Any) -> set:
+    """What must reach the clients: all of it, or what was broadcast after `cut`."""
+    return {key for key, at in broadcast_at.items() if cut is None or at > cut}
 
 
 async def _progress(stack: FaultStack, round_: Round) -> str:
@@ -145,12 +158,13 @@ async def _progress(stack: FaultStack, round_: Round) -> str:
         return "Postgres unreachable"
     solutions, jobs = state
     seen = {_height(frame) for frames in round_.job_frames for frame in frames}
+    sol_done = sum(bool(at) for at in solutions.values())
+    job_done = sum(bool(at) for at in jobs.values())
     return (
         f"solutions sent {len(round_.solutions.sent)}, must store "
-        f"{len(round_.solutions.expected())}, stored {len(solutions)}, broadcast "
-        f"{sum(solutions.values())}, delivered {len(set(round_.solutions.delivered))}; jobs sent "
-        f"{len(round_.jobs.sent)}, stored {len(jobs)}, broadcast {sum(jobs.values())}, newest "
-        f"seen by the worker: {max(jobs, default=0) in seen}"
+        f"{len(round_.solutions.expected())}, stored {len(solutions)}, broadcast {sol_done}, "
+        f"delivered {len(set(round_.solutions.delivered))}; jobs sent {len(round_.jobs.sent)}, "
+        f"stored {len(jobs)}, broadcast {job_done}, newest seen: {max(jobs, default=0) in seen}"
     )
 
 
@@ -163,7 +177,7 @@ def _check_deliveries(round_: Round, solutions: dict, jobs: dict, node_may_miss:
     assert len(delivered) == len(set(delivered)), "a solution reached the node twice"
     assert set(delivered) <= set(solutions), "the node got a solution that is not stored"
     if not node_may_miss:
-        assert set(delivered) == set(solutions)
+        assert set(delivered) >= _deliverable(solutions, round_.cut)
     # Workers get only newer jobs: strictly increasing heights, never one twice.
     for frames in round_.job_frames:
         heights = [_height(frame) for frame in frames]

@@ -77,7 +77,9 @@ async def test_kafka_restart_fanout_resumes_without_reconnecting(fault_stack: Fa
             stack.kafka.start()  # same port, empty: the topics are gone
         await stack.all_ready()
 
-    figures, round_ = await run_round(stack, "Tansu kill and restart", restart)
+    figures, round_ = await run_round(
+        stack, "Tansu kill and restart", restart, kafka_loses_data=True
+    )
     assert figures.solutions_refused == 0 and figures.jobs_refused == 0
     assert round_.node_closes == [None], "the waiting node had to reconnect"
     assert round_.worker_closes == [None], "the listening worker had to reconnect"

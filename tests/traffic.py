@@ -97,6 +97,7 @@ class Round:
         self.worker_closes: list[int | None] = []
         self.sent = asyncio.Event()
         self.stop = asyncio.Event()
+        self.cut: Any = None  # Postgres time of a fault that may lose Kafka records
 
     async def start(self) -> None:
         """The job the solutions answer: sent, stored, and seen by a worker."""
