@@ -205,7 +205,7 @@ async def stack(
 
 
 @pytest.fixture(scope="session")
-async def fault_stack() -> AsyncIterator[Any]:
+async def faults() -> AsyncIterator[Any]:
     """The whole system on private Postgres, RabbitMQ and Tansu, services as subprocesses."""
     from tests.fault_stack import fault_stack as start
 

@@ -101,9 +101,9 @@ async def restart_while_down(service: Service) -> None:
 
 
 async def test_services_started_while_a_dependency_is_down_become_ready_on_their_own(
-    fault_stack: FaultStack,
+    faults: FaultStack,
 ) -> None:
-    stack = fault_stack
+    stack = faults
     await asyncio.to_thread(stack.postgres.stop)
     try:
         await restart_while_down(stack.job_worker)

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.faults
 
 
 async def test_kill_9_process_workers_mid_stream_loses_and_repeats_nothing(
-    fault_stack: FaultStack,
+    faults: FaultStack,
 ) -> None:
-    stack = fault_stack
+    stack = faults
     workers = [stack.job_worker, stack.solution_worker]
 
     async def kill_and_restart() -> None:
@@ -38,9 +38,9 @@ CLIENT_CLOSE = {"worker_server": "worker_closes", "node_server": "node_closes"}
 
 @pytest.mark.parametrize("name", SERVICES)
 async def test_sigterm_under_load_closes_1001_exits_0_and_loses_nothing(
-    fault_stack: FaultStack, name: str
+    faults: FaultStack, name: str
 ) -> None:
-    stack = fault_stack
+    stack = faults
     service = stack.services[name]
     exits: list[tuple[int, float]] = []
 

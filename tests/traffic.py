@@ -107,7 +107,7 @@ class Round:
                 await worker.send(welcome())
                 async with session.ws_connect(self.node_url) as node:
                     await node.send_json(job(self.height))
-                    frame = await worker.job_for(self.height, timeout=30)
+                    frame = await worker.job_for(self.height, timeout=60)
         self.task_id = uuid.UUID(frame["task_id"])
 
     async def run(self, solutions: int, jobs: int, progress: Callable[[int], None]) -> None:
