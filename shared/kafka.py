@@ -21,6 +21,7 @@ JOB_TOPIC = "job"
 SOLUTION_TOPIC = "solution"
 DEFAULT_RETENTION_MS = 25 * 60 * 1000
 ACK_TIMEOUT_SECONDS = 10.0
+ADMIN_CLOSE_TIMEOUT_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,11 @@ async def ensure_topics(
                 await admin.create_topics(missing)
         return [topic.name for topic in missing]
     finally:
-        await admin.close()
+        # Bounded: closing can hang on a broker that misbehaves, and a caller's
+        # timeout has already fired by the time this runs.
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(ADMIN_CLOSE_TIMEOUT_SECONDS):
+                await admin.close()
 
 
 def new_consumer(settings: ServiceSettings) -> AIOKafkaConsumer:

@@ -41,6 +41,7 @@ class Pipeline:
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 TOPIC_CHECK_TIMEOUT_SECONDS = 10.0
+PERSIST_TIMEOUT_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -77,7 +78,9 @@ async def _run(settings: ConsumerSettings, app: web.Application) -> None:
 
         async def persist(deliveries: list[Delivery[Any]]) -> None:
             try:
-                await pipeline.persist(app[POOL], kafka, deliveries)
+                # Bounded: a stalled dependency becomes a logged, retried TimeoutError.
+                async with asyncio.timeout(PERSIST_TIMEOUT_SECONDS):
+                    await pipeline.persist(app[POOL], kafka, deliveries)
             except KafkaError:
                 # A broker that came back empty lost the topic: re-create it, then
                 # let the consumer retry the batch as for any transient failure.
