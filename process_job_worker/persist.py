@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.consumer import Delivery
-from shared.kafka import JOB_TOPIC
+from shared.kafka import JOB_TOPIC, acknowledged
 from shared.metrics import BROADCAST, CURRENT_HEIGHT, DEDUP_HITS, STORED
 from shared.protocol import JobMessage, JobRecord, encode
 
@@ -66,7 +65,7 @@ async def persist_and_broadcast(
         )
         key = str(row["block_height"]).encode()
         sends.append(await producer.send(JOB_TOPIC, encode(record), key=key))
-    await asyncio.gather(*sends)
+    await acknowledged(sends)
     await pool.execute(MARK_BROADCAST, [row["id"] for row in pending])
     BROADCAST.labels(kind="job").inc(len(pending))
     CURRENT_HEIGHT.set(max(heights))

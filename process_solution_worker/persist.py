@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.consumer import Delivery
-from shared.kafka import SOLUTION_TOPIC
+from shared.kafka import SOLUTION_TOPIC, acknowledged
 from shared.metrics import BROADCAST, DEDUP_HITS, STORED
 from shared.protocol import SolutionMessage, SolutionRecord, encode
 
@@ -76,6 +75,6 @@ async def persist_and_broadcast(
             received_at=delivery.received_at,
         )
         sends.append(await producer.send(SOLUTION_TOPIC, encode(record), key=row["task_id"].bytes))
-    await asyncio.gather(*sends)
+    await acknowledged(sends)
     await pool.execute(MARK_BROADCAST, [row["id"] for row in pending])
     BROADCAST.labels(kind="solution").inc(len(pending))

@@ -34,11 +34,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    # A connection broken in the middle of a query (Postgres restarting) can
+    # surface as "cannot switch to state ...": the connection's fault, not the message's.
+    asyncpg.exceptions.InternalClientError,
     KafkaError,
 )
+# SQLSTATE classes about the server, not the data: connection exception, insufficient
+# resources, operator intervention (shutdown, restart), system error.
+TRANSIENT_SQLSTATE_CLASSES = {"08", "53", "57", "58"}
+TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: retry
+
+
+def transient(error: BaseException) -> bool:
+    """True when retrying later may succeed: the dependency failed, not the message."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    state = getattr(error, "sqlstate", None) if isinstance(error, asyncpg.PostgresError) else None
+    return bool(state) and (state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES)
 
 
 @dataclass(slots=True)
@@ -64,6 +76,7 @@ class BatchConsumer(Generic[T]):
         self.decode = decode
         self.process = process
         self.consuming = False
+        self._channel: AbstractChannel | None = None
         self._stopping = False
         # None in the inbox wakes the loop to stop: it needs nothing else to wait on.
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
@@ -78,6 +91,7 @@ class BatchConsumer(Generic[T]):
             await declare_topology(channel)
             queue = await channel.get_queue(self.queue_name)
             tag = await queue.consume(self._inbox.put)
+            self._channel = channel
             self.consuming = True
             log.info("consuming", extra={"queue": self.queue_name})
             try:
@@ -88,6 +102,11 @@ class BatchConsumer(Generic[T]):
         finally:
             await connection.close()  # unacked messages go back to the queue
             self._stopped.set()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, over a channel that is open right now (not reconnecting)."""
+        return self.consuming and self._channel is not None and not self._channel.is_closed
 
     async def stop(self, timeout: float) -> None:
         """Stop taking messages; give the batch in flight `timeout` seconds to finish.
@@ -155,19 +174,25 @@ class BatchConsumer(Generic[T]):
             try:
                 await self.process(deliveries)
                 return deliveries
-            except TRANSIENT_ERRORS as error:
+            except Exception as error:
+                if not transient(error):
+                    return await self._isolate(channel, deliveries, error)
                 BROKER_ERRORS.labels(broker=_which(error)).inc()
                 log.warning(
                     "transient_failure", extra={"queue": self.queue_name, "error": repr(error)}
                 )
                 await backoff.sleep()
-            except Exception as error:  # something in the batch is bad: find it alone
-                if len(deliveries) > 1:
-                    return [ok for d in deliveries for ok in await self._process(channel, [d])]
-                reason = f"{type(error).__name__}: {error}"
-                log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
-                await dead_letter(channel, self.queue_name, deliveries[0].message, reason)
-                return []
+
+    async def _isolate(
+        self, channel: AbstractChannel, deliveries: list[Delivery[T]], error: Exception
+    ) -> list[Delivery[T]]:
+        """Something in the batch is bad: process each alone, dead-letter the bad one."""
+        if len(deliveries) > 1:
+            return [ok for d in deliveries for ok in await self._process(channel, [d])]
+        reason = f"{type(error).__name__}: {error}"
+        log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
+        await dead_letter(channel, self.queue_name, deliveries[0].message, reason)
+        return []
 
     @staticmethod
     async def _cancel(queue: AbstractQueue, tag: str) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.backoff import Backoff
@@ -26,6 +26,7 @@ from shared.settings import ServiceSettings
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 PARTITION_CHECK_SECONDS = 10.0
+OUTAGE_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ async def consume(
     so connected clients resume without reconnecting.
     """
     backoff = Backoff()
+    outages = OutageWatch()
     partitions = partitions or set()
     next_check = time.monotonic() + PARTITION_CHECK_SECONDS if partitions else 0.0
     while True:
@@ -68,6 +70,7 @@ async def consume(
                 partitions = await _follow_partitions(consumer, topic, replay_last, partitions)
                 next_check = time.monotonic() + PARTITION_CHECK_SECONDS
                 on_ready(True)
+            await outages.check(consumer)
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             backoff.reset()
         except (KafkaError, LookupError, OSError) as error:
@@ -97,6 +100,37 @@ async def _follow_partitions(
     if known and current <= known:
         return known
     return await assign_all(consumer, topic, replay_last, known)
+
+
+class OutageWatch:
+    """Notices when the broker stopped answering fetches, and when it is back.
+
+    A broker that comes back without its data (Tansu's memory storage, a
+    rebuilt cluster) does not say so: our old positions may be past its new
+    end, or already refilled by records we would then skip. So after an outage
+    the partitions are read again from their beginning; the filters drop what a
+    client already got. Fetches run every `fetch_max_wait_ms`, so a partition
+    whose last fetch is older than `OUTAGE_SECONDS` is unreachable.
+    """
+
+    def __init__(self) -> None:
+        self.unreachable: set[TopicPartition] = set()
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        now_ms = time.time() * 1000
+        back = []
+        for tp in consumer.assignment():
+            polled = consumer.last_poll_timestamp(tp)
+            if polled is None:
+                continue
+            if now_ms - polled > OUTAGE_SECONDS * 1000:
+                self.unreachable.add(tp)
+            elif tp in self.unreachable:
+                back.append(tp)
+        if back:
+            self.unreachable.difference_update(back)
+            log.warning("fanout_rereading_after_outage", extra={"partitions": len(back)})
+            await consumer.seek_to_beginning(*back)
 
 
 class SharedFanout(Generic[T]):

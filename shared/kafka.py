@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
@@ -10,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from shared.backoff import Backoff
 from shared.metrics import BROKER_ERRORS
@@ -19,6 +20,8 @@ from shared.settings import ServiceSettings
 JOB_TOPIC = "job"
 SOLUTION_TOPIC = "solution"
 DEFAULT_RETENTION_MS = 25 * 60 * 1000
+ACK_TIMEOUT_SECONDS = 10.0
+ADMIN_CLOSE_TIMEOUT_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,27 @@ async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]
         await kafka.stop()
 
 
+async def acknowledged(sends: list[asyncio.Future[Any]]) -> None:
+    """Wait for the broker's ack of every record sent, for a bounded time.
+
+    A broker that restarted without its topics may leave sends unanswered:
+    after `ACK_TIMEOUT_SECONDS` this raises `KafkaTimeoutError` so the caller
+    retries (re-creating the topic first) instead of waiting forever.
+    """
+    for send in sends:
+        send.add_done_callback(_retrieve)  # a late failure is not "never retrieved"
+    done, pending = await asyncio.wait(sends, timeout=ACK_TIMEOUT_SECONDS)
+    if pending:
+        raise KafkaTimeoutError(f"{len(pending)} records not acknowledged in time")
+    for send in done:
+        send.result()
+
+
+def _retrieve(send: asyncio.Future[Any]) -> None:
+    if not send.cancelled():
+        send.exception()
+
+
 async def ensure_topics(
     settings: ServiceSettings,
     partitions: dict[str, int],
@@ -90,7 +114,11 @@ async def ensure_topics(
                 await admin.create_topics(missing)
         return [topic.name for topic in missing]
     finally:
-        await admin.close()
+        # Bounded: closing can hang on a broker that misbehaves, and a caller's
+        # timeout has already fired by the time this runs.
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(ADMIN_CLOSE_TIMEOUT_SECONDS):
+                await admin.close()
 
 
 def new_consumer(settings: ServiceSettings, fetch_max_wait_ms: int = 100) -> AIOKafkaConsumer:

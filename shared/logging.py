@@ -32,9 +32,25 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# Broker clients log every expected reconnect (a broker restart) with a full traceback.
+BROKER_CLIENT_LOGGERS = ("aiormq", "aio_pika", "aiokafka")
+
+
+class FoldBrokerTracebacks(logging.Filter):
+    """Keep the broker clients' line, fold its traceback into one `error` field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith(BROKER_CLIENT_LOGGERS):
+            record.error = repr(record.exc_info[1])
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_logging(service: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(FoldBrokerTracebacks())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

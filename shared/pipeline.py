@@ -7,7 +7,9 @@ the health endpoints answer while dependencies are still coming up.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from shared.consumer import BatchConsumer, Delivery
 from shared.db import POOL
@@ -37,6 +40,9 @@ class Pipeline:
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
+TOPIC_CHECK_TIMEOUT_SECONDS = 10.0
+PERSIST_TIMEOUT_SECONDS = 60.0
+log = logging.getLogger(__name__)
 
 
 def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.Application:
@@ -48,7 +54,7 @@ def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.A
     app.on_shutdown.append(functools.partial(_stop_consuming, settings))
 
     async def consuming() -> bool:
-        return pipeline.consumer is not None and pipeline.consumer.consuming
+        return pipeline.consumer is not None and pipeline.consumer.ready
 
     async def producing() -> bool:
         return pipeline.producer is not None
@@ -60,20 +66,40 @@ def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.A
 
 async def _run(settings: ConsumerSettings, app: web.Application) -> None:
     pipeline = app[PIPELINE]
-    await retry(
-        "kafka_topics",
-        lambda: ensure_topics(
+
+    async def ensure_topic() -> None:
+        await ensure_topics(
             settings, {pipeline.topic: settings.kafka_partitions}, settings.kafka_retention_ms
-        ),
-    )
+        )
+
+    await retry("kafka_topics", ensure_topic)
     async with producer(settings) as kafka:
         pipeline.producer = kafka
-        persist = functools.partial(pipeline.persist, app[POOL], kafka)
+
+        async def persist(deliveries: list[Delivery[Any]]) -> None:
+            try:
+                # Bounded: a stalled dependency becomes a logged, retried TimeoutError.
+                async with asyncio.timeout(PERSIST_TIMEOUT_SECONDS):
+                    await pipeline.persist(app[POOL], kafka, deliveries)
+            except KafkaError:
+                # A broker that came back empty lost the topic: re-create it, then
+                # let the consumer retry the batch as for any transient failure.
+                await _recreate_topic(ensure_topic)
+                raise
+
         pipeline.consumer = BatchConsumer(settings, pipeline.queue, pipeline.decode, persist)
         try:
             await pipeline.consumer.run()
         finally:
             pipeline.producer = None
+
+
+async def _recreate_topic(ensure_topic: Callable[[], Awaitable[None]]) -> None:
+    try:
+        async with asyncio.timeout(TOPIC_CHECK_TIMEOUT_SECONDS):
+            await ensure_topic()
+    except (KafkaError, OSError, TimeoutError) as error:
+        log.warning("kafka_topic_check_failed", extra={"error": repr(error)})
 
 
 async def _stop_consuming(settings: ConsumerSettings, app: web.Application) -> None:

@@ -26,6 +26,7 @@ QUEUES = {JOB_EXCHANGE: JOB_QUEUE, SOLUTION_EXCHANGE: SOLUTION_QUEUE}
 RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
+RECONNECT_INTERVAL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,11 @@ async def connect(url: str) -> AbstractRobustConnection:
     while True:
         try:
             return await aio_pika.connect_robust(
-                url, timeout=10, client_properties={"connection_name": "wspool"}
+                url,
+                timeout=10,
+                # Reconnect soon after a broker restart (aio-pika waits 5 s by default).
+                reconnect_interval=RECONNECT_INTERVAL_SECONDS,
+                client_properties={"connection_name": "wspool"},
             )
         except (TimeoutError, AMQPError, aio_pika.exceptions.AMQPException, OSError) as error:
             BROKER_ERRORS.labels(broker="rabbitmq").inc()

@@ -166,9 +166,7 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
         worker_settings = WorkerServerSettings(
             **backends.settings(
                 port=worker_port,
-                server_instance=f"test-{uuid.uuid4().hex[:8]}",
-                **common,
-                **(worker or {}),
+                **{"server_instance": f"test-{uuid.uuid4().hex[:8]}", **common, **(worker or {})},
             )
         )
         async with (
@@ -208,3 +206,12 @@ async def stack(
     """A node_server and worker_server in each fan-out mode; tests run against both."""
     async with start_servers(fanout_mode=request.param) as servers:
         yield servers
+
+
+@pytest.fixture(scope="session")
+async def faults() -> AsyncIterator[Any]:
+    """The whole system on private Postgres, RabbitMQ and Tansu, services as subprocesses."""
+    from tests.fault_stack import fault_stack as start
+
+    async with start() as stack:
+        yield stack

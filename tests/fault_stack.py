@@ -1,0 +1,127 @@
+"""The whole system on private instances, as subprocesses the fault tests may kill."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from misc.setup_local_environment import SetupSettings, setup
+from misc.tansu import free_port
+from tests.instances import PrivatePostgres, PrivateRabbit, PrivateTansu, Service, stopped_on_exit
+
+PREFIXES = {
+    "node_server": "NODE_SERVER_",
+    "worker_server": "WORKER_SERVER_",
+    "process_job_worker": "PROCESS_JOB_WORKER_",
+    "process_solution_worker": "PROCESS_SOLUTION_WORKER_",
+}
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+# Generous limits: the tests push bursts through one connection on purpose.
+SERVER_SETTINGS = {
+    "RATE_LIMIT_PER_SECOND": "100000",
+    "RATE_LIMIT_BURST": "100000",
+    "SEND_QUEUE_SIZE": "10000",
+}
+CONSUMER_SETTINGS = {"RETRY_MAX_SECONDS": "1"}
+
+
+@dataclass
+class FaultStack:
+    root: Path
+    postgres: PrivatePostgres
+    rabbit: PrivateRabbit
+    kafka: PrivateTansu
+    services: dict[str, Service]
+
+    @property
+    def node(self) -> Service:
+        return self.services["node_server"]
+
+    @property
+    def worker(self) -> Service:
+        return self.services["worker_server"]
+
+    @property
+    def job_worker(self) -> Service:
+        return self.services["process_job_worker"]
+
+    @property
+    def solution_worker(self) -> Service:
+        return self.services["process_solution_worker"]
+
+    async def all_ready(self) -> None:
+        for service in self.services.values():
+            await service.ready()
+
+    def logs(self) -> dict[str, str]:
+        return {name: service.log_text() for name, service in self.services.items()}
+
+
+def service_env(
+    name: str, postgres_dsn: str, rabbitmq_url: str, kafka: str, port: int, **extra: str
+) -> dict[str, str]:
+    prefix = PREFIXES[name]
+    settings = {
+        "POSTGRES_DSN": postgres_dsn,
+        "RABBITMQ_URL": rabbitmq_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
+        **(SERVER_SETTINGS if name.endswith("_server") else CONSUMER_SETTINGS),
+        **extra,
+    }
+    return {**os.environ, **{f"{prefix}{key}": value for key, value in settings.items()}}
+
+
+@contextlib.asynccontextmanager
+async def fault_stack() -> AsyncIterator[FaultStack]:
+    """Private Postgres, RabbitMQ and Tansu, set up, and the four services running."""
+    root = Path(tempfile.mkdtemp(prefix="wspool-faults-"))
+    os.chmod(root, 0o755)  # the postgres user must reach its data directory
+    postgres = PrivatePostgres(root / "postgres")
+    rabbit = PrivateRabbit(root / "rabbitmq")
+    kafka = PrivateTansu(root)
+    services: dict[str, Service] = {}
+    with _removed(root), stopped_on_exit(postgres, rabbit, kafka):
+        postgres.init()
+        postgres.start()
+        rabbit.start()
+        kafka.start()
+        await setup(
+            SetupSettings(
+                postgres_dsn=postgres.dsn,
+                rabbitmq_url=rabbit.url,
+                kafka_bootstrap_servers=kafka.bootstrap,
+                solution_partitions=2,
+            )
+        )
+        for name in PREFIXES:
+            port = free_port()
+            extra = (
+                {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"}
+                if name == "worker_server"
+                else {}
+            )
+            env = service_env(name, postgres.dsn, rabbit.url, kafka.bootstrap, port, **extra)
+            services[name] = Service(name, env, port, root / f"{name}.log")
+        with stopped_on_exit(*services.values()):
+            for service in services.values():
+                service.start()
+            stack = FaultStack(root, postgres, rabbit, kafka, services)
+            await stack.all_ready()
+            yield stack
+
+
+@contextlib.contextmanager
+def _removed(root: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
