@@ -82,12 +82,15 @@ async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
 
 
 async def _traffic(node_url: str, worker_url: str) -> None:
-    height, body = next_height(), solution_body()
+    body = solution_body()
     async with worker_client(worker_url) as worker, node_client(node_url) as node:
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
-        await node.send(job(height))
-        task_id = (await worker.job_for(height))["task_id"]
+        # Two jobs: the first may reach the worker as the latest job on joining,
+        # the second is live fan-out and so a job latency sample.
+        for height in (next_height(), next_height()):
+            await node.send(job(height))
+            task_id = (await worker.job_for(height))["task_id"]
         await worker.send(solution(task_id, target=500, body=body))
         assert await node.receive() == body
         await worker.send(solution(task_id, target=500, body=body))  # a duplicate
@@ -99,3 +102,27 @@ async def _dead_letter(rabbitmq_url: str) -> None:
         exchange = await channel.get_exchange(JOB_EXCHANGE)
         message = aio_pika.Message(b"not a job", headers={"received_at": now_ns()})
         await exchange.publish(message, routing_key="")
+
+
+def _job_latency_count() -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("wspool_end_to_end_latency_seconds_count", {"kind": "job"}) or 0.0
+    )
+
+
+async def test_job_latency_counts_live_fanout_not_the_latest_job_on_joining(stack) -> None:
+    height = next_height()
+    async with worker_client(stack.worker_url) as first, node_client(stack.node_url) as node:
+        await node.send(job(height))
+        await first.job_for(height)
+    before = _job_latency_count()
+    async with worker_client(stack.worker_url) as late:
+        await late.job_for(height)  # the latest job, sent on joining: not a latency sample
+        assert _job_latency_count() == before
+        newer = next_height()
+        async with node_client(stack.node_url) as node:
+            await node.send(job(newer))
+            await late.job_for(newer)
+        assert _job_latency_count() == before + 1

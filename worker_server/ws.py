@@ -48,11 +48,14 @@ class WorkerSubscriber:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.newer = NewerJobsOnly()
+        self.joined_at = now_ns()
 
     def offer(self, update: JobUpdate) -> None:
         if self.newer.accept(update):
             self.connection.send(update.frame)
-            JOB_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
+            # The latest job sent on joining is history, not fan-out latency.
+            if update.received_at >= self.joined_at:
+                JOB_LATENCY.observe((now_ns() - update.received_at) / 1e9)
 
 
 async def worker_socket(request: web.Request) -> web.StreamResponse:
