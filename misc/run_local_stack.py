@@ -105,11 +105,15 @@ def stop(processes: dict[str, subprocess.Popen]) -> None:
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the stack the same way Ctrl-C does
+    """SIGTERM stops the stack the way Ctrl-C does; a second signal must not cut it short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m misc.run_local_stack", description=__doc__)
     parser.add_argument(
         "--kafka-port",
@@ -179,8 +183,6 @@ def main() -> int:
             print(f"error: {error}; see {args.logs}/", file=sys.stderr)
             return 1
         finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             stop(processes)
 
 
