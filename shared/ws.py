@@ -155,6 +155,9 @@ class Connection:
             yield self
         except CloseConnection as close:
             await self.close(close.code, close.reason)
+        except Exception:  # a bug of ours: log it once, tell the client, keep serving others
+            log.exception("connection_failed", extra=self.log_context)
+            await self.close(Close.UNAVAILABLE, "internal error")
         finally:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
