@@ -116,6 +116,7 @@ class PrivateRabbit:
             "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
+            "ERL_CRASH_DUMP": str(self.root / "erl_crash.dump"),  # not in the working directory
         }
 
     def start(self) -> None:
