@@ -103,14 +103,17 @@ async def _follow_partitions(
 
 
 class OutageWatch:
-    """Notices when the broker stopped answering fetches, and when it is back.
+    """Notices when the broker lost the records behind our positions.
 
     A broker that comes back without its data (Tansu's memory storage, a
-    rebuilt cluster) does not say so: our old positions may be past its new
-    end, or already refilled by records we would then skip. So after an outage
-    the partitions are read again from their beginning; the filters drop what a
-    client already got. Fetches run every `fetch_max_wait_ms`, so a partition
-    whose last fetch is older than `OUTAGE_SECONDS` is unreachable.
+    rebuilt cluster) does not say so, and simply waits for our old positions
+    to be refilled: records in between would be skipped. Two signs give it
+    away: a partition whose log now ends before our position (seen at the
+    first fetch after the restart), and a partition not fetched for
+    `OUTAGE_SECONDS` (its log may have been refilled past our position in the
+    meantime). Either way the partition is read again from its beginning; the
+    filters drop what a client already got. Fetches run every
+    `fetch_max_wait_ms`, so a healthy partition is never that stale.
     """
 
     def __init__(self) -> None:
@@ -118,7 +121,7 @@ class OutageWatch:
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
         now_ms = time.time() * 1000
-        back = []
+        lost = []
         for tp in consumer.assignment():
             polled = consumer.last_poll_timestamp(tp)
             if polled is None:
@@ -126,11 +129,13 @@ class OutageWatch:
             if now_ms - polled > OUTAGE_SECONDS * 1000:
                 self.unreachable.add(tp)
             elif tp in self.unreachable:
-                back.append(tp)
-        if back:
-            self.unreachable.difference_update(back)
-            log.warning("fanout_rereading_after_outage", extra={"partitions": len(back)})
-            await consumer.seek_to_beginning(*back)
+                self.unreachable.discard(tp)
+                lost.append(tp)
+            elif await consumer.position(tp) > consumer.highwater(tp):
+                lost.append(tp)
+        if lost:
+            log.warning("fanout_rereading_lost_log", extra={"partitions": len(lost)})
+            await consumer.seek_to_beginning(*lost)
 
 
 class SharedFanout(Generic[T]):

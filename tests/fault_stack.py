@@ -116,7 +116,17 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
                 service.start()
             stack = FaultStack(root, postgres, rabbit, kafka, services)
             await stack.all_ready()
-            yield stack
+            try:
+                yield stack
+            except BaseException:
+                _print_log_tails(stack)  # the directory is removed: keep the evidence
+                raise
+
+
+def _print_log_tails(stack: FaultStack, lines: int = 40) -> None:
+    for name, text in stack.logs().items():
+        print(f"--- last {lines} lines of {name}'s log ---")
+        print("\n".join(text.splitlines()[-lines:]))
 
 
 @contextlib.contextmanager
