@@ -227,6 +227,7 @@ async def test_kafka_sasl_ssl_settings_reach_aiokafka(certificate: tuple[Path, P
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "wspool",
         "sasl_plain_password": "kafka-s3cret",
+        "client_id": "wspool-node-server",
     }
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     subjects = [dict(item[0] for item in ca["subject"]) for ca in context.get_ca_certs()]
@@ -239,7 +240,11 @@ async def test_kafka_sasl_ssl_settings_reach_aiokafka(certificate: tuple[Path, P
 
 async def test_kafka_plaintext_has_no_security_options() -> None:
     options = client_options(NodeServerSettings(kafka_bootstrap_servers="a:9092,b:9092"))
-    assert options == {"bootstrap_servers": "a:9092,b:9092", "security_protocol": "PLAINTEXT"}
+    assert options == {
+        "bootstrap_servers": "a:9092,b:9092",
+        "security_protocol": "PLAINTEXT",
+        "client_id": "wspool-node-server",
+    }
     ssl_only = client_options(NodeServerSettings(kafka_security_protocol="SSL"))
     assert isinstance(ssl_only["ssl_context"], ssl.SSLContext)
     assert "sasl_mechanism" not in ssl_only
