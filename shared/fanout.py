@@ -118,24 +118,36 @@ class OutageWatch:
 
     def __init__(self) -> None:
         self.unreachable: set[TopicPartition] = set()
+        self.reread_at: dict[TopicPartition, float] = {}
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
-        now_ms = time.time() * 1000
+        now = time.time()
         lost = []
         for tp in consumer.assignment():
             polled = consumer.last_poll_timestamp(tp)
             if polled is None:
                 continue
-            if now_ms - polled > OUTAGE_SECONDS * 1000:
+            if now * 1000 - polled > OUTAGE_SECONDS * 1000:
                 self.unreachable.add(tp)
             elif tp in self.unreachable:
                 self.unreachable.discard(tp)
                 lost.append(tp)
-            elif await consumer.position(tp) > consumer.highwater(tp):
+            elif await self._past_log_end(consumer, tp, now):
                 lost.append(tp)
         if lost:
             log.warning("fanout_rereading_lost_log", extra={"partitions": len(lost)})
+            self.reread_at.update(dict.fromkeys(lost, now))
             await consumer.seek_to_beginning(*lost)
+
+    async def _past_log_end(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, now: float
+    ) -> bool:
+        # At most once per OUTAGE_SECONDS: a broker whose high-water mark stays
+        # behind what it serves (seen on Tansu right after it auto-created a
+        # topic) must not turn this into a loop.
+        if now - self.reread_at.get(tp, 0.0) < OUTAGE_SECONDS:
+            return False
+        return await consumer.position(tp) > consumer.highwater(tp)
 
 
 class SharedFanout(Generic[T]):
