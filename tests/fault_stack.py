@@ -14,6 +14,7 @@ from pathlib import Path
 from misc.setup_local_environment import SetupSettings, setup
 from misc.tansu import free_port
 from tests.instances import PrivatePostgres, PrivateRabbit, PrivateTansu, Service, stopped_on_exit
+from tests.kafka_gate import KafkaGate
 
 PREFIXES = {
     "node_server": "NODE_SERVER_",
@@ -37,6 +38,7 @@ class FaultStack:
     postgres: PrivatePostgres
     rabbit: PrivateRabbit
     kafka: PrivateTansu
+    kafka_gate: KafkaGate  # what the services connect to; Tansu advertises it
     services: dict[str, Service]
 
     @property
@@ -58,6 +60,17 @@ class FaultStack:
     async def all_ready(self) -> None:
         for service in self.services.values():
             await service.ready()
+
+    async def setup(self) -> None:
+        """What an operator runs after a broker lost its data: topics, queues, schema."""
+        await setup(
+            SetupSettings(
+                postgres_dsn=self.postgres.dsn,
+                rabbitmq_url=self.rabbit.url,
+                kafka_bootstrap_servers=self.kafka_gate.bootstrap,
+                solution_partitions=2,
+            )
+        )
 
     def logs(self) -> dict[str, str]:
         return {name: service.log_text() for name, service in self.services.items()}
@@ -88,45 +101,48 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
     postgres = PrivatePostgres(root / "postgres")
     rabbit = PrivateRabbit(root / "rabbitmq")
     kafka = PrivateTansu(root)
+    gate = KafkaGate(kafka.port)
+    kafka.advertised_port = gate.port
     services: dict[str, Service] = {}
+    stack = FaultStack(root, postgres, rabbit, kafka, gate, services)
     with _removed(root), stopped_on_exit(postgres, rabbit, kafka):
         postgres.init()
         postgres.start()
         rabbit.start()
-        kafka.start()
-        await setup(
-            SetupSettings(
-                postgres_dsn=postgres.dsn,
-                rabbitmq_url=rabbit.url,
-                kafka_bootstrap_servers=kafka.bootstrap,
-                solution_partitions=2,
-            )
-        )
-        for name in PREFIXES:
-            port = free_port()
-            extra = (
-                {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"}
-                if name == "worker_server"
-                else {}
-            )
-            env = service_env(name, postgres.dsn, rabbit.url, kafka.bootstrap, port, **extra)
-            services[name] = Service(name, env, port, root / f"{name}.log")
-        with stopped_on_exit(*services.values()):
-            for service in services.values():
-                service.start()
-            stack = FaultStack(root, postgres, rabbit, kafka, services)
-            await stack.all_ready()
-            try:
-                yield stack
-            except BaseException:
-                _print_log_tails(stack)  # the directory is removed: keep the evidence
-                raise
+        await gate.start()
+        try:
+            kafka.start()
+            await stack.setup()
+            for name in PREFIXES:
+                services[name] = _service(stack, name)
+            with stopped_on_exit(*services.values()):
+                for service in services.values():
+                    service.start()
+                await stack.all_ready()
+                try:
+                    yield stack
+                except BaseException:
+                    _print_log_tails(stack)  # the directory is removed: keep the evidence
+                    raise
+        finally:
+            await gate.stop()
+
+
+def _service(stack: FaultStack, name: str) -> Service:
+    port = free_port()
+    extra = {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"} if name == "worker_server" else {}
+    env = service_env(
+        name, stack.postgres.dsn, stack.rabbit.url, stack.kafka_gate.bootstrap, port, **extra
+    )
+    return Service(name, env, port, stack.root / f"{name}.log")
 
 
 def _print_log_tails(stack: FaultStack, lines: int = 40) -> None:
     for name, text in stack.logs().items():
-        print(f"--- last {lines} lines of {name}'s log ---")
-        print("\n".join(text.splitlines()[-lines:]))
+        # aiokafka repeats its connection errors many times a second: skip them.
+        ours = [line for line in text.splitlines() if '"logger":"aiokafka' not in line]
+        print(f"--- last {lines} lines of {name}'s log, aiokafka's own left out ---")
+        print("\n".join(ours[-lines:]))
 
 
 @contextlib.contextmanager

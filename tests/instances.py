@@ -193,10 +193,14 @@ class PrivateRabbit:
 
 
 class PrivateTansu:
-    """The test's own Tansu, killed and restarted on the same port (memory storage)."""
+    """The test's own Tansu, killed and restarted on the same port (memory storage).
+
+    `advertised_port`: a proxy's port the broker names to clients instead of its own.
+    """
 
     def __init__(self, root: Path) -> None:
         self.port = free_port()
+        self.advertised_port: int | None = None
         self.log = root / "tansu.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -205,7 +209,7 @@ class PrivateTansu:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = start_tansu(self.port, self.log)
+        self.process = start_tansu(self.port, self.log, self.advertised_port)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
