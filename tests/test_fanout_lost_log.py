@@ -21,6 +21,7 @@ from shared.kafka import client_options, ensure_topics
 from shared.settings import ServiceSettings
 from tests.instances import PrivateTansu
 
+pytestmark = pytest.mark.faults
 TOPIC = "lost-log"
 
 
