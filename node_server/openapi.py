@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node_server.api_schemas import INT64, SCHEMAS
 from node_server.params import DEFAULT_LIMIT, MAX_LIMIT
 
 
@@ -34,7 +35,6 @@ def _json(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-INT64 = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 LIMIT = _query(
     "limit",
     {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
@@ -64,7 +64,7 @@ def _read(summary: str, parameters: list[dict[str, Any]], schema: str, *codes: i
 
 
 SPEC: dict[str, Any] = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {
         "title": "wspool node_server API",
         "version": "1",
@@ -74,36 +74,7 @@ SPEC: dict[str, Any] = {
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error", "detail"],
-                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-            },
-            "Stats": {"type": "object"},
-            "Dashboard": {"type": "object"},
-            "Job": {"type": "object"},
-            "Page": {
-                "type": "object",
-                "properties": {
-                    "items": {"type": "array", "items": {"type": "object"}},
-                    "next_before": {"type": "integer", "nullable": True},
-                },
-            },
-            "WorkerStats": {"type": "object"},
-            "NodeJob": {
-                "type": "object",
-                "required": ["epoch_challenge", "proof_target", "block_height"],
-                "properties": {
-                    "type": {"type": "string", "enum": ["job"]},
-                    "epoch_challenge": {"type": "object"},
-                    "proof_target": INT64,
-                    "block_height": INT64,
-                },
-            },
-            "Accepted": {"type": "object"},
-            "HeightSolutions": {"type": "object"},
-        },
+        "schemas": SCHEMAS,
     },
     "paths": {
         "/api/openapi.json": {
@@ -125,7 +96,7 @@ SPEC: dict[str, Any] = {
             **_read(
                 "Jobs, newest block height first.",
                 [LIMIT, _query("before", INT64, "Cursor: a block height (exclusive).")],
-                "Page",
+                "JobPage",
                 400,
             ),
             "post": {
@@ -150,7 +121,11 @@ SPEC: dict[str, Any] = {
             "One job with its solution count.", [TASK_ID], "Job", 400, 404
         ),
         "/api/jobs/{task_id}/solutions": _read(
-            "A job's solutions, newest first.", [TASK_ID, LIMIT, BEFORE_ID], "Page", 400, 404
+            "A job's solutions, newest first.",
+            [TASK_ID, LIMIT, BEFORE_ID],
+            "SolutionPage",
+            400,
+            404,
         ),
         "/api/jobs/by-height/{block_height}/solutions": _read(
             "Stored solutions for a block height, oldest first, exactly the `solution` objects "
@@ -171,7 +146,7 @@ SPEC: dict[str, Any] = {
                 LIMIT,
                 BEFORE_ID,
             ],
-            "Page",
+            "WorkerPage",
             400,
         ),
         "/api/workers/{hardware_id}/stats": _read(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 
 import aiohttp
 import orjson
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 from node_server.app import create_app
 from node_server.openapi import SPEC
 from node_server.settings import NodeServerSettings
-from tests.clients import job, next_height, welcome, worker_client
+from tests.clients import job, next_height, solution, welcome, worker_client
 from tests.conftest import Backends, Stack
 
 ADMIN, NODE = "adm1n", "n0de"
@@ -89,14 +92,17 @@ async def test_route_answers_with_documented_status_codes(
             status, _ = await _request(session, "POST", url, NODE, orjson.dumps(job(height)))
             assert status == 202
             task_id = (await w.job_for(height, timeout=15))["task_id"]
+            await w.send(solution(task_id))  # so the solution lists have an item to check
+            await _solution_stored(session, guarded, task_id)
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
             fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
             body = orjson.dumps(job(next_height())) if method == "POST" else None
-            status, _ = await _request(
+            status, answer = await _request(
                 session, method, guarded.node_http + _fill(valid, fill), valid_token, body
             )
             assert status < 300 and str(status) in documented
+            assert_body_matches(answer, documented[str(status)])
             if invalid is not None:
                 bad_body = b"{}" if method == "POST" else None
                 status, error = await _request(
@@ -107,7 +113,42 @@ async def test_route_answers_with_documented_status_codes(
                     bad_body,
                 )
                 assert status >= 400 and str(status) in documented
-                assert isinstance(error, dict) and set(error) == {"error", "detail"}
+                assert_body_matches(error, documented[str(status)])
+
+
+def assert_body_matches(body: object, documented: dict) -> None:
+    """The body validates against the response's schema (OpenAPI 3.1 is JSON Schema)."""
+    content = documented.get("content")
+    if content is None:  # the description itself: checked by the test below
+        return
+    schema = {**content["application/json"]["schema"], "components": SPEC["components"]}
+    Draft202012Validator(schema, format_checker=FormatChecker()).validate(body)
+
+
+async def _solution_stored(session: aiohttp.ClientSession, stack: Stack, task_id: str) -> None:
+    url = f"{stack.node_http}/api/jobs/{task_id}/solutions"
+    async with asyncio.timeout(15):
+        while not (await _request(session, "GET", url, ADMIN, None))[1]["items"]:
+            await asyncio.sleep(0.05)
+
+
+def test_the_description_is_a_valid_openapi_document() -> None:
+    Draft202012Validator.check_schema({"$defs": SPEC["components"]["schemas"]})
+    refs = set(re.findall(r'"#/components/schemas/(\w+)"', orjson.dumps(SPEC).decode()))
+    assert refs <= set(SPEC["components"]["schemas"]), "a $ref points nowhere"
+    assert SPEC["openapi"].startswith("3.1")
+
+
+def test_a_body_of_another_shape_fails_the_check() -> None:
+    ok = {"error": "invalid_parameter", "detail": "limit"}
+    assert_body_matches(
+        ok, {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    )
+    with pytest.raises(ValidationError):
+        assert_body_matches(
+            {**ok, "extra": 1},
+            {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        )
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
