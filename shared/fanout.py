@@ -145,9 +145,10 @@ class OutageWatch:
         # At most once per OUTAGE_SECONDS: a broker whose high-water mark stays
         # behind what it serves (seen on Tansu right after it auto-created a
         # topic) must not turn this into a loop.
-        if now - self.reread_at.get(tp, 0.0) < OUTAGE_SECONDS:
+        highwater = consumer.highwater(tp)
+        if highwater is None or now - self.reread_at.get(tp, 0.0) < OUTAGE_SECONDS:
             return False
-        return await consumer.position(tp) > consumer.highwater(tp)
+        return await consumer.position(tp) > highwater
 
 
 class SharedFanout(Generic[T]):
