@@ -26,7 +26,7 @@ def free_port() -> int:
     connection can then not grab it in between, which a port the kernel
     picked (bind to 0) allows. Never the same port twice in one process.
     """
-    low = _ephemeral_low()
+    low = ephemeral_range_start()
     while True:
         if low > PORT_FLOOR + 1000:
             port = random.randrange(PORT_FLOOR, low)
@@ -45,7 +45,7 @@ def free_port() -> int:
         return port
 
 
-def _ephemeral_low() -> int:
+def ephemeral_range_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
