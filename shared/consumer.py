@@ -2,7 +2,8 @@
 
 Messages are taken as they come (no waiting to fill a batch, so latency stays
 low) up to `batch_size`; undecodable ones are dead-lettered at once; the rest
-are processed together and acked only after processing succeeded. Transient
+are processed together and acked only after processing succeeded (in bulk,
+see `shared.acks`). Transient
 failures (Postgres or Kafka away) are retried with backoff while the messages
 stay unacked; a message that fails on its own is dead-lettered with the reason.
 """
@@ -20,6 +21,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiokafka.errors import KafkaError
 
+from shared.acks import BulkAcks
 from shared.backoff import Backoff
 from shared.metrics import BROKER_ERRORS
 from shared.protocol import ProtocolError
@@ -81,6 +83,7 @@ class BatchConsumer(Generic[T]):
         # None in the inbox wakes the loop to stop: it needs nothing else to wait on.
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopped = asyncio.Event()
+        self._acks = BulkAcks()
 
     async def run(self) -> None:
         """Connect (retrying), consume until `stop()`, then return; cancel to abandon."""
@@ -147,9 +150,10 @@ class BatchConsumer(Generic[T]):
         except Exception as error:  # e.g. the channel died mid-batch: hand them back
             log.error("batch_failed", extra={"queue": self.queue_name, "error": repr(error)})
             for message in batch:
-                if not message.processed:
+                if not message.processed and not self._acks.is_settled(message):
                     with contextlib.suppress(Exception):
                         await message.nack(requeue=True)
+                    await self._acks.settled_elsewhere(message)
         finally:
             slots.release()
 
@@ -159,11 +163,12 @@ class BatchConsumer(Generic[T]):
             try:
                 item = self.decode(message.body)
             except ProtocolError as error:
-                await dead_letter(channel, self.queue_name, message, error.detail)
+                await self._dead_letter(channel, message, error.detail)
                 continue
             deliveries.append(Delivery(message, item, received_at(message) or 0))
-        for delivery in await self._process(channel, deliveries) if deliveries else []:
-            await _ack(delivery.message)
+        if deliveries:
+            processed = await self._process(channel, deliveries)
+            await self._acks.ack(delivery.message for delivery in processed)
 
     async def _process(
         self, channel: AbstractChannel, deliveries: list[Delivery[T]]
@@ -191,8 +196,14 @@ class BatchConsumer(Generic[T]):
             return [ok for d in deliveries for ok in await self._process(channel, [d])]
         reason = f"{type(error).__name__}: {error}"
         log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
-        await dead_letter(channel, self.queue_name, deliveries[0].message, reason)
+        await self._dead_letter(channel, deliveries[0].message, reason)
         return []
+
+    async def _dead_letter(
+        self, channel: AbstractChannel, message: AbstractIncomingMessage, reason: str
+    ) -> None:
+        await dead_letter(channel, self.queue_name, message, reason)
+        await self._acks.settled_elsewhere(message)
 
     @staticmethod
     async def _cancel(queue: AbstractQueue, tag: str) -> None:
@@ -202,12 +213,3 @@ class BatchConsumer(Generic[T]):
 
 def _which(error: BaseException) -> str:
     return "kafka" if isinstance(error, KafkaError) else "postgres"
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    # After a reconnect the old channel is gone: the broker redelivers, and the
-    # idempotent processing repeats only the missing steps.
-    try:
-        await message.ack()
-    except Exception as error:
-        log.warning("ack_failed", extra={"error": repr(error)})
