@@ -43,7 +43,7 @@ async def setup(settings: SetupSettings) -> None:
     log.info("migrations_applied", extra={"count": applied})
 
     async def rabbit() -> None:
-        connection = await connect(settings.rabbitmq_url.get_secret_value())
+        connection = await connect(settings.rabbitmq_url.get_secret_value(), settings.client_name)
         try:
             await declare_topology(await connection.channel())
         finally:

@@ -87,7 +87,9 @@ class BatchConsumer(Generic[T]):
 
     async def run(self) -> None:
         """Connect (retrying), consume until `stop()`, then return; cancel to abandon."""
-        connection = await connect(self.settings.rabbitmq_url.get_secret_value())
+        connection = await connect(
+            self.settings.rabbitmq_url.get_secret_value(), self.settings.client_name
+        )
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch_count)

@@ -31,7 +31,7 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "security_protocol": settings.kafka_security_protocol,
-        "client_id": client_id(settings),
+        "client_id": settings.client_name,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(
@@ -44,13 +44,6 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
         if settings.kafka_sasl_password is not None:
             options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return options
-
-
-def client_id(settings: ServiceSettings) -> str:
-    """`wspool-node-server`, `wspool-setup`, …: names our clients in broker logs and quotas."""
-    prefix = settings.model_config.get("env_prefix") or ""
-    name = prefix.removeprefix("WSPOOL_").strip("_").lower().replace("_", "-")
-    return f"wspool-{name}" if name else "wspool"
 
 
 @contextlib.asynccontextmanager

@@ -39,8 +39,10 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}.dead_letter"
 
 
-async def connect(url: str) -> AbstractRobustConnection:
+async def connect(url: str, name: str) -> AbstractRobustConnection:
     """A robust connection, retried with backoff until the broker answers.
+
+    `name` is the connection name RabbitMQ shows (management UI, `rabbitmqctl`).
 
     Once connected, aio-pika reconnects by itself and restores the channels,
     exchanges and consumers this process holds references to.
@@ -53,7 +55,7 @@ async def connect(url: str) -> AbstractRobustConnection:
                 timeout=10,
                 # Reconnect soon after a broker restart (aio-pika waits 5 s by default).
                 reconnect_interval=RECONNECT_INTERVAL_SECONDS,
-                client_properties={"connection_name": "wspool"},
+                client_properties={"connection_name": name},
             )
         except (TimeoutError, AMQPError, aio_pika.exceptions.AMQPException, OSError) as error:
             BROKER_ERRORS.labels(broker="rabbitmq").inc()
@@ -88,16 +90,17 @@ class Publisher:
     raises `PublishRefused` so the client is told instead of losing the message.
     """
 
-    def __init__(self, url: str, exchange_name: str) -> None:
+    def __init__(self, url: str, exchange_name: str, name: str) -> None:
         self.url = url
         self.exchange_name = exchange_name
+        self.name = name
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def run(self) -> None:
         """Connect, declare, then hold the connection until cancelled."""
-        self._connection = await connect(self.url)
+        self._connection = await connect(self.url, self.name)
         try:
             self._channel = await self._connection.channel(
                 publisher_confirms=True, on_return_raises=True

@@ -39,7 +39,7 @@ def create_websocket_app(
     app = web.Application()
     add_health_routes(app)
     app[CONNECTIONS] = set()
-    publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange)
+    publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher
     app.cleanup_ctx.append(postgres(settings))
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))

@@ -83,6 +83,14 @@ class ServiceSettings(BaseSettings):
         "uvloop", description="uvloop (faster socket writes) or the standard asyncio loop."
     )
 
+    @property
+    def client_name(self) -> str:
+        """`wspool-node-server`, `wspool-setup`, ...: how this program names itself to
+        the brokers (Kafka client id, RabbitMQ connection name), for their logs and UIs."""
+        prefix = self.model_config.get("env_prefix") or ""
+        name = prefix.removeprefix("WSPOOL_").strip("_").lower().replace("_", "-")
+        return f"wspool-{name}" if name else "wspool"
+
 
 class WebsocketServerSettings(ServiceSettings):
     """What both websocket servers (node and worker) share."""
