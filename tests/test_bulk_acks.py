@@ -60,36 +60,41 @@ async def _ready(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
     return queue.declaration_result.message_count or 0
 
 
-async def test_acks_stop_at_the_first_message_still_in_work(
+@pytest.fixture
+async def consuming(
     backends: Backends, queue_name: str
-) -> None:
+) -> AsyncIterator[tuple[aio_pika.abc.AbstractChannel, list]]:
+    """A channel that has received every message of the queue, none settled yet."""
     async with await aio_pika.connect(backends.rabbitmq_url) as connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=COUNT)
-        messages = await receive(channel, queue_name, COUNT)
-        acks = BulkAcks()
-        await acks.ack(messages[10:])  # done, but 0-9 are still in work
-        for message in messages[:4]:  # dead-lettered: acked one by one
-            await message.ack()
-            await acks.settled_elsewhere(message)
-        await messages[4].nack(requeue=True)  # handed back
-        await acks.settled_elsewhere(messages[4])
-        assert not acks.is_settled(messages[5]) and acks.is_settled(messages[20])
-        # Acked: 0-3 alone; 4 went back; 5-9 hold every ack above them.
-        assert await ready_after_close(backends, channel, queue_name) == COUNT - 4
+        yield channel, await receive(channel, queue_name, COUNT)
+
+
+async def test_acks_stop_at_the_first_message_still_in_work(
+    backends: Backends, queue_name: str, consuming: tuple
+) -> None:
+    channel, messages = consuming
+    acks = BulkAcks()
+    await acks.ack(messages[10:])  # done, but 0-9 are still in work
+    for message in messages[:4]:  # dead-lettered: acked one by one
+        await message.ack()
+        await acks.settled_elsewhere(message)
+    await messages[4].nack(requeue=True)  # handed back
+    await acks.settled_elsewhere(messages[4])
+    assert not acks.is_settled(messages[5]) and acks.is_settled(messages[20])
+    # Acked: 0-3 alone; 4 went back; 5-9 hold every ack above them.
+    assert await ready_after_close(backends, channel, queue_name) == COUNT - 4
 
 
 async def test_every_message_is_acked_once_all_are_settled_in_any_order(
-    backends: Backends, queue_name: str
+    backends: Backends, queue_name: str, consuming: tuple
 ) -> None:
-    async with await aio_pika.connect(backends.rabbitmq_url) as connection:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=COUNT)
-        messages = await receive(channel, queue_name, COUNT)
-        acks = BulkAcks()
-        order = list(range(COUNT))
-        random.Random(7).shuffle(order)
-        for start in range(0, COUNT, 7):  # batches finishing out of order
-            await acks.ack(messages[i] for i in order[start : start + 7])
-        assert all(acks.is_settled(message) for message in messages)
-        assert await ready_after_close(backends, channel, queue_name) == 0
+    channel, messages = consuming
+    acks = BulkAcks()
+    order = list(range(COUNT))
+    random.Random(7).shuffle(order)
+    for start in range(0, COUNT, 7):  # batches finishing out of order
+        await acks.ack(messages[i] for i in order[start : start + 7])
+    assert all(acks.is_settled(message) for message in messages)
+    assert await ready_after_close(backends, channel, queue_name) == 0
