@@ -18,9 +18,9 @@ from aiohttp import web
 from node_server import params, queries
 from node_server.settings import NodeServerSettings
 from node_server.ws import ROLE, SETTINGS
-from shared.db import DATABASE_ERRORS, POOL
-from shared.metrics import BROKER_ERRORS
-from shared.ws import CONNECTIONS, authorized, unauthorized
+from shared.db import POOL
+from shared.errors import DatabaseUnavailable, answer, count, unavailable
+from shared.ws import OPEN_SOCKETS, authorized, unauthorized
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger(__name__)
@@ -52,10 +52,23 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         if error.status < 400:
             raise
         return error_response(error.status, error.reason.lower().replace(" ", "_"), error.text)
-    except DATABASE_ERRORS as error:
-        BROKER_ERRORS.labels(broker="postgres").inc()
-        log.error("api_database_error", extra={"path": request.path, "error": repr(error)})
-        return error_response(503, "unavailable", "the database is unavailable, retry later")
+    except Exception as error:
+        # Handlers talk to Postgres, so a bare OSError or timeout is the database's.
+        failure = unavailable(error, DatabaseUnavailable)
+        if failure is None:
+            raise
+        count(failure)
+        reply = answer(failure)
+        log.error(
+            "dependency_unavailable",
+            extra={
+                "path": request.path,
+                "remote": request.remote,
+                "dependency": reply.dependency,
+                "error": str(failure),
+            },
+        )
+        return error_response(reply.status, reply.code, reply.http_detail(failure))
 
 
 def guarded(access: str, handler: Handler) -> Handler:
@@ -85,7 +98,7 @@ async def stats(request: web.Request) -> web.Response:
 
 async def current_stats(app: web.Application) -> dict[str, Any]:
     row = await queries.stats(app[POOL])
-    here = collections.Counter(connection.role for connection in app[CONNECTIONS])
+    here = collections.Counter(connection.role for connection in app[OPEN_SOCKETS])
     return {
         # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
         "workers": {"connected": row["connected_workers"], "connected_here": here["worker"]},

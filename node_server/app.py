@@ -5,10 +5,10 @@ from aiohttp import web
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS, node_socket
-from shared.filters import decode_solution
 from shared.kafka import SOLUTION_TOPIC
 from shared.rabbit import JOB_EXCHANGE
-from shared.server import create_websocket_app
+from shared.updates import decode_solution
+from shared.websocket_app import create_websocket_app
 
 
 def create_app(settings: NodeServerSettings) -> web.Application:

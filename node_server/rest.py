@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 
 from node_server import params, queries
@@ -13,9 +11,6 @@ from node_server.submit import parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.protocol import ProtocolError, now_ns
-from shared.rabbit import PublishRefused
-
-log = logging.getLogger(__name__)
 
 
 async def post_job(request: web.Request) -> web.Response:
@@ -29,11 +24,8 @@ async def post_job(request: web.Request) -> web.Response:
         job = parse_job(body, settings)
     except ProtocolError as error:
         raise ApiError(400, error.code, error.detail) from None
-    try:
-        await submit_job(request.app, job, received_at)
-    except PublishRefused as error:
-        log.error("job_publish_refused", extra={"remote": request.remote, "error": str(error)})
-        raise ApiError(503, "unavailable", "job not accepted: broker unavailable") from None
+    # Not confirmed: PublishRefused, which `api_errors` answers with 503 from the catalogue.
+    await submit_job(request.app, job, received_at)
     poll = f"/api/jobs/by-height/{job.block_height}/solutions?min_target={job.proof_target}"
     return json_response(
         {"status": "accepted", "block_height": job.block_height, "poll": poll}, status=202

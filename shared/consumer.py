@@ -17,42 +17,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from aiokafka.errors import KafkaError
 
 from shared.acks import BulkAcks
 from shared.backoff import Backoff
-from shared.metrics import BROKER_ERRORS
-from shared.protocol import ProtocolError
+from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
 from shared.rabbit import connect, dead_letter, declare_topology, received_at
 from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    # A connection broken in the middle of a query (Postgres restarting) can
-    # surface as "cannot switch to state ...": the connection's fault, not the message's.
-    asyncpg.exceptions.InternalClientError,
-    KafkaError,
-)
-# SQLSTATE classes about the server, not the data: connection exception, insufficient
-# resources, operator intervention (shutdown, restart), system error.
-TRANSIENT_SQLSTATE_CLASSES = {"08", "53", "57", "58"}
-TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: retry
-
-
-def transient(error: BaseException) -> bool:
-    """True when retrying later may succeed: the dependency failed, not the message."""
-    if isinstance(error, TRANSIENT_ERRORS):
-        return True
-    state = getattr(error, "sqlstate", None) if isinstance(error, asyncpg.PostgresError) else None
-    return bool(state) and (state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES)
 
 
 @dataclass(slots=True)
@@ -182,9 +156,11 @@ class BatchConsumer(Generic[T]):
                 await self.process(deliveries)
                 return deliveries
             except Exception as error:
-                if not transient(error):
+                # A bare OSError or timeout is the database's: Kafka's are KafkaErrors.
+                failure = unavailable(error, DatabaseUnavailable)
+                if failure is None:
                     return await self._isolate(channel, deliveries, error)
-                BROKER_ERRORS.labels(broker=_which(error)).inc()
+                count(failure)
                 log.warning(
                     "transient_failure", extra={"queue": self.queue_name, "error": repr(error)}
                 )
@@ -211,7 +187,3 @@ class BatchConsumer(Generic[T]):
     async def _cancel(queue: AbstractQueue, tag: str) -> None:
         with contextlib.suppress(Exception):
             await queue.cancel(tag)
-
-
-def _which(error: BaseException) -> str:
-    return "kafka" if isinstance(error, KafkaError) else "postgres"

@@ -14,8 +14,8 @@ import orjson
 from aiohttp import web
 
 POOL = web.AppKey("postgres_pool", asyncpg.Pool)
-# What a query raises when Postgres is down or unreachable (not a bug in the query).
-DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a query raises when Postgres is down: `shared.errors.transient`; callers
+# turn it into `DatabaseUnavailable` with `shared.errors.down_as`.
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Kafka to websocket fan-out, in the two modes of DESIGN §5.
+"""Kafka to websocket fan-out, in the two modes of `fanout_mode` (README, "Fan-out").
 
 `SharedFanout`: one group-less consumer per process; each record is decoded
 once (frame included) and offered to every subscriber. `PerConnectionFanout`:
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from shared.backoff import Backoff
+from shared.errors import DEPENDENCY_DOWN, EVENT_STREAM_DOWN, EventStreamUnavailable, count
 from shared.kafka import assign_all, new_consumer
-from shared.metrics import BROKER_ERRORS, FANOUT_DROPPED
+from shared.metrics import FANOUT_UNDECODABLE
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -73,9 +73,9 @@ async def consume(
             await outages.check(consumer)
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             backoff.reset()
-        except (KafkaError, LookupError, OSError) as error:
+        except EVENT_STREAM_DOWN as error:
             on_ready(False)
-            BROKER_ERRORS.labels(broker="kafka").inc()
+            count(EventStreamUnavailable)
             log.warning("fanout_consume_failed", extra={"topic": topic, "error": repr(error)})
             await backoff.sleep()
             continue
@@ -84,7 +84,7 @@ async def consume(
                 try:
                     item = decode(record.value)
                 except Exception as error:  # any bad record: count it, never stop the stream
-                    FANOUT_DROPPED.labels(topic=topic).inc()
+                    FANOUT_UNDECODABLE.labels(topic=topic).inc()
                     log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
                     continue
                 deliver(item)
@@ -277,7 +277,7 @@ async def _start(consumer: AIOKafkaConsumer) -> None:
         try:
             await consumer.start()
             return
-        except (KafkaError, OSError) as error:
-            BROKER_ERRORS.labels(broker="kafka").inc()
+        except DEPENDENCY_DOWN as error:
+            count(EventStreamUnavailable)
             log.warning("kafka_consumer_start_failed", extra={"error": repr(error)})
             await backoff.sleep()

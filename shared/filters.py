@@ -1,7 +1,5 @@
-"""What the fan-out hands each connection, and which of it each connection wants.
+"""Which fan-out updates each connection wants.
 
-Records are decoded once into `JobUpdate` / `SolutionUpdate`, with the frame
-already encoded; per-connection filters then decide without touching JSON.
 Both fan-out modes use these, so clients see identical results either way.
 """
 
@@ -11,40 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from shared.protocol import JobRecord, SolutionRecord, job_frame, parse, solution_frame
-
-
-@dataclass(frozen=True, slots=True)
-class JobUpdate:
-    block_height: int
-    task_id: uuid.UUID
-    frame: bytes
-    received_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class SolutionUpdate:
-    solution_height: int
-    solution_target: int
-    key: tuple[uuid.UUID, str]
-    frame: bytes
-    received_at: int
-
-
-def decode_job(value: bytes) -> JobUpdate:
-    record = parse(JobRecord, value)
-    return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
-
-
-def decode_solution(value: bytes) -> SolutionUpdate:
-    record = parse(SolutionRecord, value)
-    return SolutionUpdate(
-        record.solution_height,
-        record.solution_target,
-        (record.task_id, record.nonce),
-        solution_frame(record),
-        record.received_at,
-    )
+from shared.updates import JobUpdate, SolutionUpdate
 
 
 @dataclass(slots=True)

@@ -1,4 +1,10 @@
-"""Prometheus metrics, defined once; every service exposes them at /metrics."""
+"""Prometheus metrics, defined once; every service exposes them at /metrics.
+
+Python names say what each holds; two exported names are older than that and
+kept because dashboards scrape them (README, "Operations"):
+`wspool_broker_errors` counts database errors too (`broker="postgres"`), and
+`wspool_fanout_undecodable` is `FANOUT_UNDECODABLE`.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +27,11 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-CONNECTIONS = Gauge("wspool_open_connections", "Open websocket connections.", ["role"])
-CONNECTIONS_TOTAL = Counter(
+OPEN_CONNECTIONS = Gauge("wspool_open_connections", "Open websocket connections.", ["role"])
+ACCEPTED_CONNECTIONS = Counter(
     "wspool_accepted_connections", "Accepted websocket connections.", ["role"]
 )
-CONNECTIONS_REFUSED = Counter(
+REFUSED_CONNECTIONS = Counter(
     "wspool_refused_connections", "Handshakes or connections refused.", ["role", "reason"]
 )
 CLOSES = Counter("wspool_closes", "Connections closed by the server, by code.", ["role", "code"])
@@ -36,8 +42,12 @@ DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).
 STORED = Counter("wspool_stored", "Rows stored by persist-and-broadcast.", ["kind"])
 BROADCAST = Counter("wspool_broadcast", "Records produced to Kafka.", ["kind"])
 DEAD_LETTERED = Counter("wspool_dead_lettered", "Messages sent to a dead-letter queue.", ["queue"])
-BROKER_ERRORS = Counter("wspool_broker_errors", "Broker or database errors.", ["broker"])
-FANOUT_DROPPED = Counter(
+DEPENDENCY_ERRORS = Counter(
+    "wspool_broker_errors", "Failures of a dependency: RabbitMQ, Kafka or Postgres.", ["broker"]
+)
+# Old name, until shared.kafka (changed elsewhere) uses DEPENDENCY_ERRORS.
+BROKER_ERRORS = DEPENDENCY_ERRORS
+FANOUT_UNDECODABLE = Counter(
     "wspool_fanout_undecodable", "Kafka records the fan-out could not decode.", ["topic"]
 )
 LATENCY = Histogram(

@@ -2,17 +2,32 @@
 
 Everything a client, RabbitMQ or Kafka hands us is parsed here, at the edge;
 the rest of the code passes these typed values around. Field names and output
-shapes are fixed by the existing pool clients (DESIGN §3): do not rename.
+shapes are fixed by the existing pool clients (README, "Protocol (v1)"): do
+not rename. Each role's frames form one union told apart by `type`
+(`Frames`), so a new message type is one model here plus one handler.
 """
 
 from __future__ import annotations
 
 import time
+import typing
 import uuid
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+
+from shared.errors import ErrorCode, ProtocolError
 
 MAX_INT64 = 2**63 - 1
 MAX_JSON_DEPTH = 32
@@ -50,15 +65,6 @@ def _no_nul(value: str) -> str:
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_storable)]
 Text = Annotated[str, AfterValidator(_no_nul)]
-
-
-class ProtocolError(Exception):
-    """A client (or upstream) message we refuse; `code` goes on the wire."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
 
 
 class _Message(BaseModel):
@@ -172,35 +178,85 @@ class SolutionRecord(_Message):
 # --- parsing and encoding ----------------------------------------------------
 
 
-def describe(error: ValidationError) -> str:
-    """First validation problem as `field.path: message`, for error frames."""
+def describe(error: ValidationError, skip: int = 0) -> str:
+    """First validation problem as `field.path: message`, for error frames.
+
+    `skip` drops leading path parts that are not the client's (a union's tag).
+    """
     first = error.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = ".".join(str(part) for part in first["loc"][skip:])
     return f"{location}: {first['msg']}" if location else first["msg"]
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: bytes | str) -> M:
-    """Decode one JSON frame into `model`, or raise `ProtocolError`."""
+def _json_object(data: bytes | str) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise ProtocolError("invalid_message", f"not valid JSON: {error}") from None
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise ProtocolError("invalid_message", "message must be a JSON object")
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
+    return value
+
+
+def parse(model: type[M], data: bytes | str) -> M:
+    """Decode one JSON frame into `model`, or raise `ProtocolError`."""
+    value = _json_object(data)
     try:
         return model.model_validate(value)
     except ValidationError as error:
-        raise ProtocolError("invalid_message", describe(error)) from None
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, describe(error)) from None
+
+
+def type_tag(model: type[BaseModel]) -> str:
+    """The `type` value that names `model` on the wire (its `Literal`)."""
+    annotation = model.model_fields["type"].annotation
+    for option in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(option) is Literal:
+            return str(typing.get_args(option)[0])
+    raise TypeError(f"{model.__name__}.type is not a Literal")
+
+
+class Frames(Generic[M]):
+    """The frames one role accepts: a union of models told apart by `type`.
+
+    A frame without a `type` (or with one this role does not know) is judged
+    by the `default` model, as before there was a union: untyped frames keep
+    their meaning, and an unknown type is refused by the default model's own
+    error (`type: Input should be 'job'`).
+    """
+
+    def __init__(self, models: typing.Iterable[type[M]], default: type[M]) -> None:
+        self.models = {type_tag(model): model for model in models}
+        self.default = type_tag(default)
+        if self.default not in self.models:
+            raise ValueError(f"default {default.__name__} is not one of the models")
+        members = tuple(Annotated[model, Tag(tag)] for tag, model in self.models.items())
+        union = Annotated[typing.Union[members], Discriminator(self._tag)]  # noqa: UP007
+        self._adapter: TypeAdapter[M] = TypeAdapter(union)
+
+    def _tag(self, value: Any) -> str:
+        kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+        return kind if isinstance(kind, str) and kind in self.models else self.default
+
+    def parse(self, data: bytes | str) -> M:
+        """Decode one JSON frame into the model its `type` names, or raise `ProtocolError`."""
+        value = _json_object(data)
+        try:
+            return self._adapter.validate_python(value)
+        except ValidationError as error:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, describe(error, skip=1)) from None
 
 
 def check_size(name: str, value: dict[str, Any], limit: int) -> None:
     """Refuse an object whose JSON is larger than `limit` bytes (what we would store)."""
     size = len(orjson.dumps(value))
     if size > limit:
-        raise ProtocolError("invalid_message", f"{name}: larger than {limit} bytes ({size})")
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"{name}: larger than {limit} bytes ({size})"
+        )
 
 
 def job_frame(record: JobRecord) -> bytes:

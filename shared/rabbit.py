@@ -13,10 +13,10 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aiormq.exceptions import AMQPError
 
 from shared.backoff import Backoff
-from shared.metrics import BROKER_ERRORS, DEAD_LETTERED
+from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
+from shared.metrics import DEAD_LETTERED
 
 JOB_EXCHANGE = "job"
 SOLUTION_EXCHANGE = "solution"
@@ -31,8 +31,7 @@ RECONNECT_INTERVAL_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
-class PublishRefused(Exception):
-    """RabbitMQ did not confirm a publish: the client must be told (1011)."""
+__all__ = ["PublishRefused"]  # defined with the other failures in shared.errors
 
 
 def dead_letter_queue(queue: str) -> str:
@@ -57,8 +56,8 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
                 reconnect_interval=RECONNECT_INTERVAL_SECONDS,
                 client_properties={"connection_name": name},
             )
-        except (TimeoutError, AMQPError, aio_pika.exceptions.AMQPException, OSError) as error:
-            BROKER_ERRORS.labels(broker="rabbitmq").inc()
+        except DEPENDENCY_DOWN as error:
+            count(BrokerUnavailable)
             log.warning("rabbitmq_connect_failed", extra={"error": repr(error)})
             await backoff.sleep()
 
@@ -124,9 +123,13 @@ class Publisher:
         )
 
     async def publish(self, body: bytes, received_at: int) -> None:
-        """Publish and wait for the confirm; raise `PublishRefused` otherwise."""
+        """Publish and wait for the confirm; raise `PublishRefused` otherwise.
+
+        The refusal names the exchange ("job not accepted: ..."); whoever
+        answers the client counts it (`shared.errors.count`).
+        """
         if self._exchange is None or not self.ready:
-            raise PublishRefused("not connected to RabbitMQ")
+            raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -137,15 +140,10 @@ class Publisher:
             await self._exchange.publish(
                 message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
             )
-        except (
-            TimeoutError,
-            AMQPError,
-            aio_pika.exceptions.AMQPException,
-            ConnectionError,
-            RuntimeError,
-        ) as error:
-            BROKER_ERRORS.labels(broker="rabbitmq").inc()
-            raise PublishRefused(f"{type(error).__name__}: {error}") from error
+        except DEPENDENCY_DOWN as error:
+            raise PublishRefused(
+                f"{type(error).__name__}: {error}", subject=self.exchange_name
+            ) from error
 
 
 async def dead_letter(

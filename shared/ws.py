@@ -1,4 +1,4 @@
-"""Websocket plumbing both servers share: close codes, auth, limits, the outbox.
+"""Websocket plumbing both servers share: auth, limits, the outbox, closing.
 
 A frame is written at once while the socket keeps up; otherwise it waits in a
 bounded queue drained by one sender task, so a broadcast never waits on a
@@ -19,11 +19,11 @@ import logging
 import struct
 import time
 from collections.abc import AsyncIterator, Iterable
-from enum import IntEnum
 
 from aiohttp import WSMsgType, web
 from pydantic import SecretStr
 
+from shared.errors import INTERNAL, Close, CloseConnection, answer, count
 from shared.metrics import CLOSES, FRAMES_IN, FRAMES_OUT, INVALID_FRAMES
 from shared.protocol import error_frame
 from shared.settings import WebsocketServerSettings
@@ -34,25 +34,6 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 # Frames are written straight to the socket while less than this is buffered
 # for it; above, they go through the outbox, whose sender waits for the drain.
 DIRECT_WRITE_LIMIT = 16 * 1024
-
-
-class Close(IntEnum):
-    """Close codes clients see (DESIGN §3)."""
-
-    GOING_AWAY = 1001
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    UNAVAILABLE = 1011
-    INVALID_WELCOME = 3000
-
-
-class CloseConnection(Exception):
-    """Raised inside a handler to close the connection with a code and reason."""
-
-    def __init__(self, code: Close, reason: str) -> None:
-        super().__init__(f"{int(code)} {reason}")
-        self.code = code
-        self.reason = reason
 
 
 def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
@@ -145,7 +126,11 @@ class Connection:
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Connection]:
-        """Upgrade, run the sender while the body runs, then close and record the code."""
+        """Upgrade, run the sender while the body runs, then close and record the code.
+
+        A failure in the body closes this connection only, with the answer the
+        error catalogue (`shared.errors`) gives it.
+        """
         await self.ws.prepare(self.request)
         # Kept: once aiohttp starts closing, request.transport may already read None
         # while the socket still waits to flush to a peer that doesn't read.
@@ -155,9 +140,8 @@ class Connection:
             yield self
         except CloseConnection as close:
             await self.close(close.code, close.reason)
-        except Exception:  # a bug of ours: log it once, tell the client, keep serving others
-            log.exception("connection_failed", extra=self.log_context)
-            await self.close(Close.UNAVAILABLE, "internal error")
+        except Exception as error:
+            await self._fail(error)
         finally:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,6 +150,18 @@ class Connection:
                 await self.close(Close.GOING_AWAY, "connection ended")
             if self.close_code is None:
                 self.close_code = self.ws.close_code
+
+    async def _fail(self, error: Exception) -> None:
+        failure = answer(error)
+        if failure is INTERNAL:  # a bug of ours: log it once, tell the client, serve others
+            log.exception("connection_failed", extra=self.log_context)
+        else:
+            count(error)
+            log.error(
+                "dependency_unavailable",
+                extra={**self.log_context, "dependency": failure.dependency, "error": str(error)},
+            )
+        await self.close(failure.close, failure.close_reason(error))
 
     def send(self, frame: bytes) -> None:
         """Send or queue a frame; never blocks. A full queue marks the client as slow."""
@@ -286,12 +282,12 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-CONNECTIONS = web.AppKey("connections", set)
+OPEN_SOCKETS = web.AppKey("open_sockets", set)  # the app's open `Connection`s
 
 
 async def close_all(app: web.Application) -> None:
     """on_shutdown: tell every client 1001, all at once (each close may wait)."""
-    connections: set[Connection] = app[CONNECTIONS]
+    connections: set[Connection] = app[OPEN_SOCKETS]
     await asyncio.gather(
         *(c.close(Close.GOING_AWAY, "server shutting down") for c in list(connections)),
         return_exceptions=True,

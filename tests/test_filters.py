@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from shared.filters import JobUpdate, NewerJobsOnly, NodeExpectations, SolutionUpdate
+from shared.filters import NewerJobsOnly, NodeExpectations
+from shared.updates import JobUpdate, SolutionUpdate
 
 
 def solution(height: int, target: int, nonce: str = "1") -> SolutionUpdate:

@@ -2,11 +2,11 @@
 
 from aiohttp import web
 
-from shared.filters import decode_job
 from shared.kafka import JOB_TOPIC
 from shared.rabbit import SOLUTION_EXCHANGE
-from shared.server import create_websocket_app
 from shared.service import background
+from shared.updates import decode_job
+from shared.websocket_app import create_websocket_app
 from worker_server.admission import Admission
 from worker_server.liveness import keep_worker_rows
 from worker_server.settings import WorkerServerSettings

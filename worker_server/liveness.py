@@ -8,8 +8,8 @@ import logging
 from aiohttp import web
 
 from shared.backoff import Backoff
-from shared.db import DATABASE_ERRORS, POOL
-from shared.metrics import BROKER_ERRORS
+from shared.db import POOL
+from shared.errors import DatabaseUnavailable, count
 from worker_server.store import close_rows_left_open, close_stale_rows, touch_worker_rows
 from worker_server.ws import OPEN_ROWS, SETTINGS
 
@@ -25,9 +25,9 @@ async def keep_worker_rows(app: web.Application) -> None:
         try:
             closed = await close_rows_left_open(pool, settings.server_instance)
             break
-        except DATABASE_ERRORS as error:
-            BROKER_ERRORS.labels(broker="postgres").inc()
-            log.warning("worker_rows_cleanup_failed", extra={"error": repr(error)})
+        except DatabaseUnavailable as error:
+            count(error)
+            log.warning("worker_rows_cleanup_failed", extra={"error": str(error)})
             await backoff.sleep()
     log.info("worker_rows_left_open_closed", extra={"count": closed})
     while True:
@@ -35,9 +35,9 @@ async def keep_worker_rows(app: web.Application) -> None:
         try:
             await touch_worker_rows(pool, list(app[OPEN_ROWS]))
             stale = await close_stale_rows(pool, settings.stale_after_seconds)
-        except DATABASE_ERRORS as error:
-            BROKER_ERRORS.labels(broker="postgres").inc()
-            log.warning("worker_rows_refresh_failed", extra={"error": repr(error)})
+        except DatabaseUnavailable as error:
+            count(error)
+            log.warning("worker_rows_refresh_failed", extra={"error": str(error)})
             continue
         if stale:
             log.info("stale_worker_rows_closed", extra={"count": stale})

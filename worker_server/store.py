@@ -1,4 +1,8 @@
-"""Worker rows and task lookups in Postgres."""
+"""Worker rows and task lookups in Postgres.
+
+Each query raises `DatabaseUnavailable` when Postgres is down, so callers
+hand it to the error catalogue instead of listing the driver's errors.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import uuid
 
 import asyncpg
 
+from shared.errors import DatabaseUnavailable, down_as
 from shared.protocol import Welcome
+
+_database = down_as(DatabaseUnavailable)
 
 OPEN_ROW = """
 INSERT INTO worker (ip, remote_ip, address, hardware, hardware_id, caption, server_instance)
@@ -34,6 +41,7 @@ WHERE disconnected_at IS NULL AND last_seen_at < now() - make_interval(secs => $
 """
 
 
+@_database
 async def open_worker_row(
     pool: asyncpg.Pool, welcome: Welcome, remote_ip: str, server_instance: str
 ) -> int:
@@ -49,19 +57,23 @@ async def open_worker_row(
     )
 
 
+@_database
 async def close_worker_row(pool: asyncpg.Pool, row_id: int, close_code: int | None) -> None:
     await pool.execute(CLOSE_ROW, row_id, close_code)
 
 
+@_database
 async def touch_worker_rows(pool: asyncpg.Pool, row_ids: list[int]) -> None:
     await pool.execute(TOUCH_ROWS, row_ids)
 
 
+@_database
 async def close_rows_left_open(pool: asyncpg.Pool, server_instance: str) -> int:
     status = await pool.execute(CLOSE_LEFT_OPEN, server_instance)
     return int(status.split()[-1])
 
 
+@_database
 async def close_stale_rows(pool: asyncpg.Pool, stale_after_seconds: float) -> int:
     status = await pool.execute(CLOSE_STALE, stale_after_seconds)
     return int(status.split()[-1])
@@ -75,19 +87,21 @@ class KnownTasks:
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
-        self._heights: collections.OrderedDict[uuid.UUID, int] = collections.OrderedDict()
+        # Insertion order is recency: the oldest id is dropped first.
+        self._ids: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
 
-    def add(self, task_id: uuid.UUID, block_height: int) -> None:
-        self._heights[task_id] = block_height
-        self._heights.move_to_end(task_id)
-        while len(self._heights) > self.capacity:
-            self._heights.popitem(last=False)
+    def add(self, task_id: uuid.UUID) -> None:
+        self._ids[task_id] = None
+        self._ids.move_to_end(task_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
 
+    @_database
     async def exists(self, pool: asyncpg.Pool, task_id: uuid.UUID) -> bool:
-        if task_id in self._heights:
+        if task_id in self._ids:
             return True
-        height = await pool.fetchval("SELECT block_height FROM job WHERE task_id = $1", task_id)
-        if height is None:
+        found = await pool.fetchval("SELECT true FROM job WHERE task_id = $1", task_id)
+        if found is None:
             return False
-        self.add(task_id, height)
+        self.add(task_id)
         return True

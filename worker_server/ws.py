@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 
-from shared.db import DATABASE_ERRORS, POOL
-from shared.filters import JobUpdate, NewerJobsOnly
-from shared.metrics import (
-    BROKER_ERRORS,
-    CONNECTIONS,
-    CONNECTIONS_REFUSED,
-    CONNECTIONS_TOTAL,
-    LATENCY,
-)
+from shared.db import POOL
+from shared.errors import Close, CloseConnection, DatabaseUnavailable, ErrorCode, ProtocolError
+from shared.errors import count as count_failure
+from shared.filters import NewerJobsOnly
+from shared.metrics import LATENCY, REFUSED_CONNECTIONS
 from shared.protocol import (
-    ProtocolError,
     SolutionMessage,
     Welcome,
     WorkerSolution,
@@ -26,9 +23,10 @@ from shared.protocol import (
     now_ns,
     parse,
 )
-from shared.rabbit import PublishRefused
-from shared.server import FANOUT, PUBLISHER, registered, subscribed
-from shared.ws import Close, CloseConnection, Connection, authorized, unauthorized
+from shared.socket import FrameTable, Role, socket_handler
+from shared.updates import JobUpdate
+from shared.websocket_app import PUBLISHER
+from shared.ws import Connection
 from worker_server.admission import Admission, refused
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, close_worker_row, open_worker_row
@@ -42,12 +40,15 @@ JOB_LATENCY = LATENCY.labels(kind="job")
 log = logging.getLogger(__name__)
 
 
-class WorkerSubscriber:
-    """Offered every job; forwards only those newer than the last one sent."""
+class WorkerSession:
+    """A welcomed worker: its row, and the jobs newer than the last one it was sent."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, request: web.Request, connection: Connection) -> None:
+        self.app = request.app
         self.connection = connection
         self.newer = NewerJobsOnly()
+        self.welcome: Welcome | None = None
+        self.row_id: int | None = None
         self.joined_at = now_ns()
 
     def offer(self, update: JobUpdate) -> None:
@@ -57,41 +58,27 @@ class WorkerSubscriber:
             if update.received_at >= self.joined_at:
                 JOB_LATENCY.observe((now_ns() - update.received_at) / 1e9)
 
+    async def opened(self) -> Mapping[str, object]:
+        """Wait for the welcome, then record the worker's row."""
+        settings = self.app[SETTINGS]
+        self.welcome = await _receive_welcome(self.connection, settings.welcome_timeout_seconds)
+        self.row_id = await open_worker_row(
+            self.app[POOL], self.welcome, self.connection.remote, settings.server_instance
+        )
+        self.app[OPEN_ROWS].add(self.row_id)
+        self.connection.hardware_id = self.welcome.hardware_id
+        return {"worker_row": self.row_id}
 
-async def worker_socket(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    settings = app[SETTINGS]
-    if not authorized(request, settings.auth_tokens):
-        CONNECTIONS_REFUSED.labels(role=ROLE, reason="unauthorized").inc()
-        return unauthorized()
-    remote = request.remote or "unknown"
-    admission = app[ADMISSION]
-    if (refusal := admission.refusal(remote)) is not None:
-        CONNECTIONS_REFUSED.labels(role=ROLE, reason=refusal).inc()
-        return refused(refusal)
-    with admission.holding(remote):
-        return await _worker_connection(request)
-
-
-async def _worker_connection(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    settings = app[SETTINGS]
-    connection = Connection(request, settings, ROLE)
-    CONNECTIONS_TOTAL.labels(role=ROLE).inc()
-    CONNECTIONS.labels(role=ROLE).inc()
-    row_id: int | None = None
-    try:
-        async with connection.open():
-            with registered(app, connection):
-                welcome = await _receive_welcome(connection, settings.welcome_timeout_seconds)
-                row_id = await _open_row(app, connection, welcome)
-                await _serve(app, connection, welcome)
-    finally:
-        CONNECTIONS.labels(role=ROLE).dec()
-        if row_id is not None:
-            app[OPEN_ROWS].discard(row_id)
-            await _close_row(app, row_id, connection)
-    return connection.ws
+    async def closed(self) -> None:
+        row_id = self.row_id
+        self.app[OPEN_ROWS].discard(row_id)
+        try:
+            await close_worker_row(self.app[POOL], row_id, self.connection.close_code)
+        except DatabaseUnavailable as error:  # the stale-row sweep closes it later
+            count_failure(error)
+            log.warning(
+                "worker_row_close_failed", extra={"worker_row": row_id, "error": str(error)}
+            )
 
 
 async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
@@ -110,45 +97,13 @@ async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
         raise CloseConnection(Close.INVALID_WELCOME, f"invalid welcome: {error.detail}") from None
 
 
-async def _open_row(app: web.Application, connection: Connection, welcome: Welcome) -> int:
-    try:
-        row_id = await open_worker_row(
-            app[POOL], welcome, connection.remote, app[SETTINGS].server_instance
-        )
-    except DATABASE_ERRORS as error:
-        BROKER_ERRORS.labels(broker="postgres").inc()
-        log.error("worker_row_failed", extra={**connection.log_context, "error": repr(error)})
-        raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
-    app[OPEN_ROWS].add(row_id)
-    connection.hardware_id = welcome.hardware_id
-    log.info("worker_connected", extra={**connection.log_context, "worker_row": row_id})
-    return row_id
-
-
-async def _serve(app: web.Application, connection: Connection, welcome: Welcome) -> None:
-    async with subscribed(app[FANOUT], WorkerSubscriber(connection)):
-        while (frame := await connection.receive()) is not None:
-            await _handle_solution(app, connection, welcome, frame)
-
-
-async def _handle_solution(
-    app: web.Application, connection: Connection, welcome: Welcome, frame: bytes
-) -> None:
+async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
     received_at = now_ns()
-    try:
-        solution = parse(WorkerSolution, frame)
-        check_size("solution", solution.solution, connection.settings.max_object_bytes)
-    except ProtocolError as error:
-        await connection.invalid(error.code, error.detail)
-        return
-    try:
-        known = await app[TASKS].exists(app[POOL], solution.task_id)
-    except DATABASE_ERRORS:
-        BROKER_ERRORS.labels(broker="postgres").inc()
-        raise CloseConnection(Close.UNAVAILABLE, "database unavailable") from None
-    if not known:
-        await connection.invalid("unknown_task", f"task {solution.task_id} does not exist")
-        return
+    app, welcome = session.app, session.welcome
+    assert welcome is not None  # frames are dispatched only after the welcome
+    check_size("solution", solution.solution, session.connection.settings.max_object_bytes)
+    if not await app[TASKS].exists(app[POOL], solution.task_id):
+        raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"task {solution.task_id} does not exist")
     message = SolutionMessage(
         task_id=solution.task_id,
         solution=solution.solution,
@@ -156,22 +111,29 @@ async def _handle_solution(
         hardware_id=welcome.hardware_id,
         caption=welcome.caption,
     )
-    try:
-        await app[PUBLISHER].publish(encode(message), received_at)
-    except PublishRefused as error:
-        log.error("solution_publish_refused", extra={**connection.log_context, "error": str(error)})
-        raise CloseConnection(
-            Close.UNAVAILABLE, "solution not accepted: broker unavailable"
-        ) from None
+    await app[PUBLISHER].publish(encode(message), received_at)
 
 
-async def _close_row(app: web.Application, row_id: int, connection: Connection) -> None:
-    try:
-        await close_worker_row(app[POOL], row_id, connection.close_code)
-    except DATABASE_ERRORS as error:  # the stale-row sweep closes it later
-        BROKER_ERRORS.labels(broker="postgres").inc()
-        log.warning("worker_row_close_failed", extra={"worker_row": row_id, "error": repr(error)})
-    log.info(
-        "worker_disconnected",
-        extra={**connection.log_context, "worker_row": row_id, "code": connection.close_code},
-    )
+@contextlib.contextmanager
+def admitted(request: web.Request) -> Iterator[web.StreamResponse | None]:
+    """Refuse (503) past the connection caps; else count the connection while it lasts."""
+    remote = request.remote or "unknown"
+    admission = request.app[ADMISSION]
+    if (refusal := admission.refusal(remote)) is not None:
+        REFUSED_CONNECTIONS.labels(role=ROLE, reason=refusal).inc()
+        yield refused(refusal)
+        return
+    with admission.holding(remote):
+        yield None
+
+
+WORKER = Role(
+    name=ROLE,
+    settings=SETTINGS,
+    # After the welcome, a worker's frames are solutions, typed or not.
+    frames=FrameTable({WorkerSolution: on_solution}, default=WorkerSolution),
+    session=WorkerSession,
+    log=log,
+    admit=admitted,
+)
+worker_socket = socket_handler(WORKER)

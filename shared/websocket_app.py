@@ -1,26 +1,25 @@
-"""The application shape both websocket servers share.
+"""The application both websocket servers are: resources, health, shutdown.
 
 Postgres pool, a confirming RabbitMQ publisher and a Kafka fan-out, each a
 resource owned by the app's lifecycle; `/healthz`, `/readyz`, `/metrics`; and
-on shutdown every websocket is told 1001 before the resources close.
+on shutdown every websocket is told 1001 before the resources close. What
+one connection goes through is `shared.socket`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
 from shared.fanout import Fanout, PerConnectionFanout, SharedFanout
 from shared.health import add_check, add_health_routes
 from shared.rabbit import Publisher
 from shared.service import background, postgres
 from shared.settings import WebsocketServerSettings
-from shared.ws import CONNECTIONS, Close, CloseConnection, close_all
+from shared.ws import OPEN_SOCKETS, close_all
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)
@@ -38,7 +37,7 @@ def create_websocket_app(
 ) -> web.Application:
     app = web.Application()
     add_health_routes(app)
-    app[CONNECTIONS] = set()
+    app[OPEN_SOCKETS] = set()
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher
     app.cleanup_ctx.append(postgres(settings))
@@ -78,27 +77,3 @@ def _closing(fanout: PerConnectionFanout[Any]) -> Callable[[web.Application], As
             await fanout.close()
 
     return context
-
-
-@contextlib.contextmanager
-def registered(app: web.Application, connection: Any) -> Any:
-    """Keep the connection in the app's registry (for shutdown) while it is open."""
-    app[CONNECTIONS].add(connection)
-    try:
-        yield
-    finally:
-        app[CONNECTIONS].discard(connection)
-
-
-@contextlib.asynccontextmanager
-async def subscribed(fanout: Fanout[Any], subscriber: Any) -> AsyncIterator[None]:
-    """Receive the fan-out while the body runs; 1011 if the stream can't be joined."""
-    try:
-        await fanout.subscribe(subscriber)
-    except (KafkaError, OSError, LookupError) as error:
-        log.error("fanout_subscribe_failed", extra={"error": repr(error)})
-        raise CloseConnection(Close.UNAVAILABLE, "event stream unavailable") from None
-    try:
-        yield
-    finally:
-        await fanout.unsubscribe(subscriber)

@@ -1,0 +1,46 @@
+"""What the fan-out hands each connection: Kafka records decoded once.
+
+A record becomes a `JobUpdate` / `SolutionUpdate` with its client frame
+already encoded, so every connection's filter (`shared.filters`) decides
+without touching JSON, and a broadcast encodes each frame once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from shared.protocol import JobRecord, SolutionRecord, job_frame, parse, solution_frame
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    block_height: int
+    task_id: uuid.UUID
+    frame: bytes
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SolutionUpdate:
+    solution_height: int
+    solution_target: int
+    key: tuple[uuid.UUID, str]
+    frame: bytes
+    received_at: int
+
+
+def decode_job(value: bytes) -> JobUpdate:
+    record = parse(JobRecord, value)
+    return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
+
+
+def decode_solution(value: bytes) -> SolutionUpdate:
+    record = parse(SolutionRecord, value)
+    return SolutionUpdate(
+        record.solution_height,
+        record.solution_target,
+        (record.task_id, record.nonce),
+        solution_frame(record),
+        record.received_at,
+    )
