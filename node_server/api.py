@@ -1,13 +1,15 @@
-"""The HTTP API of node_server: read API, REST job submission, OpenAPI, dashboard.
+"""The read API of node_server, and what every HTTP route shares.
 
-Every route is listed once in `ROUTES` with who may call it: `admin` (the
-admin token, when set), `node` (the nodes' auth tokens, when set) or `public`.
-Errors are JSON `{"error", "detail"}` with a 4xx/503 status, never a traceback.
+The routes themselves, with who may call each, are listed in
+`node_server.routes`; REST job submission is `node_server.rest`, the
+dashboard `node_server.dashboard`, the OpenAPI document `node_server.openapi`.
+Here: JSON responses, the access check, the error middleware (JSON
+`{"error", "detail"}` with a 4xx/503 status, never a traceback) and the read
+handlers.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from node_server import params, queries
 from node_server.settings import NodeServerSettings
-from node_server.ws import ROLE, SETTINGS
+from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
 from shared.ws import OPEN_SOCKETS, authorized, unauthorized
@@ -98,11 +100,10 @@ async def stats(request: web.Request) -> web.Response:
 
 async def current_stats(app: web.Application) -> dict[str, Any]:
     row = await queries.stats(app[POOL])
-    here = collections.Counter(connection.role for connection in app[OPEN_SOCKETS])
     return {
         # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
-        "workers": {"connected": row["connected_workers"], "connected_here": here["worker"]},
-        "nodes": {"connected_here": here[ROLE]},
+        "workers": {"connected": row["connected_workers"]},
+        "nodes": {"connected_here": len(app[OPEN_SOCKETS])},
         "current_height": row["current_height"],
         "jobs": {"last_minute": row["jobs_minute"], "last_hour": row["jobs_hour"]},
         "solutions": {"last_minute": row["solutions_minute"], "last_hour": row["solutions_hour"]},

@@ -40,7 +40,7 @@ def _page(item: str) -> dict[str, Any]:
 
 
 STATS = _object(
-    workers=_object(connected=COUNT, connected_here=COUNT),
+    workers=_object(connected=COUNT),
     nodes=_object(connected_here=COUNT),
     current_height={"type": ["integer", "null"]},
     jobs=_object(last_minute=COUNT, last_hour=COUNT),

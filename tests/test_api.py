@@ -60,7 +60,7 @@ async def test_stats_count_connected_workers_and_nodes(servers: Stack) -> None:
     assert status == 200
     assert stats["workers"]["connected"] >= 2
     assert stats["nodes"]["connected_here"] == 1
-    assert stats["workers"]["connected_here"] == 0  # they are on worker_server
+    assert set(stats["workers"]) == {"connected"}  # workers are on worker_server
     assert set(stats) == {"workers", "nodes", "current_height", "jobs", "solutions"}
     assert set(stats["solutions"]) == {"last_minute", "last_hour"}
 
