@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -19,6 +20,7 @@ from shared.logging import configure_logging
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+RESTART_RESET_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
@@ -44,10 +46,28 @@ def postgres(settings: ServiceSettings) -> CleanupContext:
 def background(
     name: str, run: Callable[[web.Application], Coroutine[Any, Any, None]]
 ) -> CleanupContext:
-    """A long-running task owned by the app: started at start-up, cancelled at cleanup."""
+    """A long-running task owned by the app: started at start-up, cancelled at cleanup.
+
+    Supervised: if `run` fails, the error is logged once with its traceback
+    and `run` starts again after a backoff, so no loop of the service is ever
+    silently gone. A `run` that returns is done.
+    """
+
+    async def supervised(app: web.Application) -> None:
+        backoff = Backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                await run(app)
+                return
+            except Exception:
+                log.exception("task_failed", extra={"task": name})
+            if time.monotonic() - started > RESTART_RESET_SECONDS:
+                backoff.reset()  # it ran fine for a while: this is a new failure
+            await backoff.sleep()
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(run(app), name=name)
+        task = asyncio.create_task(supervised(app), name=name)
         try:
             yield
         finally:
