@@ -5,16 +5,13 @@ from aiohttp import web
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS, node_socket
-from shared.kafka import SOLUTION_TOPIC
 from shared.rabbit import JOB_EXCHANGE
-from shared.updates import decode_solution
+from shared.updates import SOLUTION_STREAM
 from shared.websocket_app import create_websocket_app
 
 
 def create_app(settings: NodeServerSettings) -> web.Application:
-    app = create_websocket_app(
-        settings, exchange=JOB_EXCHANGE, topic=SOLUTION_TOPIC, decode=decode_solution
-    )
+    app = create_websocket_app(settings, exchange=JOB_EXCHANGE, stream=SOLUTION_STREAM)
     app[SETTINGS] = settings
     app.router.add_get("/", node_socket)
     add_routes(app)

@@ -13,7 +13,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -29,6 +30,18 @@ PARTITION_CHECK_SECONDS = 10.0
 OUTAGE_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream(Generic[T]):
+    """What a fan-out reads: a topic, how its records decode, and where to start."""
+
+    topic: str
+    decode: Callable[[bytes], T]
+    # Start at the last record instead of the end: a late joiner gets the newest.
+    replay_last: bool = False
+    # The order in which the shared fan-out keeps the newest item for late joiners.
+    newest_by: Callable[[T], int] | None = None
 
 
 class Subscriber(Protocol[T_contra]):
@@ -48,10 +61,8 @@ class Fanout(Protocol[T]):
 
 async def consume(
     consumer: AIOKafkaConsumer,
-    topic: str,
-    decode: Callable[[bytes], T],
+    stream: Stream[T],
     deliver: Callable[[T], None],
-    replay_last: bool,
     on_ready: Callable[[bool], None] = lambda ready: None,
     partitions: set[int] | None = None,
 ) -> None:
@@ -62,12 +73,13 @@ async def consume(
     """
     backoff = Backoff()
     outages = OutageWatch()
+    topic = stream.topic
     partitions = partitions or set()
     next_check = time.monotonic() + PARTITION_CHECK_SECONDS if partitions else 0.0
     while True:
         try:
             if not partitions or time.monotonic() >= next_check:
-                partitions = await _follow_partitions(consumer, topic, replay_last, partitions)
+                partitions = await _follow_partitions(consumer, stream, partitions)
                 next_check = time.monotonic() + PARTITION_CHECK_SECONDS
                 on_ready(True)
             await outages.check(consumer)
@@ -82,7 +94,7 @@ async def consume(
         for records in batches.values():
             for record in records:
                 try:
-                    item = decode(record.value)
+                    item = stream.decode(record.value)
                 except Exception as error:  # any bad record: count it, never stop the stream
                     FANOUT_UNDECODABLE.labels(topic=topic).inc()
                     log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
@@ -94,12 +106,12 @@ async def consume(
 
 
 async def _follow_partitions(
-    consumer: AIOKafkaConsumer, topic: str, replay_last: bool, known: set[int]
+    consumer: AIOKafkaConsumer, stream: Stream[Any], known: set[int]
 ) -> set[int]:
-    current = consumer.partitions_for_topic(topic) or set()
+    current = consumer.partitions_for_topic(stream.topic) or set()
     if known and current <= known:
         return known
-    return await assign_all(consumer, topic, replay_last, known)
+    return await assign_all(consumer, stream.topic, stream.replay_last, known)
 
 
 class OutageWatch:
@@ -155,20 +167,11 @@ class SharedFanout(Generic[T]):
     """One consumer for the whole process; remembers the newest item for late joiners."""
 
     def __init__(
-        self,
-        settings: ServiceSettings,
-        topic: str,
-        decode: Callable[[bytes], T],
-        replay_last: bool = False,
-        newest_by: Callable[[T], int] | None = None,
-        fetch_max_wait_ms: int = 100,
+        self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
     ) -> None:
         self.settings = settings
+        self.stream = stream
         self.fetch_max_wait_ms = fetch_max_wait_ms
-        self.topic = topic
-        self.decode = decode
-        self.replay_last = replay_last
-        self.newest_by = newest_by
         self.newest: T | None = None
         self.subscribers: set[Subscriber[T]] = set()
         self._ready = False
@@ -186,8 +189,9 @@ class SharedFanout(Generic[T]):
         self.subscribers.discard(subscriber)
 
     def deliver(self, item: T) -> None:
-        if self.newest_by is not None and (
-            self.newest is None or self.newest_by(item) > self.newest_by(self.newest)
+        newest_by = self.stream.newest_by
+        if newest_by is not None and (
+            self.newest is None or newest_by(item) > newest_by(self.newest)
         ):
             self.newest = item
         for subscriber in list(self.subscribers):
@@ -198,9 +202,7 @@ class SharedFanout(Generic[T]):
         consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
         await _start(consumer)
         try:
-            await consume(
-                consumer, self.topic, self.decode, self.deliver, self.replay_last, self._set_ready
-            )
+            await consume(consumer, self.stream, self.deliver, self._set_ready)
         finally:
             self._ready = False
             await consumer.stop()
@@ -213,18 +215,11 @@ class PerConnectionFanout(Generic[T]):
     """Each subscriber gets its own consumer and task: isolated, costlier."""
 
     def __init__(
-        self,
-        settings: ServiceSettings,
-        topic: str,
-        decode: Callable[[bytes], T],
-        replay_last: bool = False,
-        fetch_max_wait_ms: int = 100,
+        self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
     ) -> None:
         self.settings = settings
+        self.stream = stream
         self.fetch_max_wait_ms = fetch_max_wait_ms
-        self.topic = topic
-        self.decode = decode
-        self.replay_last = replay_last
         self._tasks: dict[Subscriber[T], asyncio.Task[None]] = {}
 
     @property
@@ -235,26 +230,19 @@ class PerConnectionFanout(Generic[T]):
         consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
         try:
             await consumer.start()
-            partitions = await assign_all(consumer, self.topic, self.replay_last)
+            partitions = await assign_all(consumer, self.stream.topic, self.stream.replay_last)
         except BaseException:
             await consumer.stop()
             raise
         self._tasks[subscriber] = asyncio.create_task(
-            self._run(consumer, subscriber, partitions), name=f"fanout-{self.topic}"
+            self._run(consumer, subscriber, partitions), name=f"fanout-{self.stream.topic}"
         )
 
     async def _run(
         self, consumer: AIOKafkaConsumer, subscriber: Subscriber[T], partitions: set[int]
     ) -> None:
         try:
-            await consume(
-                consumer,
-                self.topic,
-                self.decode,
-                subscriber.offer,
-                self.replay_last,
-                partitions=partitions,
-            )
+            await consume(consumer, self.stream, subscriber.offer, partitions=partitions)
         finally:
             await consumer.stop()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from shared.fanout import Stream
+from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC
 from shared.protocol import JobRecord, SolutionRecord, job_frame, parse, solution_frame
 
 
@@ -44,3 +46,12 @@ def decode_solution(value: bytes) -> SolutionUpdate:
         solution_frame(record),
         record.received_at,
     )
+
+
+def _height(update: JobUpdate) -> int:
+    return update.block_height
+
+
+# What each websocket server fans out. Workers joining late are sent the newest job.
+JOB_STREAM = Stream(JOB_TOPIC, decode_job, replay_last=True, newest_by=_height)
+SOLUTION_STREAM = Stream(SOLUTION_TOPIC, decode_solution)

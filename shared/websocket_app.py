@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.fanout import Fanout, PerConnectionFanout, SharedFanout
+from shared.fanout import Fanout, PerConnectionFanout, SharedFanout, Stream
 from shared.health import add_check, add_health_routes
 from shared.rabbit import Publisher
 from shared.service import background, postgres
@@ -30,11 +30,9 @@ def create_websocket_app(
     settings: WebsocketServerSettings,
     *,
     exchange: str,
-    topic: str,
-    decode: Callable[[bytes], Any],
-    replay_last: bool = False,
-    newest_by: Callable[[Any], int] | None = None,
+    stream: Stream[Any],
 ) -> web.Application:
+    """Postgres, a publisher to `exchange` and a fan-out of `stream`, with health checks."""
     app = web.Application()
     add_health_routes(app)
     app[OPEN_SOCKETS] = set()
@@ -44,14 +42,10 @@ def create_websocket_app(
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
     fanout: SharedFanout[Any] | PerConnectionFanout[Any]
     if settings.fanout_mode == "shared":
-        fanout = SharedFanout(
-            settings, topic, decode, replay_last, newest_by, settings.fetch_max_wait_ms
-        )
-        app.cleanup_ctx.append(background(f"fanout-{topic}", lambda _app: fanout.run()))
+        fanout = SharedFanout(settings, stream, settings.fetch_max_wait_ms)
+        app.cleanup_ctx.append(background(f"fanout-{stream.topic}", lambda _app: fanout.run()))
     else:
-        fanout = PerConnectionFanout(
-            settings, topic, decode, replay_last, settings.fetch_max_wait_ms
-        )
+        fanout = PerConnectionFanout(settings, stream, settings.fetch_max_wait_ms)
         app.cleanup_ctx.append(_closing(fanout))
     app[FANOUT] = fanout
     app.on_shutdown.append(close_all)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.fanout import PerConnectionFanout, SharedFanout
+from shared.fanout import PerConnectionFanout, SharedFanout, Stream
 from shared.kafka import client_options, ensure_topics
 from shared.settings import ServiceSettings
 from tests.instances import PrivateTansu
@@ -84,14 +84,14 @@ async def fanout_into(
 ) -> AsyncIterator[None]:
     """The fan-out of `mode` running on TOPIC, delivering to `collector`."""
     if mode == "per_connection":
-        per_connection = PerConnectionFanout(settings, TOPIC, bytes.decode)
+        per_connection = PerConnectionFanout(settings, Stream(TOPIC, bytes.decode))
         await per_connection.subscribe(collector)
         try:
             yield
         finally:
             await per_connection.close()
         return
-    shared = SharedFanout(settings, TOPIC, bytes.decode, fetch_max_wait_ms=10)
+    shared = SharedFanout(settings, Stream(TOPIC, bytes.decode), fetch_max_wait_ms=10)
     await shared.subscribe(collector)
     task = asyncio.create_task(shared.run())
     try:

@@ -2,10 +2,9 @@
 
 from aiohttp import web
 
-from shared.kafka import JOB_TOPIC
 from shared.rabbit import SOLUTION_EXCHANGE
 from shared.service import background
-from shared.updates import decode_job
+from shared.updates import JOB_STREAM
 from shared.websocket_app import create_websocket_app
 from worker_server.admission import Admission
 from worker_server.liveness import keep_worker_rows
@@ -15,14 +14,7 @@ from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASKS, worker_socke
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
-    app = create_websocket_app(
-        settings,
-        exchange=SOLUTION_EXCHANGE,
-        topic=JOB_TOPIC,
-        decode=decode_job,
-        replay_last=True,  # the newest job, for workers that join later
-        newest_by=lambda update: update.block_height,
-    )
+    app = create_websocket_app(settings, exchange=SOLUTION_EXCHANGE, stream=JOB_STREAM)
     app[SETTINGS] = settings
     app[TASKS] = KnownTasks()
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
