@@ -3,69 +3,71 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
 from shared.consumer import Delivery
-from shared.kafka import JOB_TOPIC, acknowledged
-from shared.metrics import BROADCAST, CURRENT_HEIGHT, DEDUP_HITS, STORED
+from shared.kafka import JOB_TOPIC
+from shared.metrics import CURRENT_HEIGHT
+from shared.persist import Persisted, ids
 from shared.protocol import JobMessage, JobRecord, encode
 
 INSERT = """
 INSERT INTO job (block_height, epoch_challenge, task_id)
 SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[])
 ON CONFLICT (block_height) DO NOTHING
-RETURNING block_height
+RETURNING id
 """
 
-NOT_BROADCAST = """
-SELECT id, block_height, task_id, epoch_challenge, created_at
-FROM job WHERE block_height = ANY($1::bigint[]) AND broadcast_at IS NULL
+FIND = """
+SELECT id, block_height, task_id, epoch_challenge, created_at, broadcast_at
+FROM job WHERE block_height = ANY($1::bigint[])
 """
 
 MARK_BROADCAST = "UPDATE job SET broadcast_at = now() WHERE id = ANY($1::bigint[])"
 
 
-async def persist_and_broadcast(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, deliveries: list[Delivery[JobMessage]]
-) -> None:
-    """Insert or find each height's job, produce the unbroadcast ones, then mark them.
+async def insert(connection: asyncpg.Connection, jobs: list[JobMessage]) -> set[int]:
+    rows = await connection.fetch(
+        INSERT,
+        [job.block_height for job in jobs],
+        [job.epoch_challenge for job in jobs],
+        [uuid.uuid4() for _ in jobs],
+    )
+    return ids(rows)
 
-    Safe to repeat after a crash at any step: only the missing steps run again.
-    """
-    first: dict[int, Delivery[JobMessage]] = {}
-    for delivery in deliveries:
-        first.setdefault(delivery.item.block_height, delivery)
-    heights = list(first)
-    task_ids = [uuid.uuid4() for _ in heights]
-    async with pool.acquire() as connection:
-        inserted = await connection.fetch(
-            INSERT, heights, [first[h].item.epoch_challenge for h in heights], task_ids
-        )
-        pending = await connection.fetch(NOT_BROADCAST, heights)
-    STORED.labels(kind="job").inc(len(inserted))
-    DEDUP_HITS.labels(kind="job").inc(len(deliveries) - len(inserted))
-    if not pending:
-        return
-    sends = []
-    for row in pending:
-        delivery = first[row["block_height"]]
-        record = JobRecord(
-            task_id=row["task_id"],
-            # The node's own object where this batch stored it (key order intact).
-            epoch_challenge=(
-                delivery.item.epoch_challenge
-                if row["task_id"] in task_ids
-                else row["epoch_challenge"]
-            ),
-            block_height=row["block_height"],
-            created_at=row["created_at"].timestamp(),
-            received_at=delivery.received_at,
-        )
-        key = str(row["block_height"]).encode()
-        sends.append(await producer.send(JOB_TOPIC, encode(record), key=key))
-    await acknowledged(sends)
-    await pool.execute(MARK_BROADCAST, [row["id"] for row in pending])
-    BROADCAST.labels(kind="job").inc(len(pending))
-    CURRENT_HEIGHT.set(max(heights))
+
+async def find(connection: asyncpg.Connection, heights: list[int]) -> Sequence[asyncpg.Record]:
+    return await connection.fetch(FIND, heights)
+
+
+def record(
+    row: asyncpg.Record, delivery: Delivery[JobMessage], stored_now: bool
+) -> tuple[bytes, bytes]:
+    job = JobRecord(
+        task_id=row["task_id"],
+        # The node's own object where this batch stored it (key order intact).
+        epoch_challenge=delivery.item.epoch_challenge if stored_now else row["epoch_challenge"],
+        block_height=row["block_height"],
+        created_at=row["created_at"].timestamp(),
+        received_at=delivery.received_at,
+    )
+    return str(row["block_height"]).encode(), encode(job)
+
+
+def broadcast(rows: list[asyncpg.Record]) -> None:
+    CURRENT_HEIGHT.set(max(row["block_height"] for row in rows))
+
+
+JOBS: Persisted[JobMessage, int] = Persisted(
+    kind="job",
+    topic=JOB_TOPIC,
+    key=lambda job: job.block_height,
+    insert=insert,
+    find=find,
+    row_key=lambda row: row["block_height"],
+    record=record,
+    mark_broadcast=MARK_BROADCAST,
+    broadcast=broadcast,
+)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from shared.backoff import Backoff
+from shared.errors import EventStreamUnavailable, down_as
 from shared.metrics import BROKER_ERRORS
 from shared.settings import ServiceSettings
 
@@ -46,8 +47,24 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
     return options
 
 
+class Broadcaster:
+    """What persist-and-broadcast needs of Kafka: send records, then wait for every ack.
+
+    Kafka's failures leave it as `EventStreamUnavailable`: no caller handles aiokafka.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    async def send_all(self, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Produce (key, value) records in order and return once the broker acked all."""
+        async with down_as(EventStreamUnavailable):
+            sends = [await self._producer.send(topic, value, key=key) for key, value in records]
+            await acknowledged(sends)
+
+
 @contextlib.asynccontextmanager
-async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]:
+async def broadcaster(settings: ServiceSettings) -> AsyncIterator[Broadcaster]:
     """A producer with acks="all", started once the broker answers (retried with backoff)."""
     backoff = Backoff()
     while True:
@@ -63,7 +80,7 @@ async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]
             log.warning("kafka_producer_start_failed", extra={"error": repr(error)})
             await backoff.sleep()
     try:
-        yield kafka
+        yield Broadcaster(kafka)
     finally:
         await kafka.stop()
 

@@ -1,8 +1,9 @@
 """The persist-and-broadcast service shape both process_* workers share.
 
 An HTTP app for /healthz, /readyz and /metrics, with the pipeline (Kafka
-producer, then the batch consumer) running as a background task it owns, so
-the health endpoints answer while dependencies are still coming up.
+producer, then the batch consumer of one queue) running as a background task
+it owns, so the health endpoints answer while dependencies are still coming
+up. What is stored and broadcast is the kind's `Persisted` (`shared.persist`).
 """
 
 from __future__ import annotations
@@ -14,29 +15,32 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from pydantic import BaseModel
 
 from shared.consumer import BatchConsumer, Delivery
 from shared.db import POOL
+from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.health import add_check, add_health_routes
-from shared.kafka import ensure_topics, producer
+from shared.kafka import Broadcaster, broadcaster, ensure_topics
+from shared.persist import Persisted, persist_and_broadcast
+from shared.protocol import parse
 from shared.service import background, postgres, retry
 from shared.settings import ConsumerSettings
-
-Persist = Callable[[asyncpg.Pool, AIOKafkaProducer, list[Delivery[Any]]], Awaitable[None]]
 
 
 @dataclass
 class Pipeline:
+    """One queue's messages, parsed as `message`, persisted and broadcast as `persisted`."""
+
     queue: str
-    topic: str
-    decode: Callable[[bytes], Any]
-    persist: Persist
+    message: type[BaseModel]
+    persisted: Persisted[Any, Any]
     consumer: BatchConsumer[Any] | None = None
-    producer: AIOKafkaProducer | None = field(default=None, repr=False)
+    kafka: Broadcaster | None = field(default=None, repr=False)
+
+    def decode(self, body: bytes) -> Any:
+        return parse(self.message, body)
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -57,7 +61,7 @@ def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.A
         return pipeline.consumer is not None and pipeline.consumer.ready
 
     async def producing() -> bool:
-        return pipeline.producer is not None
+        return pipeline.kafka is not None
 
     add_check(app, "rabbitmq", consuming)
     add_check(app, "kafka", producing)
@@ -66,22 +70,23 @@ def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.A
 
 async def _run(settings: ConsumerSettings, app: web.Application) -> None:
     pipeline = app[PIPELINE]
+    topic = pipeline.persisted.topic
 
     async def ensure_topic() -> None:
         await ensure_topics(
-            settings, {pipeline.topic: settings.kafka_partitions}, settings.kafka_retention_ms
+            settings, {topic: settings.kafka_partitions}, settings.kafka_retention_ms
         )
 
     await retry("kafka_topics", ensure_topic)
-    async with producer(settings) as kafka:
-        pipeline.producer = kafka
+    async with broadcaster(settings) as kafka:
+        pipeline.kafka = kafka
 
         async def persist(deliveries: list[Delivery[Any]]) -> None:
             try:
                 # Bounded: a stalled dependency becomes a logged, retried TimeoutError.
                 async with asyncio.timeout(PERSIST_TIMEOUT_SECONDS):
-                    await pipeline.persist(app[POOL], kafka, deliveries)
-            except KafkaError:
+                    await persist_and_broadcast(pipeline.persisted, app[POOL], kafka, deliveries)
+            except EventStreamUnavailable:
                 # A broker that came back empty lost the topic: re-create it, then
                 # let the consumer retry the batch as for any transient failure.
                 await _recreate_topic(ensure_topic)
@@ -91,14 +96,14 @@ async def _run(settings: ConsumerSettings, app: web.Application) -> None:
         try:
             await pipeline.consumer.run()
         finally:
-            pipeline.producer = None
+            pipeline.kafka = None
 
 
 async def _recreate_topic(ensure_topic: Callable[[], Awaitable[None]]) -> None:
     try:
         async with asyncio.timeout(TOPIC_CHECK_TIMEOUT_SECONDS):
             await ensure_topic()
-    except (KafkaError, OSError, TimeoutError) as error:
+    except DEPENDENCY_DOWN as error:
         log.warning("kafka_topic_check_failed", extra={"error": repr(error)})
 
 
