@@ -1,6 +1,6 @@
 """Run the whole system locally: Tansu, setup, the four services; Ctrl-C stops it all.
 
-    python -m misc.run_local_stack [--kafka-port N] [--base-port N]
+    python -m misc.run_local_stack [--kafka-port N] [--port-offset N] [--logs DIR]
 
 Postgres and RabbitMQ are the ones the settings name (defaults: 127.0.0.1);
 Kafka is an embedded Tansu broker started here. Prints where to connect.
@@ -20,16 +20,10 @@ from pathlib import Path
 
 import asyncpg
 
-from misc.tansu import free_port, tansu
+from misc.tansu import tansu
+from shared.catalogue import SERVICES, SETUP
+from shared.settings import POSTGRES_DSN, RABBITMQ_URL
 
-SERVICES = {
-    "node_server": ("NODE_SERVER_", 8001),
-    "worker_server": ("WORKER_SERVER_", 8002),
-    "process_job_worker": ("PROCESS_JOB_WORKER_", 8011),
-    "process_solution_worker": ("PROCESS_SOLUTION_WORKER_", 8012),
-}
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
-DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 HOW_TO_START = (
     "start them (on this kind of machine they run as system services; elsewhere: "
     "`docker compose --profile environment up -d`) or point WSPOOL_POSTGRES_DSN / "
@@ -60,15 +54,13 @@ def check_dependencies(dsn: str, amqp_url: str) -> str | None:
 
 def service_env(kafka: str, dsn: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
     env = dict(os.environ)
-    env["WSPOOL_SETUP_KAFKA_BOOTSTRAP_SERVERS"] = kafka
-    env["WSPOOL_SETUP_POSTGRES_DSN"] = dsn
-    env["WSPOOL_SETUP_RABBITMQ_URL"] = amqp_url
-    for name, (prefix, _) in SERVICES.items():
+    for prefix in (SETUP.env_prefix, *(service.env_prefix for service in SERVICES.values())):
         env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] = kafka
         env[f"{prefix}POSTGRES_DSN"] = dsn
         env[f"{prefix}RABBITMQ_URL"] = amqp_url
-        env[f"{prefix}PORT"] = str(ports[name])
-        env[f"{prefix}HOST"] = "127.0.0.1"
+    for name, service in SERVICES.items():
+        env[f"{service.env_prefix}PORT"] = str(ports[name])
+        env[f"{service.env_prefix}HOST"] = "127.0.0.1"
     return env
 
 
@@ -125,7 +117,9 @@ def main() -> int:
         "--port-offset",
         type=int,
         default=0,
-        help="added to every service port (8001, 8002, 8011, 8012)",
+        help="added to every service's default port ("
+        + ", ".join(str(service.port) for service in SERVICES.values())
+        + ")",
     )
     parser.add_argument(
         "--logs",
@@ -134,8 +128,8 @@ def main() -> int:
         help="folder for each service's log file",
     )
     args = parser.parse_args()
-    dsn = os.environ.get("WSPOOL_POSTGRES_DSN", DEFAULT_DSN)
-    amqp_url = os.environ.get("WSPOOL_RABBITMQ_URL", DEFAULT_AMQP)
+    dsn = os.environ.get("WSPOOL_POSTGRES_DSN", POSTGRES_DSN)
+    amqp_url = os.environ.get("WSPOOL_RABBITMQ_URL", RABBITMQ_URL)
     problem = check_dependencies(dsn, amqp_url)
     if problem:
         print(
@@ -144,10 +138,10 @@ def main() -> int:
         )
         return 1
     args.logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: port + args.port_offset for name, (_, port) in SERVICES.items()}
-    with tansu(args.kafka_port or free_port(), args.logs / "tansu.log") as kafka:
+    ports = {name: service.port + args.port_offset for name, service in SERVICES.items()}
+    with tansu(args.kafka_port or None, args.logs / "tansu.log") as kafka:
         env = service_env(kafka, dsn, amqp_url, ports)
-        setup = subprocess.run([sys.executable, "-m", "misc.setup_local_environment"], env=env)
+        setup = subprocess.run([sys.executable, "-m", SETUP.module], env=env)
         if setup.returncode != 0:
             return setup.returncode
         processes = {

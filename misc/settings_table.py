@@ -15,19 +15,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
-from misc.setup_local_environment import SetupSettings
-from node_server.settings import NodeServerSettings
-from process_job_worker.settings import ProcessJobWorkerSettings
-from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from worker_server.settings import WorkerServerSettings
+from shared.catalogue import PROGRAMS
 
-SERVICES: dict[str, type[BaseSettings]] = {
-    "node_server": NodeServerSettings,
-    "worker_server": WorkerServerSettings,
-    "process_job_worker": ProcessJobWorkerSettings,
-    "process_solution_worker": ProcessSolutionWorkerSettings,
-    "misc.setup_local_environment": SetupSettings,
-}
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
@@ -64,7 +53,8 @@ def table(module: str, settings_class: type[BaseSettings]) -> str:
 
 
 def markdown() -> str:
-    return "\n\n".join(table(module, cls) for module, cls in SERVICES.items()) + "\n"
+    tables = (table(module, program.settings_class()) for module, program in PROGRAMS.items())
+    return "\n\n".join(tables) + "\n"
 
 
 def readme_section(text: str) -> str:

@@ -1,15 +1,18 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.catalogue import NODE_SERVER
 from shared.settings import WebsocketServerSettings
 
 
 class NodeServerSettings(WebsocketServerSettings):
-    """Settings of node_server (env prefix NODE_SERVER_)."""
+    """Settings of node_server; env prefix and default port from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix="NODE_SERVER_")
+    model_config = SettingsConfigDict(env_prefix=NODE_SERVER.env_prefix)
 
-    port: int = Field(8001, ge=1, le=65535, description="Port of the websocket server and API.")
+    port: int = Field(
+        NODE_SERVER.port, ge=1, le=65535, description="Port of the websocket server and API."
+    )
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )

@@ -14,13 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from shared.backoff import Backoff
-from shared.errors import EventStreamUnavailable, down_as
-from shared.metrics import BROKER_ERRORS
-from shared.settings import ServiceSettings
+from shared.errors import EventStreamUnavailable, count, down_as
+from shared.settings import KAFKA_RETENTION_MS, ServiceSettings
 
 JOB_TOPIC = "job"
 SOLUTION_TOPIC = "solution"
-DEFAULT_RETENTION_MS = 25 * 60 * 1000
 ACK_TIMEOUT_SECONDS = 10.0
 ADMIN_CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -76,7 +74,7 @@ async def broadcaster(settings: ServiceSettings) -> AsyncIterator[Broadcaster]:
             break
         except (KafkaError, OSError) as error:
             await kafka.stop()
-            BROKER_ERRORS.labels(broker="kafka").inc()
+            count(EventStreamUnavailable)
             log.warning("kafka_producer_start_failed", extra={"error": repr(error)})
             await backoff.sleep()
     try:
@@ -109,7 +107,7 @@ def _retrieve(send: asyncio.Future[Any]) -> None:
 async def ensure_topics(
     settings: ServiceSettings,
     partitions: dict[str, int],
-    retention_ms: int = DEFAULT_RETENTION_MS,
+    retention_ms: int = KAFKA_RETENTION_MS,
     replication_factor: int = 1,
 ) -> list[str]:
     """Create the topics that don't exist yet; returns the ones created."""

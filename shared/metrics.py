@@ -45,8 +45,6 @@ DEAD_LETTERED = Counter("wspool_dead_lettered", "Messages sent to a dead-letter 
 DEPENDENCY_ERRORS = Counter(
     "wspool_broker_errors", "Failures of a dependency: RabbitMQ, Kafka or Postgres.", ["broker"]
 )
-# Old name, until shared.kafka (changed elsewhere) uses DEPENDENCY_ERRORS.
-BROKER_ERRORS = DEPENDENCY_ERRORS
 FANOUT_UNDECODABLE = Counter(
     "wspool_fanout_undecodable", "Kafka records the fan-out could not decode.", ["topic"]
 )

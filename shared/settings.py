@@ -18,6 +18,14 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.catalogue import PROGRAMS
+
+# Where the local stack (`make run`) finds its dependencies; every tool reads these.
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# Topics keep records a little longer than a node waits for solutions (20 minutes).
+KAFKA_RETENTION_MS = 25 * 60 * 1000
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 FanoutMode = Literal["shared", "per_connection"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -46,12 +54,12 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP/websocket server.")
     log_level: LogLevel = Field("INFO", description="Minimum level of the JSON log lines.")
     postgres_dsn: SecretStr = Field(
-        SecretStr("postgresql://postgres@127.0.0.1:5432/wspool"),
+        SecretStr(POSTGRES_DSN),
         description="Postgres DSN (sslmode etc. as URL parameters).",
     )
     postgres_pool_size: int = Field(10, ge=1, le=200, description="Connections in the pool.")
     rabbitmq_url: SecretStr = Field(
-        SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        SecretStr(RABBITMQ_URL),
         description="RabbitMQ URL; amqps:// for TLS.",
     )
     kafka_bootstrap_servers: str = Field(
@@ -184,7 +192,7 @@ class ConsumerSettings(ServiceSettings):
         1, ge=1, le=1000, description="Partitions of the output topic when it must be created."
     )
     kafka_retention_ms: int = Field(
-        25 * 60 * 1000, ge=1000, description="Retention of the output topic when created."
+        KAFKA_RETENTION_MS, ge=1000, description="Retention of the output topic when created."
     )
 
 
@@ -213,4 +221,6 @@ def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None
 
 
 def _prog_name(settings_class: type[BaseSettings]) -> str:
-    return f"python -m {settings_class.__module__.split('.')[0]}"
+    prefix = settings_class.model_config.get("env_prefix")
+    programs = [p.module for p in PROGRAMS.values() if p.env_prefix == prefix]
+    return f"python -m {programs[0] if programs else settings_class.__module__}"

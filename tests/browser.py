@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from misc.tansu import free_port
+from tests.support.ports import free_port
 
 MISSING = (
     "chromium is not on PATH: install Debian's `chromium` package "

@@ -22,8 +22,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from misc.setup_local_environment import SetupSettings, setup
-from misc.tansu import free_port, tansu
+from misc.tansu import tansu
 from node_server.app import create_app as create_node_app
 from node_server.settings import NodeServerSettings
 from process_job_worker.app import create_app as create_job_app
@@ -31,6 +30,8 @@ from process_job_worker.settings import ProcessJobWorkerSettings
 from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.db import with_database
+from shared.setup import SetupSettings, setup
+from tests.support.ports import free_port
 from worker_server.app import create_app as create_worker_app
 from worker_server.settings import WorkerServerSettings
 
@@ -93,7 +94,7 @@ async def drop_database(name: str) -> None:
 @pytest.fixture(scope="session")
 async def backends() -> AsyncIterator[Backends]:
     database = f"wspool_test_{RUN_ID}"
-    with private_vhost(f"wspool_test_{RUN_ID}") as vhost, tansu() as kafka:
+    with private_vhost(f"wspool_test_{RUN_ID}") as vhost, tansu(free_port()) as kafka:
         result = Backends(
             postgres_dsn=with_database(f"{POSTGRES_SERVER}/postgres", database),
             rabbitmq_url=f"{RABBITMQ_SERVER}/{vhost}",

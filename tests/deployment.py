@@ -1,8 +1,9 @@
 """Shared constants and helpers for the static checks of the deployment files.
 
-The Dockerfiles, docker-compose.yml and _etc/k8s are parsed and cross-checked
-against each other and against the settings classes by tests/test_compose.py,
-tests/test_dockerfiles.py and tests/test_k8s.py; no Docker engine, no cluster.
+The Dockerfile, docker-compose.yml and _etc/k8s are parsed and cross-checked
+against each other, the service catalogue and the settings classes by
+tests/test_compose.py, tests/test_dockerfile.py and tests/test_k8s.py; no
+Docker engine, no cluster.
 """
 
 from __future__ import annotations
@@ -17,11 +18,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from misc.setup_local_environment import SetupSettings
-from node_server.settings import NodeServerSettings
-from process_job_worker.settings import ProcessJobWorkerSettings
-from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from worker_server.settings import WorkerServerSettings
+from shared.catalogue import PROGRAMS, SETUP
+from shared.catalogue import SERVICES as CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
 ETC = ROOT / "_etc"
@@ -29,21 +27,13 @@ K8S = ETC / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-SERVICE_SETTINGS: dict[str, type[BaseSettings]] = {
-    "node_server": NodeServerSettings,
-    "worker_server": WorkerServerSettings,
-    "process_job_worker": ProcessJobWorkerSettings,
-    "process_solution_worker": ProcessSolutionWorkerSettings,
-}
+SERVICE_SETTINGS = {name: service.settings_class() for name, service in CATALOGUE.items()}
 SERVICES = tuple(SERVICE_SETTINGS)
-SETUP_MODULE = "misc.setup_local_environment"
+SETUP_MODULE = SETUP.module
 # Module run by `python -m` -> settings class, for everything the files start.
-MODULE_SETTINGS: dict[str, type[BaseSettings]] = {
-    **SERVICE_SETTINGS,
-    SETUP_MODULE: SetupSettings,
-}
+MODULE_SETTINGS = {module: program.settings_class() for module, program in PROGRAMS.items()}
 BACKBONE = ("kafka", "rabbitmq", "postgres")
-DOCKERFILES = [ETC / "Dockerfile", *(ETC / service / "Dockerfile" for service in SERVICES)]
+DOCKERFILE = ETC / "Dockerfile"
 
 
 # --- helpers -------------------------------------------------------------------------

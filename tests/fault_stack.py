@@ -11,17 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from misc.setup_local_environment import SetupSettings, setup
-from misc.tansu import free_port
+from shared.catalogue import SERVICES
+from shared.setup import SetupSettings, setup
 from tests.instances import PrivatePostgres, PrivateRabbit, PrivateTansu, Service, stopped_on_exit
 from tests.kafka_gate import KafkaGate
+from tests.support.ports import free_port
 
-PREFIXES = {
-    "node_server": "NODE_SERVER_",
-    "worker_server": "WORKER_SERVER_",
-    "process_job_worker": "PROCESS_JOB_WORKER_",
-    "process_solution_worker": "PROCESS_SOLUTION_WORKER_",
-}
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 # Generous limits: the tests push bursts through one connection on purpose.
 SERVER_SETTINGS = {
@@ -79,7 +74,7 @@ class FaultStack:
 def service_env(
     name: str, postgres_dsn: str, rabbitmq_url: str, kafka: str, port: int, **extra: str
 ) -> dict[str, str]:
-    prefix = PREFIXES[name]
+    prefix = SERVICES[name].env_prefix
     settings = {
         "POSTGRES_DSN": postgres_dsn,
         "RABBITMQ_URL": rabbitmq_url,
@@ -87,7 +82,7 @@ def service_env(
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
-        **(SERVER_SETTINGS if name.endswith("_server") else CONSUMER_SETTINGS),
+        **(SERVER_SETTINGS if SERVICES[name].role == "websocket" else CONSUMER_SETTINGS),
         **extra,
     }
     return {**os.environ, **{f"{prefix}{key}": value for key, value in settings.items()}}
@@ -113,7 +108,7 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
         try:
             kafka.start()
             await stack.setup()
-            for name in PREFIXES:
+            for name in SERVICES:
                 services[name] = _service(stack, name)
             with stopped_on_exit(*services.values()):
                 for service in services.values():

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from misc.tansu import free_port, start_tansu, wait_for_port
+from misc.tansu import start_tansu, wait_for_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60

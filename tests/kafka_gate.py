@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import struct
 
-from misc.tansu import free_port
+from tests.support.ports import free_port
 
 SETUP_CLIENT_ID = "wspool-setup"
 CHUNK = 1 << 16

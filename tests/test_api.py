@@ -10,12 +10,12 @@ import aiohttp
 import orjson
 import pytest
 
-from misc.tansu import free_port
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from tests.clients import job, next_height, node_client, solution, solution_body, worker_client
 from tests.clients import welcome as welcome_frame
 from tests.conftest import Backends, Stack, serving
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,8 @@ import sys
 
 import pytest
 
+from shared.catalogue import SERVICES, SETUP
 from tests.conftest import Backends
-
-SERVICES = {
-    "node_server": "NODE_SERVER_",
-    "worker_server": "WORKER_SERVER_",
-    "process_job_worker": "PROCESS_JOB_WORKER_",
-    "process_solution_worker": "PROCESS_SOLUTION_WORKER_",
-}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,7 +28,7 @@ def test_help_lists_settings_with_defaults(service: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_invalid_setting_stops_with_one_line_naming_it(service: str) -> None:
-    prefix = SERVICES[service]
+    prefix = SERVICES[service].env_prefix
     result = run(service, env={"PATH": "/usr/bin", f"{prefix}PORT": "not-a-port"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -52,10 +46,10 @@ def test_invalid_flag_is_a_usage_error() -> None:
 def test_setup_is_idempotent(backends: Backends) -> None:
     env = {
         "PATH": "/usr/bin",
-        **{k.replace("PREFIX_", ""): v for k, v in backends.env("WSPOOL_SETUP_").items()},
+        **{k.replace("PREFIX_", ""): v for k, v in backends.env(SETUP.env_prefix).items()},
     }
     for _ in range(2):
-        result = run("misc.setup_local_environment", env=env)
+        result = run(SETUP.module, env=env)
         assert result.returncode == 0, result.stderr
 
 
@@ -65,7 +59,7 @@ def test_setup_says_what_is_unreachable() -> None:
         "WSPOOL_SETUP_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/x",
         "WSPOOL_SETUP_TIMEOUT_SECONDS": "3",
     }
-    result = run("misc.setup_local_environment", env=env)
+    result = run(SETUP.module, env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("setup failed: postgres:")
     assert "Traceback" not in result.stderr

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from misc.setup_local_environment import SetupSettings
 from node_server.settings import NodeServerSettings
 from process_job_worker.settings import ProcessJobWorkerSettings
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.kafka import client_options
+from shared.setup import SetupSettings
 from tests.conftest import Backends, StartServers
 from worker_server.settings import WorkerServerSettings
 

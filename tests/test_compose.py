@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from misc.setup_local_environment import SetupSettings
+from shared.setup import SetupSettings
 from tests.deployment import (
     BACKBONE,
     COMPOSE_FILE,
@@ -116,11 +116,13 @@ def test_build_dockerfiles_exist() -> None:
     assert built >= len(SERVICES) + 1
 
 
-@pytest.mark.parametrize("name", SERVICES)
-def test_services_build_from_their_own_dockerfile(name: str) -> None:
-    build = compose_services()[name]["build"]
-    assert Path(build["context"]) == Path(".")
-    assert Path(build["dockerfile"]) == Path("_etc") / name / "Dockerfile"
+@pytest.mark.parametrize("name", [*SERVICES, "setup"])
+def test_every_program_runs_the_one_image_with_its_module_as_command(name: str) -> None:
+    service = compose_services()[name]
+    assert Path(service["build"]["context"]) == Path(".")
+    assert Path(service["build"]["dockerfile"]) == Path("_etc") / "Dockerfile"
+    assert service["image"] == "wspool:latest"
+    assert service["command"] == [SETUP_MODULE if name == "setup" else name]
 
 
 @pytest.mark.parametrize("name", sorted(["setup", *BACKBONE, *SERVICES]))
@@ -195,7 +197,9 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
     for excluded in (".venv", ".git", ".env", "artifacts", ".pytest_cache"):
         assert excluded in patterns, excluded
     assert any("__pycache__" in pattern for pattern in patterns)
+    # Only the product goes into the image: no tools, no tests.
+    assert {"misc", "tests"} <= patterns
     # `pip install .` in the builder needs the project itself.
-    for needed in ("pyproject.toml", "README.md", "shared", "misc", *SERVICES):
+    for needed in ("pyproject.toml", "README.md", "shared", *SERVICES):
         assert needed not in patterns and f"/{needed}" not in patterns, needed
     assert not any(pattern in ("*", "**", ".") for pattern in patterns)

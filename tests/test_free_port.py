@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from misc.tansu import PORT_FLOOR, ephemeral_range_start, free_port
+from tests.support.ports import PORT_FLOOR, ephemeral_range_start, free_port
 
 
 def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:

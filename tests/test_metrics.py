@@ -12,13 +12,13 @@ import aio_pika
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from misc.tansu import free_port
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
 from shared.rabbit import JOB_EXCHANGE
 from tests.clients import job, next_height, node_client, solution, solution_body, worker_client
 from tests.conftest import Backends, serving
+from tests.support.ports import free_port
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 WATCHED: list[Sample] = [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from misc.settings_table import README, SERVICES, markdown, readme_section
+from misc.settings_table import README, markdown, readme_section
+from shared.catalogue import PROGRAMS
 
 
 def test_readme_settings_tables_match_the_code() -> None:
@@ -13,7 +14,7 @@ def test_readme_settings_tables_match_the_code() -> None:
 
 def test_every_setting_of_every_service_is_in_the_tables() -> None:
     text = markdown()
-    for settings_class in SERVICES.values():
+    for settings_class in (program.settings_class() for program in PROGRAMS.values()):
         prefix = settings_class.model_config["env_prefix"]
         for name in settings_class.model_fields:
             assert f"`{prefix}{name.upper()}`" in text

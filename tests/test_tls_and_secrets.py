@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from misc.tansu import free_port
 from node_server.settings import NodeServerSettings
+from shared.catalogue import SERVICES
 from shared.kafka import client_options
 from tests.clients import Worker, welcome
 from tests.conftest import Backends
-from tests.test_cli import SERVICES
+from tests.support.ports import free_port
 from tests.test_security import RIGHT, TOKENS, first_error
 
 # --- TLS ---------------------------------------------------------------------
@@ -151,7 +151,7 @@ async def test_half_sent_requests_are_dropped_after_the_idle_timeout(backends: B
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_help_never_prints_secrets_from_the_environment(service: str) -> None:
-    prefix = SERVICES[service]
+    prefix = SERVICES[service].env_prefix
     secrets = {
         "POSTGRES_DSN": "postgresql://app:pg-s3cret@db:5432/wspool",
         "RABBITMQ_URL": "amqps://app:mq-s3cret@mq:5671/",

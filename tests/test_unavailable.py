@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from misc.tansu import free_port
 from tests.clients import job, next_height, node_client, solution, welcome, worker_client
+from tests.support.ports import free_port
 
 UNREACHABLE_AMQP = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
 

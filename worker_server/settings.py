@@ -1,15 +1,18 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.catalogue import WORKER_SERVER
 from shared.settings import WebsocketServerSettings, default_instance_name
 
 
 class WorkerServerSettings(WebsocketServerSettings):
-    """Settings of worker_server (env prefix WORKER_SERVER_)."""
+    """Settings of worker_server; env prefix and default port from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix="WORKER_SERVER_")
+    model_config = SettingsConfigDict(env_prefix=WORKER_SERVER.env_prefix)
 
-    port: int = Field(8002, ge=1, le=65535, description="Port of the websocket server.")
+    port: int = Field(
+        WORKER_SERVER.port, ge=1, le=65535, description="Port of the websocket server."
+    )
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )
