@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from misc.bench import parse_args
-from misc.bench_facts import percentile
-from misc.bench_report import render
-from misc.bench_run import READY_PROBES, Plan, run_stack
-from misc.bench_stack import Endpoints
+from misc.bench.cli import parse_args
+from misc.bench.facts import percentile
+from misc.bench.report import render
+from misc.bench.run import READY_PROBES, Plan, run_stack
+from misc.bench.stack import Endpoints
 from tests.conftest import Backends, StartServers
 
 NO_METRICS = "http://127.0.0.1:9/metrics"  # the in-process workers serve theirs elsewhere

@@ -211,7 +211,7 @@ def swarm_main(
     received: Any,
 ) -> None:
     """Entry point of a swarm process (multiprocessing target)."""
-    from misc.bench_facts import raise_fd_limit
+    from misc.bench.facts import raise_fd_limit
 
     raise_fd_limit()
     asyncio.run(_serve(pipe, Swarm(index, url, sources, received)))

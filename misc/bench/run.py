@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from misc.bench_clients import Node, SwarmHandle, node, received, swarms, wait_received
-from misc.bench_facts import http_url, process_metrics, summary
-from misc.bench_stack import Endpoints
+from misc.bench.clients import Node, SwarmHandle, node, received, swarms, wait_received
+from misc.bench.facts import http_url, process_metrics, summary
+from misc.bench.stack import Endpoints
 
 SETTLE_SECONDS = 2.0
 READY_PROBES = 50

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.catalogue import SERVICES
+
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 
@@ -34,11 +36,12 @@ class Endpoints:
 
     @classmethod
     def local(cls, offset: int) -> Endpoints:
+        port = {name: service.port + offset for name, service in SERVICES.items()}
         return cls(
-            node_url=f"ws://127.0.0.1:{8001 + offset}/",
-            worker_url=f"ws://127.0.0.1:{8002 + offset}/",
-            job_worker_metrics=f"http://127.0.0.1:{8011 + offset}/metrics",
-            solution_worker_metrics=f"http://127.0.0.1:{8012 + offset}/metrics",
+            node_url=f"ws://127.0.0.1:{port['node_server']}/",
+            worker_url=f"ws://127.0.0.1:{port['worker_server']}/",
+            job_worker_metrics=f"http://127.0.0.1:{port['process_job_worker']}/metrics",
+            solution_worker_metrics=f"http://127.0.0.1:{port['process_solution_worker']}/metrics",
         )
 
 
@@ -79,7 +82,7 @@ def own_stack(mode: str, offset: int, logs: Path, extra_env: dict[str, str]) -> 
 
 def _wait_ready(runner: subprocess.Popen[bytes], offset: int, logs: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
-    ports = [port + offset for port in (8001, 8002, 8011, 8012)]
+    ports = [service.port + offset for service in SERVICES.values()]
     while ports:
         if runner.poll() is not None:
             raise RuntimeError(f"the stack exited with {runner.returncode}; see {logs}/")

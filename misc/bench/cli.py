@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from misc.bench_facts import machine_facts, raise_fd_limit
-from misc.bench_report import plot, render
-from misc.bench_run import Plan, run_stack, say
-from misc.bench_stack import Endpoints, own_stack
-
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
+from misc.bench.facts import machine_facts, raise_fd_limit
+from misc.bench.report import plot, render
+from misc.bench.run import Plan, run_stack, say
+from misc.bench.stack import Endpoints, own_stack
+from shared.settings import POSTGRES_DSN
 
 
 def _counts(text: str) -> list[int]:
@@ -56,13 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--modes", type=_modes, help="fan-out modes to run, each in its own stack (own-stack)")
     add("--own-stack", action="store_true", help="start misc.run_local_stack per mode")
     add("--port-offset", type=int, default=300, help="port offset of an own stack (default 300)")
-    add("--node-url", default="ws://127.0.0.1:8001/", help="node_server websocket URL")
-    add("--worker-url", default="ws://127.0.0.1:8002/", help="worker_server websocket URL")
-    add("--job-worker-metrics", default="http://127.0.0.1:8011/metrics")
-    add("--solution-worker-metrics", default="http://127.0.0.1:8012/metrics")
+    local = Endpoints.local(0)  # the `make run` stack
+    add("--node-url", default=local.node_url, help="node_server websocket URL")
+    add("--worker-url", default=local.worker_url, help="worker_server websocket URL")
+    add("--job-worker-metrics", default=local.job_worker_metrics)
+    add("--solution-worker-metrics", default=local.solution_worker_metrics)
     add(
         "--postgres-dsn",
-        default=os.environ.get("WSPOOL_POSTGRES_DSN", DEFAULT_DSN),
+        default=os.environ.get("WSPOOL_POSTGRES_DSN", POSTGRES_DSN),
         help="database the stack stores in, to count stored solutions",
     )
     add("--jobs", type=int, default=5, help="jobs sent per worker count (default 5)")
@@ -158,7 +158,3 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             say(problem)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The benchmark: `python -m misc.bench` (`make bench`); see the README, "Benchmarks"."""
