@@ -23,9 +23,9 @@ from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.health import add_check, add_health_routes
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
+from shared.lifecycle import background, postgres, retry
 from shared.persist import Persisted, persist_and_broadcast
 from shared.protocol import parse
-from shared.service import background, postgres, retry
 from shared.settings import ConsumerSettings
 
 

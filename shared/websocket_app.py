@@ -16,8 +16,8 @@ from aiohttp import web
 
 from shared.fanout import Fanout, PerConnectionFanout, SharedFanout, Stream
 from shared.health import add_check, add_health_routes
+from shared.lifecycle import background, postgres
 from shared.rabbit import Publisher
-from shared.service import background, postgres
 from shared.settings import WebsocketServerSettings
 from shared.ws import OPEN_SOCKETS, close_all
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 from aiohttp import web
 
-from shared.service import background
+from shared.lifecycle import background
 
 
 async def test_a_failing_task_is_logged_and_started_again(
@@ -26,7 +26,7 @@ async def test_a_failing_task_is_logged_and_started_again(
         await asyncio.Future()  # then runs until cancelled
 
     lifecycle = contextlib.asynccontextmanager(background("flaky", flaky))
-    with caplog.at_level(logging.ERROR, logger="shared.service"):
+    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
         async with lifecycle(web.Application()):
             await asyncio.wait_for(running_again.wait(), 5)
     assert runs == [1, 2]

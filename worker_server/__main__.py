@@ -1,6 +1,6 @@
 """python -m worker_server [--help]"""
 
-from shared.service import serve
+from shared.lifecycle import serve
 from worker_server.app import create_app
 from worker_server.settings import WorkerServerSettings
 

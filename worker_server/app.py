@@ -2,8 +2,8 @@
 
 from aiohttp import web
 
+from shared.lifecycle import background
 from shared.rabbit import SOLUTION_EXCHANGE
-from shared.service import background
 from shared.updates import JOB_STREAM
 from shared.websocket_app import create_websocket_app
 from worker_server.admission import Admission
