@@ -8,19 +8,13 @@ on the session's event loop and are reached through real sockets.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import shutil
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 
 from misc.tansu import tansu
 from node_server.app import create_app as create_node_app
@@ -32,63 +26,20 @@ from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.db import with_database
 from shared.setup import SetupSettings, setup
 from tests.support.ports import free_port
+from tests.support.stack import (
+    POSTGRES_SERVER,
+    RABBITMQ_SERVER,
+    RUN_ID,
+    Backends,
+    Stack,
+    StartServers,
+    drop_database,
+    private_vhost,
+    serving,
+    wait_ready,
+)
 from worker_server.app import create_app as create_worker_app
 from worker_server.settings import WorkerServerSettings
-
-POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-RABBITMQ_SERVER = os.environ.get("WSPOOL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
-RUN_ID = uuid.uuid4().hex[:10]
-
-
-@dataclass(frozen=True)
-class Backends:
-    postgres_dsn: str
-    rabbitmq_url: str
-    kafka_bootstrap_servers: str
-    vhost: str
-
-    def settings(self, **overrides: Any) -> dict[str, Any]:
-        return {
-            "postgres_dsn": self.postgres_dsn,
-            "rabbitmq_url": self.rabbitmq_url,
-            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
-            "host": "127.0.0.1",
-            **overrides,
-        }
-
-    def env(self, prefix: str) -> dict[str, str]:
-        return {
-            f"{prefix}POSTGRES_DSN": self.postgres_dsn,
-            f"{prefix}RABBITMQ_URL": self.rabbitmq_url,
-            f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-        }
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextlib.contextmanager
-def private_vhost(name: str) -> Iterator[str]:
-    """A private vhost when rabbitmqctl is at hand, else the default one."""
-    if shutil.which("rabbitmqctl") is None:
-        yield ""
-        return
-    _rabbitmqctl("add_vhost", name)
-    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(Exception):
-            _rabbitmqctl("delete_vhost", name)
-
-
-async def drop_database(name: str) -> None:
-    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 @pytest.fixture(scope="session")
@@ -112,30 +63,6 @@ async def backends() -> AsyncIterator[Backends]:
 async def db(backends: Backends) -> AsyncIterator[asyncpg.Pool]:
     async with asyncpg.create_pool(backends.postgres_dsn, min_size=1, max_size=4) as pool:
         yield pool
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, port: int) -> AsyncIterator[str]:
-    """Serve an app on 127.0.0.1:port until the block ends (graceful shutdown)."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@dataclass
-class Stack:
-    node_url: str
-    worker_url: str
-    node_http: str
-    worker_http: str
-
-
-StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
 
 
 @pytest.fixture(scope="session")
@@ -186,20 +113,6 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
     return start
 
 
-async def wait_ready(*base_urls: str, timeout: float = 20.0) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        async with asyncio.timeout(timeout):
-            for base in base_urls:
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.get(f"{base}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    await asyncio.sleep(0.05)
-
-
 @pytest.fixture(scope="session", params=["shared", "per_connection"])
 async def stack(
     request: pytest.FixtureRequest, start_servers: StartServers
@@ -212,7 +125,7 @@ async def stack(
 @pytest.fixture(scope="session")
 async def faults() -> AsyncIterator[Any]:
     """The whole system on private Postgres, RabbitMQ and Tansu, services as subprocesses."""
-    from tests.fault_stack import fault_stack as start
+    from tests.support.fault_stack import fault_stack as start
 
     async with start() as stack:
         yield stack

@@ -1,0 +1,76 @@
+"""misc.bench against a real stack, tiny: it connects, measures, counts and stops."""
+
+from __future__ import annotations
+
+from misc.bench.cli import parse_args
+from misc.bench.facts import percentile
+from misc.bench.report import render
+from misc.bench.run import READY_PROBES, Plan, run_stack
+from misc.bench.stack import Endpoints
+from tests.support.stack import Backends, StartServers
+
+NO_METRICS = "http://127.0.0.1:9/metrics"  # the in-process workers serve theirs elsewhere
+
+
+async def test_bench_measures_a_running_stack(
+    start_servers: StartServers, backends: Backends
+) -> None:
+    plan = Plan(
+        workers=[3],
+        jobs=2,
+        job_gap=0.0,
+        processes=2,
+        sources=["127.0.0.2", "127.0.0.3"],
+        solution_workers=4,
+        rtt_rate=20,
+        rtt_seconds=0.5,
+        rate=40,
+        duration=0.5,
+        drain_timeout=20,
+        postgres_dsn=backends.postgres_dsn,
+    )
+    # Shared mode only: per_connection gives the same figures here, only slower.
+    async with start_servers(fanout_mode="shared") as stack:
+        endpoints = Endpoints(stack.node_url, stack.worker_url, NO_METRICS, NO_METRICS)
+        results = await run_stack(endpoints, plan, plan.workers)
+
+    fanout = results["fanout"][0]
+    assert fanout["connected"] == 3 + READY_PROBES
+    assert fanout["delivery_ratio"] == 1.0
+    assert fanout["fanout_ms"]["count"] == (3 + READY_PROBES) * 2
+    assert fanout["ready_ms"]["count"] == READY_PROBES
+    solutions = results["solutions"]
+    assert solutions["round_trip"]["delivery_ratio"] == 1.0
+    throughput = solutions["throughput"]
+    assert throughput["offered"] > 0
+    assert throughput["delivered"] == throughput["stored"] == throughput["offered"]
+    assert throughput["lost"] == 0
+    table = render({"machine": _facts(), "modes": {"shared": results}})
+    assert "| shared | 3 | 53 |" in table
+
+
+def _facts() -> dict[str, object]:
+    return {
+        "cores": 2,
+        "cpu": "test",
+        "memory_gib": 1,
+        "load_average": [0, 0, 0],
+        "python": "3",
+        "platform": "test",
+        "packages": {},
+        "when": "now",
+    }
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([], 50) is None
+
+
+def test_several_modes_start_their_own_stacks() -> None:
+    args = parse_args(["--modes", "shared,per_connection", "--workers", "1,10"])
+    assert args.own_stack and args.workers == [1, 10]
+    assert args.modes == ["shared", "per_connection"]

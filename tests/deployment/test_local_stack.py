@@ -1,0 +1,136 @@
+"""`make run`'s stack as a newcomer gets it, checked by `misc/local_e2e_test.py`."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.stack import (
+    POSTGRES_SERVER,
+    RABBITMQ_SERVER,
+    RUN_ID,
+    drop_database,
+    private_vhost,
+)
+
+
+def free_offset() -> int:
+    """Ports 18001 to 19912: below `free_port`'s range and the kernel's ephemeral range."""
+    for _ in range(50):
+        offset = random.randrange(10000, 11900)
+        ports = [8001 + offset, 8002 + offset, 8011 + offset, 8012 + offset]
+        if all(_is_free(port) for port in ports):
+            return offset
+    raise RuntimeError("no free port range")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_run_local_stack_serves_the_e2e_round_trip(tmp_path: Path) -> None:
+    database = f"wspool_stack_{RUN_ID}"
+    with private_vhost(database) as vhost:
+        await check_stack(tmp_path, database, f"{RABBITMQ_SERVER}/{vhost}")
+
+
+async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
+    """Its own database, vhost and Tansu: nothing shared with the in-process services."""
+    offset = free_offset()
+    env = {
+        **os.environ,
+        "WSPOOL_POSTGRES_DSN": f"{POSTGRES_SERVER}/{database}",
+        "WSPOOL_RABBITMQ_URL": rabbitmq_url,
+    }
+    stack = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "misc.run_local_stack",
+            "--port-offset",
+            str(offset),
+            "--logs",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = stack.stdout.readline()
+            assert line, "stack exited early:\n" + "".join(output)
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(output)
+        assert f"ws://127.0.0.1:{8001 + offset}/" in text
+        assert f"ws://127.0.0.1:{8002 + offset}/" in text
+        e2e_env = {
+            **env,
+            "E2E_NODE_URL": f"ws://127.0.0.1:{8001 + offset}/",
+            "E2E_WORKER_URL": f"ws://127.0.0.1:{8002 + offset}/",
+        }
+        for _ in range(2):  # safe to repeat against the same database
+            e2e = subprocess.run(
+                [sys.executable, "-m", "misc.local_e2e_test"],
+                env=e2e_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert e2e.returncode == 0, e2e.stderr
+            assert e2e.stdout.startswith("e2e passed")
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(30) == 0
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait()
+        await drop_database(database)
+    for service in (
+        "node_server",
+        "worker_server",
+        "process_job_worker",
+        "process_solution_worker",
+    ):
+        log = (tmp_path / f"{service}.log").read_text()
+        assert "Traceback" not in log, f"{service} logged a traceback"
+
+
+def test_e2e_fails_clearly_when_nothing_listens() -> None:
+    env = {**os.environ, "E2E_NODE_URL": "ws://127.0.0.1:1/", "E2E_WORKER_URL": "ws://127.0.0.1:1/"}
+    result = subprocess.run(
+        [sys.executable, "-m", "misc.local_e2e_test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("e2e FAILED: cannot connect")
+
+
+def test_run_local_stack_says_how_to_start_missing_dependencies() -> None:
+    env = {**os.environ, "WSPOOL_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/wspool"}
+    result = subprocess.run(
+        [sys.executable, "-m", "misc.run_local_stack"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Postgres at postgresql://postgres@127.0.0.1:1/wspool")
+    assert "docker compose --profile environment up -d" in result.stderr
+    assert "Traceback" not in result.stderr

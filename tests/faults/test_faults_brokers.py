@@ -1,0 +1,105 @@
+"""Fault injection on the backbone: RabbitMQ, Postgres and Kafka (Tansu) restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.rabbit import JOB_QUEUE, SOLUTION_QUEUE
+from tests.support.accounting import assert_clean_logs, run_round
+from tests.support.fault_stack import FaultStack, fault_stack
+
+pytestmark = pytest.mark.faults
+OUTAGE_SECONDS = 2.0
+# Longer than the 2 s after which a fan-out consumer counts a partition as unreachable.
+KAFKA_OUTAGE_SECONDS = 3.0
+
+
+async def consumers_back(stack: FaultStack) -> None:
+    """Each work queue has its consumer again (aio-pika must re-register it)."""
+    async with asyncio.timeout(60):
+        while await asyncio.to_thread(_consumer_counts, stack) != [1, 1]:
+            await asyncio.sleep(0.5)
+
+
+def _consumer_counts(stack: FaultStack) -> list[int]:
+    return [stack.rabbit.consumers(queue) for queue in (JOB_QUEUE, SOLUTION_QUEUE)]
+
+
+async def test_rabbitmq_restart_refuses_or_delivers_and_consumers_resume(
+    faults: FaultStack,
+) -> None:
+    stack = faults
+
+    async def restart() -> None:
+        try:
+            await asyncio.to_thread(stack.rabbit.stop_app)
+            await asyncio.sleep(OUTAGE_SECONDS)
+        finally:
+            await asyncio.to_thread(stack.rabbit.start_app)
+        await consumers_back(stack)
+        await stack.all_ready()
+
+    figures, _ = await run_round(stack, "RabbitMQ restart", restart)
+    assert set(figures.close_codes) <= {1011}
+    # Traffic after the restart flows again: a second round needs no fault to pass.
+    await run_round(
+        stack, "after RabbitMQ restart", _nothing, solutions=100, jobs=10, fault_after=0
+    )
+    assert_clean_logs(stack)
+
+
+async def test_postgres_restart_messages_wait_then_flow(faults: FaultStack) -> None:
+    stack = faults
+
+    async def restart() -> None:
+        try:
+            await asyncio.to_thread(stack.postgres.stop)
+            await asyncio.sleep(OUTAGE_SECONDS)
+        finally:
+            await asyncio.to_thread(stack.postgres.start)
+        await stack.all_ready()
+
+    figures, _ = await run_round(stack, "Postgres restart", restart)
+    # Known tasks are cached, so solutions keep being accepted while Postgres is away;
+    # they wait in RabbitMQ and are stored once it is back.
+    assert figures.solutions_refused == 0 and figures.jobs_refused == 0
+    assert_clean_logs(stack)
+
+
+async def test_kafka_restart_fanout_resumes_without_reconnecting() -> None:
+    # Its own stack: the broker comes back empty, which later tests should not inherit.
+    async with fault_stack() as stack:
+        await _kafka_restart(stack)
+
+
+async def _kafka_restart(stack: FaultStack) -> None:
+
+    async def restart() -> None:
+        # Every client loses the broker at once, as when it goes away.
+        stack.kafka_gate.admit_setup_only()
+        try:
+            stack.kafka.kill()
+            await asyncio.sleep(KAFKA_OUTAGE_SECONDS)
+        finally:
+            stack.kafka.start()  # same port, empty: the topics are gone
+        # As the runbook says, the topics come back before the clients do (Tansu
+        # would drop records it took for a topic that is created after them).
+        await stack.setup()
+        stack.kafka_gate.open()
+        await stack.all_ready()
+
+    figures, round_ = await run_round(
+        stack, "Tansu kill and restart", restart, kafka_loses_data=True
+    )
+    assert figures.solutions_refused == 0 and figures.jobs_refused == 0
+    assert round_.node_closes == [None], "the waiting node had to reconnect"
+    assert round_.worker_closes == [None], "the listening worker had to reconnect"
+    # Producers keep working with the restarted broker: a round without a fault.
+    await run_round(stack, "after Tansu restart", _nothing, solutions=100, jobs=10, fault_after=0)
+    assert_clean_logs(stack)
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,121 @@
+"""Worker liveness (heartbeats, left-open and stale rows) and readiness across outages."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import asyncpg
+import pytest
+
+from tests.support.clients import connect, welcome
+from tests.support.fault_stack import FaultStack
+from tests.support.instances import Service
+from tests.support.stack import StartServers
+
+pytestmark = pytest.mark.faults
+OPEN_ROW = """
+INSERT INTO worker (ip, remote_ip, address, hardware, hardware_id, caption, server_instance,
+                    connected_at, last_seen_at)
+VALUES ('203.0.113.7', '127.0.0.1', 'aleo1test', 'gpu', $1, 'rig', $2,
+        now() - make_interval(secs => $3), now() - make_interval(secs => $3))
+RETURNING id
+"""
+
+
+async def closed_row(db: asyncpg.Pool, row_id: int) -> asyncpg.Record:
+    async with asyncio.timeout(30):
+        while True:
+            row = await db.fetchrow(
+                "SELECT disconnected_at, close_code FROM worker WHERE id = $1", row_id
+            )
+            if row["disconnected_at"] is not None:
+                return row
+            await asyncio.sleep(0.1)
+
+
+async def test_worker_that_stops_answering_pings_is_closed_and_its_row_too(
+    start_servers: StartServers, db: asyncpg.Pool
+) -> None:
+    hardware_id = f"silent-{uuid.uuid4().hex[:8]}"
+    async with start_servers(worker={"heartbeat_seconds": 0.3}) as stack:
+        # autoping off and nothing read: the server's pings go unanswered.
+        async with connect(stack.worker_url, autoping=False, heartbeat=None) as ws:
+            await ws.send_json(welcome(hardware_id))
+            async with asyncio.timeout(30):
+                while (
+                    row_id := await db.fetchval(
+                        "SELECT id FROM worker WHERE hardware_id = $1", hardware_id
+                    )
+                ) is None:
+                    await asyncio.sleep(0.05)
+            row = await closed_row(db, row_id)
+    assert row["close_code"] == 1006  # closed by the server without the peer's close frame
+
+
+async def test_rows_left_open_by_a_crash_are_closed_at_the_next_start(
+    start_servers: StartServers, db: asyncpg.Pool
+) -> None:
+    instance = f"crashed-{uuid.uuid4().hex[:8]}"
+    row_id = await db.fetchval(OPEN_ROW, "left-open", instance, 5.0)
+    async with start_servers(worker={"server_instance": instance}):
+        row = await closed_row(db, row_id)
+    assert row["close_code"] == 1006
+
+
+async def test_stale_rows_are_closed_and_live_ones_refreshed(
+    start_servers: StartServers, db: asyncpg.Pool
+) -> None:
+    stale_id = await db.fetchval(OPEN_ROW, "stale", f"gone-{uuid.uuid4().hex[:8]}", 3600.0)
+    hardware_id = f"live-{uuid.uuid4().hex[:8]}"
+    settings = {"liveness_interval_seconds": 0.2, "stale_after_seconds": 600}
+    async with start_servers(worker=settings) as stack:
+        async with connect(stack.worker_url) as ws:
+            await ws.send_json(welcome(hardware_id))
+            row = await closed_row(db, stale_id)
+            assert row["close_code"] == 1006
+            async with asyncio.timeout(30):  # the live row is touched, never closed
+                while not await db.fetchval(
+                    "SELECT last_seen_at > connected_at FROM worker WHERE hardware_id = $1",
+                    hardware_id,
+                ):
+                    await asyncio.sleep(0.1)
+            assert (
+                await db.fetchval(
+                    "SELECT disconnected_at FROM worker WHERE hardware_id = $1", hardware_id
+                )
+                is None
+            )
+
+
+async def restart_while_down(service: Service) -> None:
+    """SIGTERM and start again; it must serve /readyz, answering 503."""
+    service.signal(signal.SIGTERM)
+    assert await service.exited(timeout=30) == 0
+    service.start()
+    async with asyncio.timeout(60):
+        while (status := await service.readyz()) == 0:
+            await asyncio.sleep(0.1)
+    assert status == 503
+
+
+async def test_services_started_while_a_dependency_is_down_become_ready_on_their_own(
+    faults: FaultStack,
+) -> None:
+    stack = faults
+    await asyncio.to_thread(stack.postgres.stop)
+    try:
+        await restart_while_down(stack.job_worker)
+        await restart_while_down(stack.worker)
+    finally:
+        await asyncio.to_thread(stack.postgres.start)
+    await stack.job_worker.ready()
+    await stack.worker.ready()
+    await asyncio.to_thread(stack.rabbit.stop_app)
+    try:
+        await restart_while_down(stack.solution_worker)
+        await restart_while_down(stack.node)
+    finally:
+        await asyncio.to_thread(stack.rabbit.start_app)
+    await stack.all_ready()

@@ -1,0 +1,243 @@
+"""node_server's HTTP API against real traffic: read API, REST jobs, errors, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from node_server.app import create_app
+from node_server.settings import NodeServerSettings
+from tests.support.clients import (
+    job,
+    job_sent,
+    next_height,
+    node_client,
+    solution,
+    solution_body,
+    worker_client,
+)
+from tests.support.clients import welcome as welcome_frame
+from tests.support.ports import free_port
+from tests.support.stack import Backends, Stack, serving
+
+
+@pytest.fixture(scope="module")
+async def servers(start_servers) -> Stack:
+    async with start_servers() as stack:
+        yield stack
+
+
+async def call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """(status, decoded JSON body) of one request; the body must be JSON."""
+    data = body if isinstance(body, bytes | None) else orjson.dumps(body)
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url, data=data, headers=headers) as response:
+            assert response.content_type == "application/json", await response.text()
+            return response.status, orjson.loads(await response.read())
+
+
+async def until(check, timeout: float = 15.0) -> Any:
+    """Poll `check()` until it returns something truthy (bounded)."""
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):
+            await asyncio.sleep(0.1)
+    return result
+
+
+async def test_stats_count_connected_workers_and_nodes(servers: Stack) -> None:
+    hardware = [f"stats-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    async with (
+        worker_client(servers.worker_url, welcome_frame(hardware[0])),
+        worker_client(servers.worker_url, welcome_frame(hardware[1])),
+        node_client(servers.node_url),
+    ):
+
+        async def both_listed() -> bool:
+            status, page = await call("GET", f"{servers.node_http}/api/workers?connected=true")
+            return status == 200 and set(hardware) <= {w["hardware_id"] for w in page["items"]}
+
+        await until(both_listed)
+        status, stats = await call("GET", f"{servers.node_http}/api/stats")
+    assert status == 200
+    assert stats["workers"]["connected"] >= 2
+    assert stats["nodes"]["connected_here"] == 1
+    assert set(stats["workers"]) == {"connected"}  # workers are on worker_server
+    assert set(stats) == {"workers", "nodes", "current_height", "jobs", "solutions"}
+    assert set(stats["solutions"]) == {"last_minute", "last_hour"}
+
+
+async def test_job_solutions_and_worker_stats_after_real_traffic(servers: Stack) -> None:
+    height, hardware_id, body = next_height(), f"api-{uuid.uuid4().hex[:6]}", solution_body()
+    async with (
+        worker_client(servers.worker_url, welcome_frame(hardware_id)) as worker,
+        node_client(servers.node_url) as node,
+    ):
+        task_id = await job_sent(node, worker, height, proof_target=10)
+        await worker.send(solution(task_id, target=50, body=body))
+        assert await node.receive() == body
+    base = servers.node_http
+
+    async def counted() -> Any:
+        status, found = await call("GET", f"{base}/api/jobs/{task_id}")
+        return found if status == 200 and found["solution_count"] == 1 else None
+
+    found = await until(counted)
+    assert found["block_height"] == height and found["task_id"] == task_id
+    status, page = await call("GET", f"{base}/api/jobs/{task_id}/solutions")
+    assert status == 200 and page["next_before"] is None
+    assert [s["solution"] for s in page["items"]] == [body]
+    assert page["items"][0]["hardware_id"] == hardware_id
+    status, stats = await call("GET", f"{base}/api/workers/{hardware_id}/stats?window=5m")
+    assert status == 200
+    assert (stats["solutions"], stats["window_seconds"], stats["connections"]) == (1, 300, 1)
+    status, latest = await call("GET", f"{base}/api/stats")
+    assert latest["current_height"] >= height and latest["solutions"]["last_hour"] >= 1
+
+
+async def test_jobs_are_paginated_by_block_height(servers: Stack) -> None:
+    heights = [next_height() for _ in range(3)]
+    async with worker_client(servers.worker_url) as worker, node_client(servers.node_url) as node:
+        for height in heights:
+            await node.send(job(height))
+        await worker.job_for(heights[-1])
+    base = f"{servers.node_http}/api/jobs?limit=2"
+    status, first = await call("GET", f"{base}&before={heights[-1] + 1}")
+    assert status == 200
+    assert [j["block_height"] for j in first["items"]] == [heights[2], heights[1]]
+    status, second = await call("GET", f"{base}&before={first['next_before']}")
+    assert second["items"][0]["block_height"] == heights[0]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs?limit=0",
+        "/api/jobs?limit=abc",
+        "/api/jobs?before=-1",
+        "/api/jobs/not-a-uuid",
+        "/api/jobs/not-a-uuid/solutions",
+        "/api/workers?connected=maybe",
+        "/api/workers?before=1.5",
+        "/api/workers/gpu-0/stats?window=1y",
+        "/api/workers/gpu-0/stats?window=100d",
+        "/api/jobs/by-height/x/solutions",
+        "/api/jobs/by-height/1/solutions?min_target=-5",
+    ],
+)
+async def test_invalid_parameters_are_400_with_json(servers: Stack, path: str) -> None:
+    status, body = await call("GET", f"{servers.node_http}{path}")
+    assert status == 400
+    assert body["error"] == "invalid_parameter" and body["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/jobs/{uuid.uuid4()}",
+        f"/api/jobs/{uuid.uuid4()}/solutions",
+        "/api/workers/never-seen/stats",
+        "/api/nothing-here",
+    ],
+)
+async def test_unknown_ids_are_404_with_json(servers: Stack, path: str) -> None:
+    status, body = await call("GET", f"{servers.node_http}{path}")
+    assert status == 404
+    assert body["error"] and body["detail"]
+
+
+async def test_rest_job_reaches_workers_and_solutions_can_be_polled(servers: Stack) -> None:
+    height, body = next_height(), solution_body()
+    async with worker_client(servers.worker_url) as worker:
+        status, accepted = await call(
+            "POST", f"{servers.node_http}/api/jobs", job(height, proof_target=20)
+        )
+        assert status == 202 and accepted["block_height"] == height
+        task_id = (await worker.job_for(height))["task_id"]
+        await worker.send(solution(task_id, target=10))  # below the target: not returned
+        await worker.send(solution(task_id, target=20, body=body))
+
+    async def polled() -> Any:
+        status, found = await call("GET", servers.node_http + accepted["poll"])
+        return found if status == 200 and found["solutions"] else None
+
+    found = await until(polled)
+    assert found["solutions"] == [body]
+    status, later = await call(
+        "GET", f"{servers.node_http}{accepted['poll']}&after={found['next_after']}"
+    )
+    assert status == 200 and later["solutions"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"not json", 400, "invalid_message"),
+        (orjson.dumps({"block_height": 1}), 400, "invalid_message"),
+        (orjson.dumps(job(1, proof_target=True)), 400, "invalid_message"),
+        (orjson.dumps(job(1, pad="x" * 70000)), 413, "too_large"),
+    ],
+)
+async def test_bad_rest_jobs_are_refused_with_json(
+    servers: Stack, body: bytes, status: int, error: str
+) -> None:
+    answer, decoded = await call("POST", f"{servers.node_http}/api/jobs", body)
+    assert (answer, decoded["error"]) == (status, error)
+
+
+async def test_rest_job_is_503_when_rabbitmq_cannot_confirm(backends: Backends) -> None:
+    port = free_port()
+    dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    settings = NodeServerSettings(**backends.settings(port=port, rabbitmq_url=dead_broker))
+    async with serving(create_app(settings), port) as address:
+        status, body = await call("POST", f"http://{address}/api/jobs", job(next_height()))
+    assert status == 503
+    assert body == {"error": "unavailable", "detail": "job not accepted: broker unavailable"}
+
+
+async def test_api_requires_admin_token_when_set(start_servers) -> None:
+    async with start_servers(node={"admin_token": "adm1n", "auth_tokens": "n0de"}) as stack:
+        base = stack.node_http
+        for path in ("/api/stats", "/api/jobs", "/api/workers", "/api/dashboard"):
+            status, body = await call("GET", base + path)
+            assert (status, body["error"]) == (401, "unauthorized")
+            status, _ = await call("GET", base + path, headers={"Authorization": "Bearer adm1n"})
+            assert status == 200
+        status, _ = await call("GET", f"{base}/api/stats?token=adm1n")
+        assert status == 200
+        status, _ = await call("GET", f"{base}/api/stats?token=n0de")
+        assert status == 401
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/dashboard") as response:
+                assert response.status == 401
+            async with session.get(f"{base}/dashboard?token=adm1n") as response:
+                assert response.status == 200 and "<svg" in await response.text()
+        status, _ = await call("GET", f"{base}/api/openapi.json")
+        assert status == 200
+
+
+async def test_rest_jobs_require_node_token_when_set(start_servers) -> None:
+    async with start_servers(node={"admin_token": "adm1n", "auth_tokens": "n0de"}) as stack:
+        url, height = f"{stack.node_http}/api/jobs", next_height()
+        status, _ = await call("POST", url, job(height), {"Authorization": "Bearer adm1n"})
+        assert status == 401
+        status, _ = await call("POST", url, job(height), {"Authorization": "Bearer n0de"})
+        assert status == 202
+        poll = f"{url}/by-height/{height}/solutions"
+        assert (await call("GET", poll))[0] == 401
+        assert (await call("GET", f"{poll}?token=n0de"))[0] == 200
+
+
+async def test_api_is_503_with_json_when_postgres_is_down(backends: Backends) -> None:
+    port = free_port()
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/wspool"
+    settings = NodeServerSettings(**backends.settings(port=port, postgres_dsn=nowhere))
+    async with serving(create_app(settings), port) as address:
+        status, body = await call("GET", f"http://{address}/api/stats")
+    assert status == 503 and body["error"] == "unavailable"

@@ -1,0 +1,143 @@
+"""Bad input at both websocket servers: error frames and close codes (README, "Protocol (v1)")."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import orjson
+import pytest
+
+from tests.support.clients import (
+    Worker,
+    connect,
+    job,
+    next_height,
+    node_client,
+    solution,
+    welcome,
+    worker_client,
+)
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="module")
+async def strict(start_servers) -> Stack:
+    """Servers with small limits, so each one is quick to reach."""
+    async with start_servers(
+        max_invalid_messages=3,
+        max_message_bytes=4096,
+        worker={"welcome_timeout_seconds": 0.5},
+    ) as servers:
+        yield servers
+
+
+@pytest.mark.parametrize(
+    ("first_frame", "reason"),
+    [
+        (b"hello", "invalid welcome: not valid JSON"),
+        (orjson.dumps({"type": "solution"}), "invalid welcome: type: Input should be 'welcome'"),
+        (
+            orjson.dumps({k: v for k, v in welcome().items() if k != "ip"}),
+            "invalid welcome: ip: Field required",
+        ),
+        (orjson.dumps(welcome(caption="c" * 300)), "invalid welcome: caption: String should have"),
+    ],
+)
+async def test_bad_welcome_closes_3000_with_a_reason(
+    strict: Stack, first_frame: bytes, reason: str
+) -> None:
+    async with connect(strict.worker_url) as ws:
+        worker = Worker(ws)
+        await worker.send(first_frame)
+        code, text = await worker.closed()
+    assert code == 3000
+    assert text.startswith(reason)
+
+
+async def test_no_welcome_in_time_closes_3000(strict: Stack) -> None:
+    async with connect(strict.worker_url) as ws:
+        code, text = await Worker(ws).closed(timeout=3)
+    assert (code, text) == (3000, "no welcome within 0.5 seconds")
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_oversize_frame_closes_1009(strict: Stack, role: str) -> None:
+    url = strict.node_url if role == "node" else strict.worker_url
+    async with connect(url) as ws:
+        client = Worker(ws)
+        if role == "worker":
+            await client.send(welcome())
+        await client.send(b'{"pad": "' + b"x" * 5000 + b'"}')
+        code, _ = await client.closed()
+    assert code == 1009
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_invalid_frames_get_error_frames_then_1008(strict: Stack, role: str) -> None:
+    url = strict.node_url if role == "node" else strict.worker_url
+    async with connect(url) as ws:
+        client = Worker(ws)
+        if role == "worker":
+            await client.send(welcome())
+        bad = {"block_height": "x"} if role == "node" else {"task_id": "x"}
+        errors = []
+        for _ in range(3):
+            await client.send(bad)
+        while len(errors) < 3:
+            frame = await client.receive()
+            if frame.get("type") == "error":
+                errors.append(frame)
+        code, reason = await client.closed()
+    assert all(e["code"] == "invalid_message" and e["detail"] for e in errors)
+    assert (code, reason) == (1008, "too many invalid messages")
+
+
+async def test_connection_stays_open_after_an_invalid_frame(strict: Stack) -> None:
+    height = next_height()
+    async with worker_client(strict.worker_url) as worker, node_client(strict.node_url) as node:
+        await node.send(b"{not json")
+        error = await node.receive()
+        assert error["type"] == "error" and error["detail"].startswith("not valid JSON")
+        await node.send(job(height))
+        await worker.job_for(height)
+
+
+async def test_solution_for_unknown_task_is_refused_and_not_stored(
+    stack: Stack, db: asyncpg.Pool
+) -> None:
+    task_id = str(uuid.uuid4())
+    async with worker_client(stack.worker_url) as worker:
+        await worker.send(solution(task_id))
+        while (frame := await worker.receive()).get("type") != "error":
+            pass
+    assert frame["code"] == "unknown_task"
+    assert task_id in frame["detail"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id))
+        == 0
+    )
+
+
+async def test_worker_row_records_connect_and_disconnect(stack: Stack, db: asyncpg.Pool) -> None:
+    hello = welcome()
+    async with worker_client(stack.worker_url, hello) as worker:
+        await worker.nothing_within(0.3)  # welcome processed
+        row = await db.fetchrow("SELECT * FROM worker WHERE hardware_id = $1", hello["hardware_id"])
+        assert row["disconnected_at"] is None
+        assert (row["ip"], row["remote_ip"]) == ("203.0.113.7", "127.0.0.1")
+        assert (row["address"], row["hardware"], row["caption"]) == (
+            "aleo1test",
+            "RTX 4090",
+            "rig-7",
+        )
+        assert row["server_instance"].startswith("test-")
+        await worker.ws.close()
+    for _ in range(50):
+        row = await db.fetchrow("SELECT * FROM worker WHERE id = $1", row["id"])
+        if row["disconnected_at"] is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row["disconnected_at"] is not None
+    assert row["close_code"] == 1000

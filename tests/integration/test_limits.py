@@ -1,0 +1,277 @@
+"""Each limit of the websocket servers triggers with its documented code and reason.
+
+Frame size (1009), invalid frames (1008), the welcome timeout and caption
+length (3000) are covered in test_edges.py; this module covers the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from shared.protocol import MAX_JSON_DEPTH
+from tests.support.clients import (
+    Worker,
+    connect,
+    job,
+    next_height,
+    solution,
+    solution_body,
+    welcome,
+)
+from tests.support.stack import Stack
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object `depth` levels deep (the object itself is level 1)."""
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"down": value}
+    return value
+
+
+@pytest.fixture(scope="module")
+async def limited(start_servers) -> AsyncIterator[Stack]:
+    async with start_servers(
+        max_invalid_messages=3,
+        max_object_bytes=1024,
+        worker={"max_connections_per_ip": 3},
+    ) as servers:
+        yield servers
+
+
+async def _refusal(url: str) -> tuple[int, dict[str, Any], str | None]:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        async with session.get(url, headers={"Upgrade": "websocket"}) as response:
+            body = await response.json()
+            return refused.value.status, body, response.headers.get("Retry-After")
+
+
+async def test_connections_per_ip_are_capped_with_503_before_the_upgrade(limited: Stack) -> None:
+    async with contextlib.AsyncExitStack() as open_sockets:
+        sockets = [
+            await open_sockets.enter_async_context(connect(limited.worker_url)) for _ in range(3)
+        ]
+        status, body, retry_after = await _refusal(limited.worker_url)
+        await sockets[0].close()
+        async with connect(limited.worker_url) as again:  # a freed slot is usable again
+            await Worker(again).send(b"[]")
+            assert (await Worker(again).closed())[0] == 3000
+    assert status == 503
+    assert body == {
+        "error": "unavailable",
+        "reason": "per_ip",
+        "detail": "too many connections from this address",
+    }
+    assert retry_after == "5"
+
+
+async def test_total_connections_are_capped_with_503(start_servers) -> None:
+    async with start_servers(worker={"max_connections": 2}) as servers:
+        async with connect(servers.worker_url), connect(servers.worker_url):
+            status, body, _ = await _refusal(servers.worker_url)
+    assert status == 503
+    assert (body["reason"], body["detail"]) == ("capacity", "server at connection capacity")
+
+
+@pytest.fixture(scope="module")
+async def throttled(start_servers) -> AsyncIterator[Stack]:
+    async with start_servers(rate_limit_per_second=1, rate_limit_burst=5) as servers:
+        yield servers
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_message_flood_closes_1008_rate_limit(throttled: Stack, role: str) -> None:
+    url = throttled.node_url if role == "node" else throttled.worker_url
+    async with connect(url) as ws:
+        client = Worker(ws)
+        if role == "worker":
+            await client.send(welcome())  # takes one token of the five
+        for _ in range(20):
+            await client.send(b'{"type": "nonsense"}')
+        code, reason = await client.closed()
+    assert (code, reason) == (1008, "rate limit")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "detail"),
+    [
+        ("ip", "1" * 46, "ip: String should have at most 45 characters"),
+        ("address", "a" * 256, "address: String should have at most 255 characters"),
+        ("hardware", "h" * 256, "hardware: String should have at most 255 characters"),
+        ("hardware_id", "g" * 256, "hardware_id: String should have at most 255 characters"),
+        ("hardware_id", "gpu\x000", "hardware_id: Value error, contains a NUL character"),
+        ("caption", 7, "caption: Input should be a valid string"),
+    ],
+)
+async def test_welcome_fields_are_bounded(
+    limited: Stack, field: str, value: Any, detail: str
+) -> None:
+    async with connect(limited.worker_url) as ws:
+        worker = Worker(ws)
+        await worker.send(welcome(**{field: value}))
+        code, reason = await worker.closed()
+    assert (code, reason) == (3000, f"invalid welcome: {detail}"[:120])
+
+
+async def _error_for(client: Worker, frame: dict[str, Any]) -> dict[str, Any]:
+    await client.send(frame)
+    while (answer := await client.receive()).get("type") != "error":
+        pass
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("challenge", "detail"),
+    [
+        (nested(MAX_JSON_DEPTH + 1), "nested deeper than 32 levels"),
+        ({"hash": "ab\x00cd"}, "contains a NUL character"),
+        ({"bad\x00key": 1}, "contains a NUL character"),
+    ],
+)
+async def test_epoch_challenge_depth_and_nul_are_refused(
+    limited: Stack, challenge: dict[str, Any], detail: str
+) -> None:
+    async with connect(limited.node_url) as ws:
+        error = await _error_for(Worker(ws), {**job(next_height()), "epoch_challenge": challenge})
+    assert error == {
+        "type": "error",
+        "code": "invalid_message",
+        "detail": f"epoch_challenge: Value error, {detail}",
+    }
+
+
+async def test_epoch_challenge_at_the_depth_limit_is_accepted(limited: Stack) -> None:
+    height = next_height()
+    async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
+        worker = Worker(worker_ws)
+        await worker.send(welcome())
+        deep = {**nested(MAX_JSON_DEPTH), "epoch_number": height}
+        await Worker(node_ws).send({**job(height), "epoch_challenge": deep})
+        frame = await worker.job_for(height, timeout=10)
+    assert frame["epoch_challenge"] == deep
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({**solution_body(), "deep": nested(MAX_JSON_DEPTH)}, "nested deeper than 32 levels"),
+        (solution_body(nonce="n\x00"), "contains a NUL character"),
+        (solution_body(nonce="9" * 256), "partial_solution.nonce is longer than 255 characters"),
+    ],
+)
+async def test_solution_depth_nul_and_nonce_are_refused(
+    limited: Stack, body: dict[str, Any], detail: str
+) -> None:
+    async with connect(limited.worker_url) as ws:
+        worker = Worker(ws)
+        await worker.send(welcome())
+        error = await _error_for(worker, solution(str(uuid.uuid4()), body=body))
+    assert (error["code"], error["detail"]) == (
+        "invalid_message",
+        f"solution: Value error, {detail}",
+    )
+
+
+async def test_unknown_tasks_count_as_invalid_frames_and_are_never_stored(
+    limited: Stack, db: asyncpg.Pool
+) -> None:
+    task_ids = [uuid.uuid4() for _ in range(3)]
+    async with connect(limited.worker_url) as ws:
+        worker = Worker(ws)
+        await worker.send(welcome())
+        codes = [(await _error_for(worker, solution(str(t))))["code"] for t in task_ids]
+        code, reason = await worker.closed()
+    assert codes == ["unknown_task"] * 3
+    assert (code, reason) == (1008, "too many invalid messages")
+    stored = await db.fetchval("SELECT count(*) FROM solution WHERE task_id = ANY($1)", task_ids)
+    assert stored == 0
+
+
+async def test_binary_and_text_frames_are_both_parsed(limited: Stack) -> None:
+    async with connect(limited.node_url) as ws:
+        node = Worker(ws)
+        await node.send(orjson.dumps([1]))
+        await node.send("[1]")
+        details = [(await node.receive())["detail"] for _ in range(2)]
+    assert details == ["message must be a JSON object"] * 2
+
+
+async def test_objects_larger_than_max_object_bytes_are_refused(
+    limited: Stack, db: asyncpg.Pool
+) -> None:
+    big_challenge = {"pad": "x" * 1100}
+    body = {**solution_body(), "pad": "y" * 1100}
+    task_id = str(uuid.uuid4())
+    async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
+        node, worker = Worker(node_ws), Worker(worker_ws)
+        await worker.send(welcome())
+        node_error = await _error_for(
+            node, {**job(next_height()), "epoch_challenge": big_challenge}
+        )
+        worker_error = await _error_for(worker, solution(task_id, body=body))
+    assert node_error["detail"] == "epoch_challenge: larger than 1024 bytes (1110)"
+    assert worker_error["code"] == "invalid_message"
+    assert worker_error["detail"].startswith("solution: larger than 1024 bytes (")
+    stored = await db.fetchval(
+        "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert stored == 0
+
+
+async def _raw_worker(address: str, hello: dict[str, Any]) -> asyncio.StreamWriter:
+    """A worker that sends its welcome and then never reads: tiny buffers, no reading."""
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    payload, mask = orjson.dumps(hello), os.urandom(4)
+    assert 125 < len(payload) < 65536
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+    writer.write(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    await writer.drain()
+    return writer
+
+
+async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
+    start_servers, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    hello = welcome()
+    async with start_servers(worker={"send_queue_size": 4}) as servers:
+        writer = await _raw_worker(servers.worker_http.removeprefix("http://"), hello)
+        try:
+            async with connect(servers.node_url) as ws, asyncio.timeout(60):
+                node = Worker(ws)
+                close_code = None
+                while close_code is None:  # big jobs until the server gives up on the worker
+                    height = next_height()
+                    await node.send({**job(height), "epoch_challenge": {"pad": "x" * 15000}})
+                    close_code = await db.fetchval(
+                        "SELECT close_code FROM worker WHERE hardware_id = $1",
+                        hello["hardware_id"],
+                    )
+        finally:
+            writer.close()
+    assert close_code == 1008  # the client can't read the reason: its buffers are full
+    assert any(r.getMessage() == "slow_consumer" for r in caplog.records)

@@ -1,0 +1,135 @@
+"""/metrics after real traffic: every metric the operator relies on moves.
+
+All services of a test session share one process, hence one prometheus
+registry: the counters are read before and after the traffic and compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from node_server.app import create_app
+from node_server.settings import NodeServerSettings
+from shared.protocol import now_ns
+from shared.rabbit import JOB_EXCHANGE
+from tests.support.clients import (
+    job,
+    job_sent,
+    next_height,
+    node_client,
+    solution,
+    solution_body,
+    worker_client,
+)
+from tests.support.ports import free_port
+from tests.support.stack import Backends, serving
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+WATCHED: list[Sample] = [
+    ("wspool_accepted_connections_total", (("role", "node"),)),
+    ("wspool_accepted_connections_total", (("role", "worker"),)),
+    ("wspool_frames_in_total", (("role", "node"),)),
+    ("wspool_frames_in_total", (("role", "worker"),)),
+    ("wspool_frames_out_total", (("role", "node"),)),
+    ("wspool_frames_out_total", (("role", "worker"),)),
+    ("wspool_invalid_frames_total", (("role", "node"),)),
+    ("wspool_dedup_hits_total", (("kind", "solution"),)),
+    ("wspool_dead_lettered_total", (("queue", "job.persist_and_broadcast"),)),
+    ("wspool_broker_errors_total", (("broker", "rabbitmq"),)),
+    ("wspool_end_to_end_latency_seconds_count", (("kind", "job"),)),
+    ("wspool_end_to_end_latency_seconds_count", (("kind", "solution"),)),
+    ("wspool_stored_total", (("kind", "solution"),)),
+]
+
+
+async def scrape(base: str) -> dict[Sample, float]:
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_move_with_real_traffic(start_servers, backends: Backends) -> None:
+    port = free_port()
+    nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    # A node_server whose RabbitMQ is nowhere keeps counting its failed connects.
+    unreachable = create_app(
+        NodeServerSettings(**backends.settings(port=port, rabbitmq_url=nowhere))
+    )
+    async with start_servers() as stack:
+        before = await scrape(stack.node_http)
+        await _traffic(stack.node_url, stack.worker_url)
+        await _dead_letter(backends.rabbitmq_url)
+        async with serving(unreachable, port):
+            still = await _unmoved(stack.node_http, before)
+        assert still == []
+        worker_side = await scrape(stack.worker_http)
+    assert ("wspool_open_connections", (("role", "worker"),)) in worker_side
+
+
+async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
+    """The watched samples that have not grown, once all have or 20 s passed."""
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        after = await scrape(base)
+        still = [s for s in WATCHED if after.get(s, 0) <= before.get(s, 0)]
+        if not still or loop.time() > deadline:
+            return still
+        await asyncio.sleep(0.2)
+
+
+async def _traffic(node_url: str, worker_url: str) -> None:
+    body = solution_body()
+    async with worker_client(worker_url) as worker, node_client(node_url) as node:
+        await node.send(b"{not json")
+        assert (await node.receive())["code"] == "invalid_message"
+        # Two jobs: the first may reach the worker as the latest job on joining,
+        # the second is live fan-out and so a job latency sample.
+        for height in (next_height(), next_height()):
+            task_id = await job_sent(node, worker, height)
+        await worker.send(solution(task_id, target=500, body=body))
+        assert await node.receive() == body
+        await worker.send(solution(task_id, target=500, body=body))  # a duplicate
+
+
+async def _dead_letter(rabbitmq_url: str) -> None:
+    async with await aio_pika.connect(rabbitmq_url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(JOB_EXCHANGE)
+        message = aio_pika.Message(b"not a job", headers={"received_at": now_ns()})
+        await exchange.publish(message, routing_key="")
+
+
+def _job_latency_count() -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("wspool_end_to_end_latency_seconds_count", {"kind": "job"}) or 0.0
+    )
+
+
+async def test_job_latency_counts_live_fanout_not_the_latest_job_on_joining(stack) -> None:
+    height = next_height()
+    async with worker_client(stack.worker_url) as first, node_client(stack.node_url) as node:
+        await node.send(job(height))
+        await first.job_for(height)
+    before = _job_latency_count()
+    async with worker_client(stack.worker_url) as late:
+        await late.job_for(height)  # the latest job, sent on joining: not a latency sample
+        assert _job_latency_count() == before
+        newer = next_height()
+        async with node_client(stack.node_url) as node:
+            await node.send(job(newer))
+            await late.job_for(newer)
+        assert _job_latency_count() == before + 1

@@ -1,0 +1,157 @@
+"""/api/openapi.json describes every API route, and every route answers as described."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import aiohttp
+import orjson
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+
+from node_server.app import create_app
+from node_server.openapi import SPEC
+from node_server.settings import NodeServerSettings
+from tests.support.clients import job, next_height, solution, welcome, worker_client
+from tests.support.stack import Backends, Stack
+
+ADMIN, NODE = "adm1n", "n0de"
+TASK = "{task}"  # replaced by a real task id
+HARDWARE = "{hardware}"  # replaced by a real hardware id
+HEIGHT = "{height}"
+# (method, described path) -> (valid request, token, invalid request, token)
+CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
+    ("GET", "/api/openapi.json"): ("/api/openapi.json", None, None, None),
+    ("GET", "/api/stats"): ("/api/stats", ADMIN, "/api/stats", None),
+    ("GET", "/api/dashboard"): ("/api/dashboard", ADMIN, "/api/dashboard", NODE),
+    ("GET", "/api/jobs"): ("/api/jobs?limit=5", ADMIN, "/api/jobs?limit=x", ADMIN),
+    ("POST", "/api/jobs"): ("/api/jobs", NODE, "/api/jobs", NODE),
+    ("GET", "/api/jobs/{task_id}"): (f"/api/jobs/{TASK}", ADMIN, "/api/jobs/nope", ADMIN),
+    ("GET", "/api/jobs/{task_id}/solutions"): (
+        f"/api/jobs/{TASK}/solutions",
+        ADMIN,
+        f"/api/jobs/{uuid.uuid4()}/solutions",
+        ADMIN,
+    ),
+    ("GET", "/api/jobs/by-height/{block_height}/solutions"): (
+        f"/api/jobs/by-height/{HEIGHT}/solutions?min_target=1",
+        NODE,
+        "/api/jobs/by-height/-1/solutions",
+        NODE,
+    ),
+    ("GET", "/api/workers"): ("/api/workers?connected=true", ADMIN, "/api/workers", None),
+    ("GET", "/api/workers/{hardware_id}/stats"): (
+        f"/api/workers/{HARDWARE}/stats?window=10m",
+        ADMIN,
+        f"/api/workers/{HARDWARE}/stats?window=soon",
+        ADMIN,
+    ),
+}
+
+
+def described() -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, item in SPEC["paths"].items() for method in item}
+
+
+def test_every_api_route_is_described(backends: Backends) -> None:
+    app = create_app(NodeServerSettings(**backends.settings()))
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api")
+    }
+    assert registered == described()
+    assert set(CASES) == described(), "every described route has a case below"
+
+
+@pytest.fixture(scope="module")
+async def guarded(start_servers) -> Stack:
+    async with start_servers(node={"admin_token": ADMIN, "auth_tokens": NODE}) as stack:
+        yield stack
+
+
+async def _request(
+    session: aiohttp.ClientSession, method: str, url: str, token: str | None, body: bytes | None
+) -> tuple[int, object]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, url, data=body, headers=headers) as response:
+        assert response.content_type == "application/json"
+        return response.status, orjson.loads(await response.read())
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(CASES))
+async def test_route_answers_with_documented_status_codes(
+    guarded: Stack, method: str, path: str
+) -> None:
+    height, hardware_id = next_height(), f"spec-{uuid.uuid4().hex[:6]}"
+    async with worker_client(guarded.worker_url, welcome(hardware_id)) as w:
+        async with aiohttp.ClientSession() as session:
+            url = f"{guarded.node_http}/api/jobs"
+            status, _ = await _request(session, "POST", url, NODE, orjson.dumps(job(height)))
+            assert status == 202
+            task_id = (await w.job_for(height, timeout=15))["task_id"]
+            await w.send(solution(task_id))  # so the solution lists have an item to check
+            await _solution_stored(session, guarded, task_id)
+            valid, valid_token, invalid, invalid_token = CASES[(method, path)]
+            documented = SPEC["paths"][path][method.lower()]["responses"]
+            fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
+            body = orjson.dumps(job(next_height())) if method == "POST" else None
+            status, answer = await _request(
+                session, method, guarded.node_http + _fill(valid, fill), valid_token, body
+            )
+            assert status < 300 and str(status) in documented
+            assert_body_matches(answer, documented[str(status)])
+            if invalid is not None:
+                bad_body = b"{}" if method == "POST" else None
+                status, error = await _request(
+                    session,
+                    method,
+                    guarded.node_http + _fill(invalid, fill),
+                    invalid_token,
+                    bad_body,
+                )
+                assert status >= 400 and str(status) in documented
+                assert_body_matches(error, documented[str(status)])
+
+
+def assert_body_matches(body: object, documented: dict) -> None:
+    """The body validates against the response's schema (OpenAPI 3.1 is JSON Schema)."""
+    content = documented.get("content")
+    if content is None:  # the description itself: checked by the test below
+        return
+    schema = {**content["application/json"]["schema"], "components": SPEC["components"]}
+    Draft202012Validator(schema, format_checker=FormatChecker()).validate(body)
+
+
+async def _solution_stored(session: aiohttp.ClientSession, stack: Stack, task_id: str) -> None:
+    url = f"{stack.node_http}/api/jobs/{task_id}/solutions"
+    async with asyncio.timeout(15):
+        while not (await _request(session, "GET", url, ADMIN, None))[1]["items"]:
+            await asyncio.sleep(0.05)
+
+
+def test_the_description_is_a_valid_openapi_document() -> None:
+    Draft202012Validator.check_schema({"$defs": SPEC["components"]["schemas"]})
+    refs = set(re.findall(r'"#/components/schemas/(\w+)"', orjson.dumps(SPEC).decode()))
+    assert refs <= set(SPEC["components"]["schemas"]), "a $ref points nowhere"
+    assert SPEC["openapi"].startswith("3.1")
+
+
+def test_a_body_of_another_shape_fails_the_check() -> None:
+    ok = {"error": "invalid_parameter", "detail": "limit"}
+    assert_body_matches(
+        ok, {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    )
+    with pytest.raises(ValidationError):
+        assert_body_matches(
+            {**ok, "extra": 1},
+            {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        )
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        template = template.replace(key, value)
+    return template

@@ -1,0 +1,95 @@
+"""Persist-and-broadcast, run directly against Postgres and Tansu: stored once, produced once."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from process_job_worker.persist import JOBS
+from shared.consumer import Delivery
+from shared.db import create_pool
+from shared.kafka import broadcaster, client_options, ensure_topics
+from shared.persist import persist_and_broadcast
+from shared.protocol import JobMessage, now_ns
+from shared.settings import ConsumerSettings
+from tests.support.clients import challenge, next_height
+from tests.support.stack import Backends
+
+INSERT_ROW = """
+INSERT INTO job (block_height, epoch_challenge, task_id, broadcast_at)
+VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)
+"""
+
+
+def delivery(height: int, epoch_challenge: dict[str, Any]) -> Delivery[JobMessage]:
+    job = JobMessage(epoch_challenge=epoch_challenge, proof_target=1, block_height=height)
+    # The AMQP message itself is the consumer's business, not persist's.
+    return Delivery(message=None, item=job, received_at=now_ns())  # type: ignore[arg-type]
+
+
+async def produced(settings: ConsumerSettings, topic: str) -> list[dict[str, Any]]:
+    """Every record on the (one-partition) topic, up to its end."""
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        end = (await consumer.end_offsets([partition]))[partition]
+        records = []
+        while await consumer.position(partition) < end:
+            batch = await consumer.getmany(partition, timeout_ms=1000)
+            records += [orjson.loads(r.value) for r in batch.get(partition, [])]
+        return records
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def settings(backends: Backends) -> AsyncIterator[ConsumerSettings]:
+    yield ConsumerSettings(**backends.settings())
+
+
+async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_produced(
+    settings: ConsumerSettings,
+) -> None:
+    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, {topic: 1})
+    jobs = dataclasses.replace(JOBS, topic=topic)
+    done, stuck, new = next_height(), next_height(), next_height()
+    stored_challenge = {"stored": "before the crash"}
+    dsn = settings.postgres_dsn.get_secret_value()
+    async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
+        # One height stored and broadcast; one stored but never broadcast (a crash between).
+        await pool.execute(INSERT_ROW, done, challenge(done), uuid.uuid4(), True)
+        await pool.execute(INSERT_ROW, stuck, stored_challenge, uuid.uuid4(), False)
+        batch = [
+            delivery(done, challenge(done)),
+            delivery(stuck, {"resent": "by the node"}),
+            delivery(new, {"first": 1}),
+            delivery(new, {"second": 2}),
+        ]
+        await persist_and_broadcast(jobs, pool, kafka, batch)
+        records = await produced(settings, topic)
+        assert sorted((r["block_height"], r["epoch_challenge"]) for r in records) == [
+            (stuck, stored_challenge),  # the stored row's object, not the resent one
+            (new, {"first": 1}),  # the first of the batch wins
+        ]
+        rows = await pool.fetch(
+            "SELECT block_height, epoch_challenge, broadcast_at FROM job"
+            " WHERE block_height = ANY($1::bigint[])",
+            [done, stuck, new],
+        )
+        assert sorted(r["block_height"] for r in rows) == [done, stuck, new]
+        assert all(r["broadcast_at"] is not None for r in rows)
+        assert {r["block_height"]: r["epoch_challenge"] for r in rows}[new] == {"first": 1}
+
+        # Redelivered after a crash before the ack: nothing is stored or produced again.
+        await persist_and_broadcast(jobs, pool, kafka, batch)
+        assert len(await produced(settings, topic)) == len(records)

@@ -1,0 +1,109 @@
+"""Persist-and-broadcast workers: bad messages go to the dead-letter queue, never block."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import asyncpg
+import orjson
+import pytest
+
+from shared.protocol import now_ns
+from shared.rabbit import (
+    JOB_EXCHANGE,
+    JOB_QUEUE,
+    REASON_HEADER,
+    SOLUTION_EXCHANGE,
+    SOLUTION_QUEUE,
+    dead_letter_queue,
+)
+from tests.support.clients import challenge, next_height, solution_body
+from tests.support.stack import Backends
+
+
+async def publish(channel: aio_pika.abc.AbstractChannel, exchange: str, body: bytes) -> None:
+    target = await channel.get_exchange(exchange)
+    await target.publish(aio_pika.Message(body, headers={"received_at": now_ns()}), routing_key="")
+
+
+async def dead_letters(
+    channel: aio_pika.abc.AbstractChannel, queue: str, marker: str, count: int
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Wait for `count` dead-lettered messages whose body contains `marker`."""
+    dlq = await channel.get_queue(dead_letter_queue(queue))
+    found = []
+    async with asyncio.timeout(10):
+        while len(found) < count:
+            message = await dlq.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            await message.ack()
+            if marker.encode() in message.body:
+                found.append(message)
+    return found
+
+
+async def wait_for_row(db: asyncpg.Pool, query: str, *args: object) -> asyncpg.Record:
+    async with asyncio.timeout(10):
+        while (row := await db.fetchrow(query, *args)) is None or row["broadcast_at"] is None:
+            await asyncio.sleep(0.05)
+    return row
+
+
+@pytest.fixture
+async def channel(backends: Backends, processors: None):
+    async with await aio_pika.connect(backends.rabbitmq_url) as connection:
+        yield await connection.channel(publisher_confirms=True)
+
+
+async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
+    channel, db: asyncpg.Pool
+) -> None:
+    marker = uuid.uuid4().hex
+    await publish(channel, JOB_EXCHANGE, f"not json {marker}".encode())
+    await publish(channel, JOB_EXCHANGE, orjson.dumps({"marker": marker, "block_height": "x"}))
+    height = next_height()
+    good = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    await publish(channel, JOB_EXCHANGE, orjson.dumps(good))
+    row = await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height)
+    assert row["task_id"]
+    dead = await dead_letters(channel, JOB_QUEUE, marker, 2)
+    reasons = sorted(m.headers[REASON_HEADER] for m in dead)
+    assert reasons[0] == "epoch_challenge: Field required"
+    assert reasons[1].startswith("not valid JSON")
+
+
+async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
+    channel, db: asyncpg.Pool
+) -> None:
+    height = next_height()
+    good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
+    job_row = await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height)
+    unknown = uuid.uuid4()
+    marker = str(unknown)
+
+    def message(task_id: uuid.UUID) -> bytes:
+        return orjson.dumps(
+            {
+                "task_id": str(task_id),
+                "solution": solution_body(),
+                "solution_target": 5,
+                "hardware_id": "gpu-x",
+                "caption": "c",
+            }
+        )
+
+    # one batch: a known task, an unknown one, and one without a nonce
+    await publish(channel, SOLUTION_EXCHANGE, message(unknown))
+    await publish(channel, SOLUTION_EXCHANGE, orjson.dumps({"task_id": marker, "solution": {}}))
+    await publish(channel, SOLUTION_EXCHANGE, message(job_row["task_id"]))
+    await wait_for_row(db, "SELECT * FROM solution WHERE task_id = $1", job_row["task_id"])
+    dead = await dead_letters(channel, SOLUTION_QUEUE, marker, 2)
+    reasons = sorted(m.headers[REASON_HEADER] for m in dead)
+    assert any(r.startswith("UnknownTask: unknown task") for r in reasons)
+    assert "solution: Value error, partial_solution must be an object" in reasons
+    assert await db.fetchval("SELECT count(*) FROM solution WHERE task_id = $1", unknown) == 0

@@ -1,0 +1,108 @@
+"""Who gets in: token auth on both websocket servers (HTTP 401 before the upgrade)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from node_server.app import create_app as create_node_app
+from node_server.settings import NodeServerSettings
+from tests.support.clients import Worker, connect, welcome
+from tests.support.stack import Backends, Stack
+
+TOKENS = "first-s3cret-token,second-s3cret-token"
+RIGHT = "second-s3cret-token"
+
+
+@pytest.fixture(scope="module")
+async def guarded(start_servers) -> AsyncIterator[Stack]:
+    async with start_servers(auth_tokens=TOKENS) as servers:
+        yield servers
+
+
+async def first_error(client: Worker) -> dict[str, object]:
+    """The next error frame, skipping the latest job a worker gets after its welcome."""
+    while (frame := await client.receive()).get("type") != "error":
+        pass
+    return frame
+
+
+def _urls(stack: Stack) -> dict[str, str]:
+    return {"node": stack.node_url, "worker": stack.worker_url}
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+@pytest.mark.parametrize(
+    "offer",
+    [
+        {},
+        {"headers": {"Authorization": "Bearer wrong-token"}},
+        {"headers": {"Authorization": f"Basic {RIGHT}"}},
+        {"headers": {"Authorization": "Bearer "}},
+        {"query": "?token=wrong-token"},
+        {"query": f"?token={RIGHT[:-1]}"},
+    ],
+    ids=["none", "wrong-bearer", "basic-scheme", "empty-bearer", "wrong-query", "prefix-query"],
+)
+async def test_missing_or_wrong_token_is_refused_with_401_json(
+    guarded: Stack, role: str, offer: dict[str, object]
+) -> None:
+    url = _urls(guarded)[role] + str(offer.get("query", ""))
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, headers=offer.get("headers"))
+        async with session.get(url, headers=offer.get("headers")) as response:
+            body = await response.json()
+            challenge = response.headers.get("WWW-Authenticate")
+    assert refused.value.status == 401
+    assert response.status == 401
+    assert body["error"] == "unauthorized" and body["detail"]
+    assert challenge == "Bearer"
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+@pytest.mark.parametrize("how", ["header", "query", "lowercase-scheme"])
+async def test_right_token_is_accepted(guarded: Stack, role: str, how: str) -> None:
+    url = _urls(guarded)[role]
+    kwargs: dict[str, object] = {}
+    if how == "header":
+        kwargs["headers"] = {"Authorization": f"Bearer {RIGHT}"}
+    elif how == "lowercase-scheme":
+        kwargs["headers"] = {"Authorization": "bearer first-s3cret-token"}
+    else:
+        url += f"?token={RIGHT}"
+    async with connect(url, **kwargs) as ws:
+        client = Worker(ws)
+        if role == "worker":
+            await client.send(welcome())
+        await client.send(b"{}")  # answered, so the connection is really served
+        assert (await first_error(client))["code"] == "invalid_message"
+
+
+async def test_non_utf8_authorization_header_is_a_401_not_a_crash(guarded: Stack) -> None:
+    host, port = guarded.worker_http.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3(\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"401"
+
+
+def test_start_up_warns_when_no_tokens_are_set(
+    backends: Backends, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        create_node_app(NodeServerSettings(**backends.settings()))
+        create_node_app(NodeServerSettings(**backends.settings(auth_tokens="t")))
+    warnings = [r for r in caplog.records if r.getMessage() == "auth_disabled"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING

@@ -1,0 +1,149 @@
+"""Websocket clients for tests: a node and a worker speaking protocol v1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+# Heights grow through the session (and across runs): workers only get newer ones.
+# Clock-based like the benchmark's, so a test after a benchmark run stays above it.
+_last_height = [0]
+
+
+def next_height() -> int:
+    _last_height[0] = max(_last_height[0] + 1, time.time_ns() // 1000)
+    return _last_height[0]
+
+
+def challenge(height: int) -> dict[str, Any]:
+    return {"epoch_number": height, "epoch_block_hash": f"hash-{height}", "degree": 8191}
+
+
+def job(height: int, proof_target: int = 100, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "job",
+        "epoch_challenge": challenge(height),
+        "proof_target": proof_target,
+        "block_height": height,
+        **extra,
+    }
+
+
+def welcome(hardware_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "ip": "203.0.113.7",
+        "address": "aleo1test",
+        "hardware": "RTX 4090",
+        "hardware_id": hardware_id or f"gpu-{uuid.uuid4().hex[:8]}",
+        "caption": "rig-7",
+        **extra,
+    }
+
+
+def solution_body(nonce: int | str | None = None) -> dict[str, Any]:
+    return {
+        "partial_solution": {
+            "address": "aleo1test",
+            "nonce": uuid.uuid4().int % 2**62 if nonce is None else nonce,
+            "commitment": "c0ffee",
+        },
+        "proof.w": {"x": "1", "y": "2", "infinity": False},
+    }
+
+
+def solution(task_id: str, target: int = 200, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "solution",
+        "task_id": task_id,
+        "solution": body or solution_body(),
+        "solution_target": target,
+    }
+
+
+class Client:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any] | bytes | str) -> None:
+        if isinstance(message, dict):
+            await self.ws.send_bytes(orjson.dumps(message))
+        elif isinstance(message, bytes):
+            await self.ws.send_bytes(message)
+        else:
+            await self.ws.send_str(message)
+
+    async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
+        message = await self.ws.receive(timeout)
+        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            raise ConnectionError(f"closed: {self.ws.close_code} {message.extra!r}")
+        assert message.type == aiohttp.WSMsgType.TEXT, "the server sends text frames"
+        return orjson.loads(message.data)
+
+    async def nothing_within(self, seconds: float) -> bool:
+        """True when no data frame arrives within `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            message = await self.ws.receive(seconds)
+            return message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+        return True
+
+    async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
+        """Read until the server closes; returns (code, reason)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.ws.receive()
+                if message.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.ERROR,
+                ):
+                    return self.ws.close_code, str(message.extra or "")
+
+
+class Worker(Client):
+    async def job_for(self, height: int, timeout: float = 5.0) -> dict[str, Any]:
+        """The job frame for `height`, skipping older latest-job frames before it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout)
+                if frame.get("epoch_challenge", {}).get("epoch_number") == height:
+                    return frame
+
+
+async def job_sent(
+    node: Client, worker: Worker, height: int, timeout: float = 5.0, **fields: Any
+) -> str:
+    """Send a job for `height` from `node`, wait until `worker` has it: its task_id."""
+    await node.send(job(height, **fields))
+    return str((await worker.job_for(height, timeout))["task_id"])
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, autoclose=False, **kwargs) as ws:
+            yield ws
+
+
+@contextlib.asynccontextmanager
+async def node_client(url: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with connect(url, **kwargs) as ws:
+        yield Client(ws)
+
+
+@contextlib.asynccontextmanager
+async def worker_client(
+    url: str, hello: dict[str, Any] | None = None, **kwargs: Any
+) -> AsyncIterator[Worker]:
+    async with connect(url, **kwargs) as ws:
+        worker = Worker(ws)
+        await worker.send(hello or welcome())
+        yield worker

@@ -1,0 +1,154 @@
+"""The whole system on private instances, as subprocesses the fault tests may kill."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.catalogue import SERVICES
+from shared.setup import SetupSettings, setup
+from tests.support.instances import (
+    PrivatePostgres,
+    PrivateRabbit,
+    PrivateTansu,
+    Service,
+    stopped_on_exit,
+)
+from tests.support.kafka_gate import KafkaGate
+from tests.support.ports import free_port
+
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+# Generous limits: the tests push bursts through one connection on purpose.
+SERVER_SETTINGS = {
+    "RATE_LIMIT_PER_SECOND": "100000",
+    "RATE_LIMIT_BURST": "100000",
+    "SEND_QUEUE_SIZE": "10000",
+}
+CONSUMER_SETTINGS = {"RETRY_MAX_SECONDS": "1"}
+
+
+@dataclass
+class FaultStack:
+    root: Path
+    postgres: PrivatePostgres
+    rabbit: PrivateRabbit
+    kafka: PrivateTansu
+    kafka_gate: KafkaGate  # what the services connect to; Tansu advertises it
+    services: dict[str, Service]
+
+    @property
+    def node(self) -> Service:
+        return self.services["node_server"]
+
+    @property
+    def worker(self) -> Service:
+        return self.services["worker_server"]
+
+    @property
+    def job_worker(self) -> Service:
+        return self.services["process_job_worker"]
+
+    @property
+    def solution_worker(self) -> Service:
+        return self.services["process_solution_worker"]
+
+    async def all_ready(self) -> None:
+        for service in self.services.values():
+            await service.ready()
+
+    async def setup(self) -> None:
+        """What an operator runs after a broker lost its data: topics, queues, schema."""
+        await setup(
+            SetupSettings(
+                postgres_dsn=self.postgres.dsn,
+                rabbitmq_url=self.rabbit.url,
+                kafka_bootstrap_servers=self.kafka_gate.bootstrap,
+                solution_partitions=2,
+            )
+        )
+
+    def logs(self) -> dict[str, str]:
+        return {name: service.log_text() for name, service in self.services.items()}
+
+
+def service_env(
+    name: str, postgres_dsn: str, rabbitmq_url: str, kafka: str, port: int, **extra: str
+) -> dict[str, str]:
+    prefix = SERVICES[name].env_prefix
+    settings = {
+        "POSTGRES_DSN": postgres_dsn,
+        "RABBITMQ_URL": rabbitmq_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
+        **(SERVER_SETTINGS if SERVICES[name].role == "websocket" else CONSUMER_SETTINGS),
+        **extra,
+    }
+    return {**os.environ, **{f"{prefix}{key}": value for key, value in settings.items()}}
+
+
+@contextlib.asynccontextmanager
+async def fault_stack() -> AsyncIterator[FaultStack]:
+    """Private Postgres, RabbitMQ and Tansu, set up, and the four services running."""
+    root = Path(tempfile.mkdtemp(prefix="wspool-faults-"))
+    os.chmod(root, 0o755)  # the postgres user must reach its data directory
+    postgres = PrivatePostgres(root / "postgres")
+    rabbit = PrivateRabbit(root / "rabbitmq")
+    kafka = PrivateTansu(root)
+    gate = KafkaGate(kafka.port)
+    kafka.advertised_port = gate.port
+    services: dict[str, Service] = {}
+    stack = FaultStack(root, postgres, rabbit, kafka, gate, services)
+    with _removed(root), stopped_on_exit(postgres, rabbit, kafka):
+        postgres.init()
+        postgres.start()
+        rabbit.start()
+        await gate.start()
+        try:
+            kafka.start()
+            await stack.setup()
+            for name in SERVICES:
+                services[name] = _service(stack, name)
+            with stopped_on_exit(*services.values()):
+                for service in services.values():
+                    service.start()
+                await stack.all_ready()
+                try:
+                    yield stack
+                except BaseException:
+                    _print_log_tails(stack)  # the directory is removed: keep the evidence
+                    raise
+        finally:
+            await gate.stop()
+
+
+def _service(stack: FaultStack, name: str) -> Service:
+    port = free_port()
+    extra = {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"} if name == "worker_server" else {}
+    env = service_env(
+        name, stack.postgres.dsn, stack.rabbit.url, stack.kafka_gate.bootstrap, port, **extra
+    )
+    return Service(name, env, port, stack.root / f"{name}.log")
+
+
+def _print_log_tails(stack: FaultStack, lines: int = 40) -> None:
+    for name, text in stack.logs().items():
+        # aiokafka repeats its connection errors many times a second: skip them.
+        ours = [line for line in text.splitlines() if '"logger":"aiokafka' not in line]
+        print(f"--- last {lines} lines of {name}'s log, aiokafka's own left out ---")
+        print("\n".join(ours[-lines:]))
+
+
+@contextlib.contextmanager
+def _removed(root: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

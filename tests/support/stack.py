@@ -1,0 +1,111 @@
+"""The test environment's building blocks: private backends, in-process servers.
+
+`tests/conftest.py` turns these into fixtures; tests import the types from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+RABBITMQ_SERVER = os.environ.get("WSPOOL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@dataclass(frozen=True)
+class Backends:
+    postgres_dsn: str
+    rabbitmq_url: str
+    kafka_bootstrap_servers: str
+    vhost: str
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "postgres_dsn": self.postgres_dsn,
+            "rabbitmq_url": self.rabbitmq_url,
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "host": "127.0.0.1",
+            **overrides,
+        }
+
+    def env(self, prefix: str) -> dict[str, str]:
+        return {
+            f"{prefix}POSTGRES_DSN": self.postgres_dsn,
+            f"{prefix}RABBITMQ_URL": self.rabbitmq_url,
+            f"{prefix}KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+        }
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def private_vhost(name: str) -> Iterator[str]:
+    """A private vhost when rabbitmqctl is at hand, else the default one."""
+    if shutil.which("rabbitmqctl") is None:
+        yield ""
+        return
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            _rabbitmqctl("delete_vhost", name)
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int) -> AsyncIterator[str]:
+    """Serve an app on 127.0.0.1:port until the block ends (graceful shutdown)."""
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Stack:
+    node_url: str
+    worker_url: str
+    node_http: str
+    worker_http: str
+
+
+StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
+
+
+async def wait_ready(*base_urls: str, timeout: float = 20.0) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(timeout):
+            for base in base_urls:
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"{base}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    await asyncio.sleep(0.05)
