@@ -20,6 +20,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from shared.catalogue import NODE_SERVER, WORKER_SERVER
+
 
 class E2EFailed(Exception):
     pass
@@ -126,8 +128,8 @@ def main() -> int:
     try:
         times = asyncio.run(
             run(
-                env.get("E2E_NODE_URL", "ws://127.0.0.1:8001/"),
-                env.get("E2E_WORKER_URL", "ws://127.0.0.1:8002/"),
+                env.get("E2E_NODE_URL", f"ws://127.0.0.1:{NODE_SERVER.port}/"),
+                env.get("E2E_WORKER_URL", f"ws://127.0.0.1:{WORKER_SERVER.port}/"),
                 env.get("E2E_TOKEN", ""),
                 float(env.get("E2E_TIMEOUT_SECONDS", "10")),
             )

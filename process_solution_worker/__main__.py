@@ -1,8 +1,8 @@
 """python -m process_solution_worker [--help]"""
 
 from process_solution_worker.app import create_app
-from process_solution_worker.settings import ProcessSolutionWorkerSettings
+from shared.catalogue import PROCESS_SOLUTION_WORKER
 from shared.lifecycle import serve
 
 if __name__ == "__main__":
-    serve("process_solution_worker", ProcessSolutionWorkerSettings, create_app)
+    serve(PROCESS_SOLUTION_WORKER, create_app)

@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from shared.backoff import Backoff
+from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
 from shared.health import add_check
 from shared.logging import configure_logging
@@ -117,12 +118,8 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
     )
 
 
-def serve(
-    service: str,
-    settings_class: type[ServiceSettings],
-    create_app: Callable[[Any], web.Application],
-) -> None:
+def serve(service: Service, create_app: Callable[[Any], web.Application]) -> None:
     """Entry point of every `python -m <service>`: settings, logging, serve."""
-    settings = load_settings(settings_class)
-    configure_logging(service, settings.log_level)
+    settings = load_settings(service.settings_class())
+    configure_logging(service.module, settings.log_level)
     run(create_app(settings), settings)
