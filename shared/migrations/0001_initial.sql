@@ -1,4 +1,4 @@
--- wspool initial schema (DESIGN §4)
+-- wspool initial schema: a job per block height, a solution per (task_id, nonce), a worker row per connection.
 
 CREATE TABLE job (
     id bigserial PRIMARY KEY,
