@@ -8,6 +8,7 @@ service declares what it uses at start-up as well as the setup script.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -26,6 +27,8 @@ QUEUES = {JOB_EXCHANGE: JOB_QUEUE, SOLUTION_EXCHANGE: SOLUTION_QUEUE}
 RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
+# Long enough for a first connect on a busy host, short enough for a client's timeout.
+FIRST_CONNECT_GRACE_SECONDS = 2.0
 RECONNECT_INTERVAL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
@@ -85,8 +88,11 @@ class Publisher:
     """Publishes persistent JSON to one exchange and waits for the broker's confirm.
 
     `run()` connects in the background (the service starts even while RabbitMQ
-    is down); until then, and whenever a confirm can't be had, `publish`
-    raises `PublishRefused` so the client is told instead of losing the message.
+    is down). A publish while the first connection is still being made waits
+    for it, for up to `FIRST_CONNECT_GRACE_SECONDS`: a client that reconnects
+    the moment a restarted server listens is not refused for being early.
+    Otherwise, whenever a confirm can't be had, `publish` raises
+    `PublishRefused` so the client is told instead of losing the message.
     """
 
     def __init__(self, url: str, exchange_name: str, name: str) -> None:
@@ -96,6 +102,7 @@ class Publisher:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._first_ready = asyncio.Event()
 
     async def run(self) -> None:
         """Connect, declare, then hold the connection until cancelled."""
@@ -107,6 +114,7 @@ class Publisher:
             await declare_topology(self._channel)
             self._exchange = await self._channel.get_exchange(self.exchange_name)
             log.info("rabbitmq_publisher_ready", extra={"exchange": self.exchange_name})
+            self._first_ready.set()
             await asyncio.Future()  # until cancelled
         finally:
             self._exchange = None
@@ -128,6 +136,9 @@ class Publisher:
         The refusal names the exchange ("job not accepted: ..."); whoever
         answers the client counts it (`shared.errors.count`).
         """
+        if not self._first_ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_ready.wait(), FIRST_CONNECT_GRACE_SECONDS)
         if self._exchange is None or not self.ready:
             raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
         message = aio_pika.Message(
