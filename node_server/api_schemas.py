@@ -128,7 +128,10 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Accepted": _object(
-        status={"type": "string", "enum": ["accepted"]}, block_height=INT64, poll=TEXT
+        status={"type": "string", "enum": ["accepted"]},
+        block_height=INT64,
+        challenge_digest={"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        poll=TEXT,
     ),
     "HeightSolutions": _object(
         block_height=INT64,

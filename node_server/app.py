@@ -2,17 +2,24 @@
 
 from aiohttp import web
 
+from node_server.recovery import RECENT, RecentSolutions, keep_recent
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS, node_socket
 from shared.rabbit import JOB_EXCHANGE
 from shared.updates import SOLUTION_STREAM
-from shared.websocket_app import create_websocket_app
+from shared.websocket_app import FANOUT, create_websocket_app
 
 
 def create_app(settings: NodeServerSettings) -> web.Application:
     app = create_websocket_app(settings, exchange=JOB_EXCHANGE, stream=SOLUTION_STREAM)
     app[SETTINGS] = settings
+    if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
+        window = RecentSolutions(
+            settings.recovery_window_per_height, settings.solution_wait_time_seconds
+        )
+        app[RECENT] = window
+        app.cleanup_ctx.append(keep_recent(app[FANOUT], window))
     app.router.add_get("/", node_socket)
     add_routes(app)
     return app

@@ -111,6 +111,10 @@ SPEC: dict[str, Any] = {
                     "202": _json("Confirmed by RabbitMQ.", "Accepted"),
                     "400": ERROR_400,
                     "401": ERROR_401,
+                    "409": _json(
+                        "conflicting_job: another epoch_challenge holds this block height.",
+                        "Error",
+                    ),
                     "413": _json("Body larger than max_message_bytes.", "Error"),
                     "503": ERROR_503,
                 },
@@ -134,6 +138,11 @@ SPEC: dict[str, Any] = {
                 _path("block_height", INT64),
                 _query("min_target", INT64, "Only solutions with solution_target >= this."),
                 _query("after", INT64, "Cursor: solutions with a larger id."),
+                _query(
+                    "challenge_digest",
+                    {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "Only if the height's job has this challenge (as `POST /api/jobs` returns).",
+                ),
                 LIMIT,
             ],
             "HeightSolutions",

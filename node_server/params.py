@@ -11,6 +11,7 @@ from shared.protocol import MAX_INT64
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+DIGEST = re.compile(r"[0-9a-f]{32}")
 WINDOW = re.compile(r"^(\d{1,7})([smhd])$")
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_SECONDS = 90 * 86400
@@ -78,6 +79,16 @@ def task_id(request: web.Request) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise invalid("task_id", f"expected a UUID, got {raw[:40]!r}") from None
+
+
+def challenge_digest(request: web.Request) -> str | None:
+    """Optional `challenge_digest`: 32 lowercase hex characters, as `POST /api/jobs` returns."""
+    raw = request.query.get("challenge_digest")
+    if raw is None or raw == "":
+        return None
+    if DIGEST.fullmatch(raw) is None:
+        raise invalid("challenge_digest", f"expected 32 hex characters, got {raw[:40]!r}")
+    return raw
 
 
 def window_seconds(request: web.Request, default: str = "1h") -> int:

@@ -102,17 +102,28 @@ async def solutions(
 
 
 async def solutions_at_height(
-    pool: asyncpg.Pool, height: int, min_target: int, after: int, limit: int
+    pool: asyncpg.Pool,
+    height: int,
+    min_target: int,
+    challenge_digest: str | None,
+    after: int,
+    limit: int,
 ) -> list[asyncpg.Record]:
-    """Stored solutions for a block height, oldest first from an exclusive id `after`."""
+    """Stored solutions for a block height, oldest first from an exclusive id `after`.
+
+    With a `challenge_digest`, only if the height's job has that challenge (jobs
+    stored before digests existed match any), as a recovering websocket gets.
+    """
     return await pool.fetch(
         "SELECT s.id, s.solution FROM solution s JOIN job j ON j.task_id = s.task_id "
         "WHERE j.block_height = $1 AND s.solution_target >= $2 AND s.id > $3 "
+        "AND ($5::text IS NULL OR j.challenge_digest IS NULL OR j.challenge_digest = $5) "
         "ORDER BY s.id LIMIT $4",
         height,
         min_target,
         after,
         limit,
+        challenge_digest,
     )
 
 

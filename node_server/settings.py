@@ -16,6 +16,13 @@ class NodeServerSettings(WebsocketServerSettings):
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )
+    recovery_window_per_height: int = Field(
+        1000,
+        ge=0,
+        description="Recent solutions kept in memory per block height for nodes that re-send "
+        "their job (shared fan-out mode); older ones, and all after a restart, come from "
+        "Postgres. 0: Postgres only.",
+    )
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for the read API and dashboard; unset means open."
     )

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from node_server.recovery import recover
 from node_server.settings import NodeServerSettings
-from node_server.submit import check_job, submit_job
+from node_server.submit import ConflictingJob, check_job, submit_job
 from shared.filters import NodeExpectations
-from shared.metrics import LATENCY
+from shared.metrics import LATENCY, RECOVERED
 from shared.protocol import NodeJob, now_ns
 from shared.socket import FrameTable, Role, socket_handler
 from shared.updates import SolutionUpdate
@@ -36,6 +37,12 @@ class NodeSession:
             self.connection.send(update.frame)
             SOLUTION_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
 
+    def recovered(self, update: SolutionUpdate, source: str) -> None:
+        """A solution found before this job was (re)sent: history, not delivery latency."""
+        if self.expectations.accept(update):
+            self.connection.send(update.frame)
+            RECOVERED.labels(source=source).inc()
+
     async def opened(self) -> Mapping[str, object]:
         return {}
 
@@ -46,9 +53,15 @@ class NodeSession:
 async def on_job(session: NodeSession, job: NodeJob) -> None:
     received_at = now_ns()
     check_job(job, session.connection.settings)
-    await submit_job(session.app, job, received_at)
-    # Only a confirmed job makes this node wait for solutions.
-    session.expectations.expect(job.block_height, job.proof_target, time.monotonic())
+    try:
+        digest = await submit_job(session.app, job, received_at)
+    except ConflictingJob as conflict:  # not an invalid frame: the node is told, not punished
+        session.connection.send_error(conflict.code, conflict.detail)
+        return
+    # Only a confirmed job makes this node wait for solutions; then what it missed.
+    session.expectations.expect(job.block_height, job.proof_target, digest, time.monotonic())
+    wait_seconds = session.app[SETTINGS].solution_wait_time_seconds
+    await recover(session.app, session, job, digest, wait_seconds)
 
 
 NODE = Role(

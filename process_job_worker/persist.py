@@ -11,11 +11,11 @@ from shared.consumer import Delivery
 from shared.kafka import JOB_TOPIC
 from shared.metrics import CURRENT_HEIGHT
 from shared.persist import Persisted, ids
-from shared.protocol import JobMessage, JobRecord, encode
+from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
 
 INSERT = """
-INSERT INTO job (block_height, epoch_challenge, task_id)
-SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[])
+INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest)
+SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[], $4::text[])
 ON CONFLICT (block_height) DO NOTHING
 RETURNING id
 """
@@ -34,6 +34,7 @@ async def insert(connection: asyncpg.Connection, jobs: list[JobMessage]) -> set[
         [job.block_height for job in jobs],
         [job.epoch_challenge for job in jobs],
         [uuid.uuid4() for _ in jobs],
+        [challenge_digest(job.epoch_challenge) for job in jobs],
     )
     return ids(rows)
 

@@ -25,7 +25,7 @@ RETURNING id
 """
 
 FIND = """
-SELECT s.id, s.task_id, s.nonce, s.broadcast_at, j.block_height
+SELECT s.id, s.task_id, s.nonce, s.broadcast_at, j.block_height, j.challenge_digest
 FROM unnest($1::uuid[], $2::text[]) AS k(task_id, nonce)
 JOIN solution s ON s.task_id = k.task_id AND s.nonce = k.nonce
 JOIN job j ON j.task_id = s.task_id
@@ -64,6 +64,7 @@ def record(
         solution=delivery.item.solution,  # the worker's object, key order intact
         solution_height=row["block_height"],
         received_at=delivery.received_at,
+        challenge_digest=row["challenge_digest"],
     )
     return row["task_id"].bytes, encode(solution)
 

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
 
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_TASK = "unknown_task"
+    CONFLICTING_JOB = "conflicting_job"  # another challenge holds the job's height
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"
 

@@ -25,9 +25,16 @@ class NewerJobsOnly:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    proof_target: int
+    challenge_digest: str | None  # None: any challenge at the height
+    expires: float
+
+
 @dataclass(slots=True)
 class _Expectation:
-    proof_targets: list[tuple[int, float]] = field(default_factory=list)  # (target, expires)
+    jobs: list[_Job] = field(default_factory=list)
     delivered: set[tuple[uuid.UUID, str]] = field(default_factory=set)
 
 
@@ -35,29 +42,34 @@ class NodeExpectations:
     """The heights and targets one node connection waits for, and what it already got.
 
     A solution is accepted when a confirmed job on this connection had the same
-    height, a proof target at or below the solution's, and has not expired; each
-    (task_id, nonce) at most once.
+    height and challenge, a proof target at or below the solution's, and has
+    not expired; each (task_id, nonce) at most once. A solution whose record
+    carries no challenge digest (written before there was one) matches any
+    challenge at its height.
     """
 
     def __init__(self, wait_seconds: float) -> None:
         self.wait_seconds = wait_seconds
         self._by_height: dict[int, _Expectation] = {}
 
-    def expect(self, block_height: int, proof_target: int, now: float | None = None) -> None:
+    def expect(
+        self,
+        block_height: int,
+        proof_target: int,
+        challenge_digest: str | None = None,
+        now: float | None = None,
+    ) -> None:
         now = time.monotonic() if now is None else now
         self._prune(now)
         expectation = self._by_height.setdefault(block_height, _Expectation())
-        expectation.proof_targets.append((proof_target, now + self.wait_seconds))
+        expectation.jobs.append(_Job(proof_target, challenge_digest, now + self.wait_seconds))
 
     def accept(self, update: SolutionUpdate, now: float | None = None) -> bool:
         expectation = self._by_height.get(update.solution_height)
         if expectation is None or update.key in expectation.delivered:
             return False
         now = time.monotonic() if now is None else now
-        if not any(
-            update.solution_target >= target and now < expires
-            for target, expires in expectation.proof_targets
-        ):
+        if not any(_answers(job, update, now) for job in expectation.jobs):
             return False
         expectation.delivered.add(update.key)
         return True
@@ -67,6 +79,18 @@ class NodeExpectations:
 
     def _prune(self, now: float) -> None:
         for height in [
-            h for h, e in self._by_height.items() if all(exp <= now for _, exp in e.proof_targets)
+            h for h, e in self._by_height.items() if all(job.expires <= now for job in e.jobs)
         ]:
             del self._by_height[height]
+
+
+def _answers(job: _Job, update: SolutionUpdate, now: float) -> bool:
+    return (
+        update.solution_target >= job.proof_target
+        and now < job.expires
+        and (
+            update.challenge_digest is None
+            or job.challenge_digest is None
+            or update.challenge_digest == job.challenge_digest
+        )
+    )

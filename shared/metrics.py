@@ -56,6 +56,17 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CURRENT_HEIGHT = Gauge("wspool_current_block_height", "Highest block height seen.")
+RECOVERED = Counter(
+    "wspool_recovered_solutions",
+    "Solutions a node missed, sent when it (re)submitted its job, by source.",
+    ["source"],
+)
+RECOVERY_WINDOW = Gauge(
+    "wspool_recovery_window_solutions", "Recent solutions held in memory for recovery."
+)
+CONFLICTING_JOBS = Counter(
+    "wspool_conflicting_jobs", "Jobs refused because another challenge holds their height."
+)
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:

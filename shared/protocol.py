@@ -9,6 +9,7 @@ not rename. Each role's frames form one union told apart by `type`
 
 from __future__ import annotations
 
+import hashlib
 import time
 import typing
 import uuid
@@ -169,10 +170,23 @@ class SolutionRecord(_Message):
     solution: dict[str, Any]
     solution_height: int
     received_at: int
+    # The `challenge_digest` of the job it answers; None in records written
+    # before the digest existed (they match any challenge at their height).
+    challenge_digest: str | None = None
 
     @property
     def nonce(self) -> str:
         return str(self.solution["partial_solution"]["nonce"])
+
+
+def challenge_digest(epoch_challenge: dict[str, Any]) -> str:
+    """A short fingerprint of a challenge, the same for equal objects in any key order.
+
+    Tells two jobs at one height apart (a fork, a misconfigured node), so a node
+    only gets solutions for the challenge it sent.
+    """
+    canonical = orjson.dumps(epoch_challenge, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 # --- parsing and encoding ----------------------------------------------------

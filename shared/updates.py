@@ -30,6 +30,7 @@ class SolutionUpdate:
     key: tuple[uuid.UUID, str]
     frame: bytes
     received_at: int
+    challenge_digest: str | None = None  # None: from before digests, matches any
 
 
 def decode_job(value: bytes) -> JobUpdate:
@@ -45,6 +46,7 @@ def decode_solution(value: bytes) -> SolutionUpdate:
         (record.task_id, record.nonce),
         solution_frame(record),
         record.received_at,
+        record.challenge_digest,
     )
 
 

@@ -59,7 +59,6 @@ async def test_sigterm_under_load_closes_1001_exits_0_and_loses_nothing(
         solutions=300,
         jobs=30,
         fault_after=100,
-        node_may_miss=name == "node_server",
     )
     [(code, seconds)] = exits
     print(f"{name} exited with {code} after {seconds:.2f} s")

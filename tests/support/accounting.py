@@ -75,7 +75,6 @@ async def run_round(
     solutions: int = 1000,
     jobs: int = 100,
     fault_after: int = 300,
-    node_may_miss: bool = False,
     kafka_loses_data: bool = False,
 ) -> tuple[Figures, Round]:
     """Stream, break something after `fault_after` solutions, wait for the stack to settle,
@@ -101,7 +100,7 @@ async def run_round(
             if kafka_loses_data:  # what the restarted broker acknowledged must all arrive
                 round_.cut = (await fetch(stack.postgres.dsn, "SELECT now()"))[0][0]
             await round_.sent.wait()
-            while (state := await _settled(stack, round_, node_may_miss)) is None:
+            while (state := await _settled(stack, round_)) is None:
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise AssertionError(f"{name}: never settled; {await _progress(stack, round_)}") from None
@@ -121,13 +120,13 @@ async def run_round(
         jobs_refused=round_.jobs.check(set(jobs_stored)),
         close_codes=dict(round_.solutions.closes() + round_.jobs.closes()),
     )
-    _check_deliveries(round_, solutions_stored, jobs_stored, node_may_miss)
+    _check_deliveries(round_, solutions_stored, jobs_stored)
     FIGURES.append(figures)
     print(figures)
     return figures, round_
 
 
-async def _settled(stack: FaultStack, round_: Round, node_may_miss: bool) -> tuple | None:
+async def _settled(stack: FaultStack, round_: Round) -> tuple | None:
     """Everything that must be stored is, all of it broadcast and seen by the listeners."""
     state = await stored(stack, round_, round_.jobs.sent)
     if state is None:
@@ -138,7 +137,7 @@ async def _settled(stack: FaultStack, round_: Round, node_may_miss: bool) -> tup
     if not (round_.jobs.expected() <= set(jobs) and all(jobs.values())):
         return None
     delivered = set(round_.solutions.delivered)
-    if not node_may_miss and not _deliverable(solutions, round_.cut) <= delivered:
+    if not _deliverable(solutions, round_.cut) <= delivered:
         return None
     heights = {_height(frame) for frames in round_.job_frames for frame in frames}
     newest = max(jobs, default=None)
@@ -172,12 +171,13 @@ def _height(frame: dict) -> int:
     return frame["epoch_challenge"]["epoch_number"]
 
 
-def _check_deliveries(round_: Round, solutions: dict, jobs: dict, node_may_miss: bool) -> None:
+def _check_deliveries(round_: Round, solutions: dict, jobs: dict) -> None:
     delivered = round_.solutions.delivered
-    assert len(delivered) == len(set(delivered)), "a solution reached the node twice"
+    for frames in round_.node_frames:
+        assert len(frames) == len(set(frames)), "a solution reached a node connection twice"
     assert set(delivered) <= set(solutions), "the node got a solution that is not stored"
-    if not node_may_miss:
-        assert set(delivered) >= _deliverable(solutions, round_.cut)
+    # A node that reconnected re-sent its job and recovered what it missed meanwhile.
+    assert set(delivered) >= _deliverable(solutions, round_.cut)
     # Workers get only newer jobs: strictly increasing heights, never one twice.
     for frames in round_.job_frames:
         heights = [_height(frame) for frame in frames]

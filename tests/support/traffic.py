@@ -93,6 +93,7 @@ class Round:
         self.solutions = Ledger()
         self.jobs = Ledger()
         self.job_frames: list[list[dict]] = []  # per listening-worker connection
+        self.node_frames: list[list[str]] = []  # nonces, per listening-node connection
         self.node_closes: list[int | None] = []
         self.worker_closes: list[int | None] = []
         self.sent = asyncio.Event()
@@ -135,9 +136,12 @@ class Round:
             self.job_frames[-1].append(frame)
 
     def _solution(self, frame: dict | None) -> None:
-        if frame is None:
+        if frame is None:  # a new connection: recovery may send again what the last one got
+            self.node_frames.append([])
             return
-        self.solutions.delivered.append(str(frame["partial_solution"]["nonce"]))
+        nonce = str(frame["partial_solution"]["nonce"])
+        self.solutions.delivered.append(nonce)
+        self.node_frames[-1].append(nonce)
 
     async def _listen(
         self, url: str, hello: dict | None, sink: Callable[[dict | None], None], closes: list

@@ -53,3 +53,15 @@ def test_workers_get_only_newer_heights() -> None:
     assert not worker.accept(update(5))
     assert not worker.accept(update(4))
     assert worker.accept(update(6))
+
+
+def test_a_node_gets_only_solutions_for_the_challenge_it_sent() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, challenge_digest="mine", now=0)
+
+    def answering(digest: str | None, nonce: str) -> SolutionUpdate:
+        return SolutionUpdate(10, 100, (uuid.UUID(int=10), nonce), b"{}", 0, digest)
+
+    assert node.accept(answering("mine", "1"), now=1)
+    assert not node.accept(answering("theirs", "2"), now=1), "another challenge's solution"
+    assert node.accept(answering(None, "3"), now=1), "records from before digests match"
