@@ -97,6 +97,16 @@ def solutions_table(results: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def recovery_table(results: dict[str, Any]) -> str:
+    rows = []
+    for mode, run in results["modes"].items():
+        recovery = run.get("recovery")
+        if recovery:
+            latency = recovery["latency_ms"]
+            rows.append([mode, recovery["rounds"], latency["p50"], latency["p95"], latency["p99"]])
+    return _table(["mode", "reconnects", "p50 ms", "p95", "p99"], rows)
+
+
 def cpu_table(results: dict[str, Any]) -> str:
     services = ["node_server", "worker_server", "process_job_worker", "process_solution_worker"]
     rows = []
@@ -117,6 +127,8 @@ def render(results: dict[str, Any]) -> str:
             "### Solutions (worker send -> node receive) and sustained throughput",
             solutions_table(results),
             cpu_table(results),
+            "### Recovery (node reconnects and re-sends its job -> first missed solution)",
+            recovery_table(results),
             f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
             f"load {facts['load_average']}, Python {facts['python']}, {facts['platform']}; "
             f"{packages}. Measured {facts['when']}.",

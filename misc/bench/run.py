@@ -1,4 +1,4 @@
-"""The benchmark's phases against one stack: fan-out per worker count, then solutions."""
+"""The benchmark's phases against one stack: fan-out per worker count, solutions, recovery."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import asyncpg
 
 from misc.bench.clients import Node, SwarmHandle, node, received, swarms, wait_received
 from misc.bench.facts import http_url, process_metrics, summary
+from misc.bench.recovery import recovery_phase
 from misc.bench.stack import Endpoints
 
 SETTLE_SECONDS = 2.0
@@ -35,6 +36,7 @@ class Plan:
     duration: float
     drain_timeout: float
     postgres_dsn: str
+    recovery_rounds: int = 20
 
 
 def next_height() -> int:
@@ -57,7 +59,17 @@ async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) 
             fanout.append(await fanout_phase(endpoints, plan, the_node, count))
         say(f"  solutions with {plan.solution_workers} workers")
         solutions = await solution_phases(endpoints, plan, the_node)
-    return {"fanout": fanout, "solutions": solutions}
+    results: dict[str, Any] = {"fanout": fanout, "solutions": solutions}
+    if plan.recovery_rounds:
+        say(f"  recovery: {plan.recovery_rounds} reconnects")
+        results["recovery"] = await recovery_phase(
+            endpoints.node_url,
+            endpoints.worker_url,
+            plan.postgres_dsn,
+            plan.recovery_rounds,
+            next_height(),
+        )
+    return results
 
 
 def connect_shares(count: int, processes: int) -> list[int]:

@@ -28,6 +28,7 @@ async def test_bench_measures_a_running_stack(
         duration=0.5,
         drain_timeout=20,
         postgres_dsn=backends.postgres_dsn,
+        recovery_rounds=3,
     )
     # Shared mode only: per_connection gives the same figures here, only slower.
     async with start_servers(fanout_mode="shared") as stack:
@@ -45,8 +46,10 @@ async def test_bench_measures_a_running_stack(
     assert throughput["offered"] > 0
     assert throughput["delivered"] == throughput["stored"] == throughput["offered"]
     assert throughput["lost"] == 0
+    assert results["recovery"]["latency_ms"]["count"] == 3
     table = render({"machine": _facts(), "modes": {"shared": results}})
     assert "| shared | 3 | 53 |" in table
+    assert "### Recovery" in table and "| shared | 3 |" in table.split("### Recovery")[1]
 
 
 def _facts() -> dict[str, object]:
