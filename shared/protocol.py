@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
 )
 
+from shared import verbatim
 from shared.errors import ErrorCode, ProtocolError
 
 MAX_INT64 = 2**63 - 1
@@ -212,6 +213,10 @@ def _json_object(data: bytes | str) -> dict[str, Any]:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
+    # Objects are stored and forwarded as sent, so reading them must not change them.
+    problem = verbatim.changed(data, value)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, problem)
     return value
 
 

@@ -191,6 +191,21 @@ async def test_bad_rest_jobs_are_refused_with_json(
     assert (answer, decoded["error"]) == (status, error)
 
 
+@pytest.mark.parametrize(
+    ("challenge", "detail"),
+    [
+        (b'{"x": 1, "x": 2}', 'epoch_challenge: duplicate key "x"'),
+        (b'{"a": [18446744073709551616]}', "epoch_challenge.a.0: integer larger than 64 bits"),
+    ],
+)
+async def test_rest_jobs_that_would_change_are_refused_naming_the_field(
+    servers: Stack, challenge: bytes, detail: str
+) -> None:
+    body = b'{"epoch_challenge": %s, "proof_target": 1, "block_height": 1}' % challenge
+    answer, decoded = await call("POST", f"{servers.node_http}/api/jobs", body)
+    assert (answer, decoded["error"], decoded["detail"]) == (400, "invalid_message", detail)
+
+
 async def test_rest_job_is_503_when_rabbitmq_cannot_confirm(backends: Backends) -> None:
     port = free_port()
     dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}/"

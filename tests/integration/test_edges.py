@@ -13,9 +13,11 @@ from tests.support.clients import (
     Worker,
     connect,
     job,
+    job_sent,
     next_height,
     node_client,
     solution,
+    solution_body,
     welcome,
     worker_client,
 )
@@ -141,3 +143,43 @@ async def test_worker_row_records_connect_and_disconnect(stack: Stack, db: async
         await asyncio.sleep(0.05)
     assert row["disconnected_at"] is not None
     assert row["close_code"] == 1000
+
+
+async def test_objects_that_would_change_are_refused_naming_the_field(
+    stack: Stack, db: asyncpg.Pool
+) -> None:
+    """orjson would keep one of two keys and make a float of 2**64: both refused, never changed."""
+    height, refused_height = next_height(), next_height()
+    # Written by hand: orjson.dumps can write neither.
+    twice = (
+        b'{"type": "job", "epoch_challenge": {"epoch_number": %d, "a": {"x": 1, "x": 2}}, '
+        b'"proof_target": 100, "block_height": %d}' % (refused_height, refused_height)
+    )
+    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
+        await node.send(twice)
+        assert await node.receive() == {
+            "type": "error",
+            "code": "invalid_message",
+            "detail": 'epoch_challenge.a: duplicate key "x"',
+        }
+        task_id = await job_sent(node, worker, height)  # the positive control flows
+        big = orjson.dumps(solution(task_id, target=100)).replace(
+            b'"nonce":', b'"nonce":18446744073709551616,"was":', 1
+        )
+        await worker.send(big)
+        while (frame := await worker.receive()).get("type") != "error":
+            pass
+        assert (frame["code"], frame["detail"]) == (
+            "invalid_message",
+            "solution.partial_solution.nonce: integer larger than 64 bits",
+        )
+        # The largest integer carried exactly, next to a key orjson sees as written.
+        body = solution_body(nonce=2**64 - 1)
+        await worker.send(solution(task_id, target=100, body=body))
+        message = await node.ws.receive(timeout=5)
+        assert message.data == orjson.dumps(body).decode()
+    stored = await db.fetch(
+        "SELECT solution::text FROM solution WHERE task_id = $1", uuid.UUID(task_id)
+    )
+    assert [orjson.loads(row["solution"]) for row in stored] == [body]
+    assert not await db.fetchval("SELECT count(*) FROM job WHERE block_height = $1", refused_height)

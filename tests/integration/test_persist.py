@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hypothesis
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -16,9 +17,11 @@ from shared.consumer import Delivery
 from shared.db import create_pool
 from shared.kafka import broadcaster, client_options, ensure_topics
 from shared.persist import persist_and_broadcast
-from shared.protocol import JobMessage, now_ns
+from shared.protocol import JobMessage, NodeJob, now_ns, parse
 from shared.settings import ConsumerSettings
+from tests.support import json_text
 from tests.support.clients import challenge, next_height
+from tests.support.json_text import Pairs, plain, problem, render
 from tests.support.stack import Backends
 
 INSERT_ROW = """
@@ -93,3 +96,25 @@ async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_pro
         # Redelivered after a crash before the ack: nothing is stored or produced again.
         await persist_and_broadcast(jobs, pool, kafka, batch)
         assert len(await produced(settings, topic)) == len(records)
+
+
+async def test_accepted_objects_read_back_from_jsonb_as_sent(
+    settings: ConsumerSettings,
+) -> None:
+    """What `POST /api/jobs` polls and re-sent jobs read: the object, key order aside."""
+    sample: list[Pairs] = []
+
+    @hypothesis.settings(max_examples=80, deadline=None, database=None)
+    @hypothesis.given(json_text.objects)
+    def collect(tree: Pairs) -> None:
+        if problem(tree) is None:
+            sample.append(tree)
+
+    collect()
+    assert sample
+    async with create_pool(settings.postgres_dsn.get_secret_value(), size=1) as pool:
+        for tree in sample:
+            frame = b'{"epoch_challenge": %s, "proof_target": 1, "block_height": 1}'
+            sent = parse(NodeJob, frame % render(tree).encode()).epoch_challenge
+            # Our codec both ways; numbers keep their value (1e19 may come back as 10**19).
+            assert await pool.fetchval("SELECT $1::jsonb", sent) == plain(tree)

@@ -4,16 +4,21 @@ Whatever a client (or a broker) hands `parse()` — arbitrary bytes, arbitrary
 JSON, JSON shaped almost like a real message — the result is a model or a
 `ProtocolError`; an accepted message can be encoded and parses back equal.
 Valid messages generated from the wire specification round-trip unchanged.
+An `epoch_challenge` or `solution` written any way a client may write it
+(duplicate keys, integers of any size) reaches the other side byte-for-byte
+as JSON values, key order included, or is refused.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -29,8 +34,13 @@ from shared.protocol import (
     Welcome,
     WorkerSolution,
     encode,
+    job_frame,
+    now_ns,
     parse,
+    solution_frame,
 )
+from tests.support import json_text
+from tests.support.json_text import Pairs, problem, read, render
 
 INBOUND: list[type[BaseModel]] = [
     NodeJob,
@@ -198,3 +208,80 @@ def test_valid_solutions_round_trip_unchanged(message: dict[str, Any]) -> None:
         received_at=0,
     )
     assert parse(SolutionRecord, encode(record)).solution == message["solution"]
+
+
+# --- objects reach the other side exactly as written, or are refused ------------
+
+
+REFUSALS = ("duplicate key", "integer larger than 64 bits")
+
+
+def _carried(frame: str, field: str, tree: Any, forward: Any) -> None:
+    """`tree`, sent as `field` of `frame`, comes out of `forward` exactly, or is refused."""
+    expected = problem(tree)
+    try:
+        forwarded = forward(frame)
+    except ProtocolError as error:
+        assert expected is not None, f"refused what could be carried: {error.detail}"
+        assert error.detail.startswith(field), error.detail
+        assert any(kind in error.detail for kind in REFUSALS), error.detail
+        event(f"refused: {expected}")
+        return
+    assert expected is None, f"accepted a frame with a {expected}"
+    event("carried")
+    # Same keys in the same order, same values, every number of the same type.
+    assert render(forwarded) == render(tree)
+
+
+def _forward_job(frame: str) -> Any:
+    """What a worker receives for a node's job, the way the services pass it on."""
+    job = parse(NodeJob, frame)
+    body = encode(JobMessage(**job.model_dump(exclude={"type"})))
+    message = parse(JobMessage, body)
+    record = JobRecord(
+        task_id=uuid.uuid4(),
+        epoch_challenge=message.epoch_challenge,
+        block_height=message.block_height,
+        created_at=time.time(),
+        received_at=now_ns(),
+    )
+    return read(job_frame(parse(JobRecord, encode(record))))[1][1]
+
+
+def _forward_solution(frame: str) -> Any:
+    """What a node receives for a worker's solution, the way the services pass it on."""
+    sent = parse(WorkerSolution, frame)
+    body = encode(
+        SolutionMessage(**sent.model_dump(exclude={"type"}), hardware_id="gpu-0", caption="rig-7")
+    )
+    message = parse(SolutionMessage, body)
+    record = SolutionRecord(
+        task_id=message.task_id,
+        solution_target=message.solution_target,
+        solution=message.solution,
+        solution_height=1,
+        received_at=now_ns(),
+    )
+    return read(solution_frame(parse(SolutionRecord, encode(record))))
+
+
+@PROPERTIES
+@given(challenge=json_text.objects, height=int64)
+def test_epoch_challenges_are_forwarded_exactly_or_refused(challenge: Pairs, height: int) -> None:
+    frame = f'{{"type": "job", "epoch_challenge": {render(challenge)}, '
+    frame += f'"proof_target": 1, "block_height": {height}}}'
+    _carried(frame, "epoch_challenge", challenge, _forward_job)
+
+
+@PROPERTIES
+@given(
+    extra=json_text.objects,
+    partial=json_text.objects,
+    nonce=json_text.integers | safe_text.filter(lambda s: len(s) <= 255),
+)
+def test_solutions_are_forwarded_exactly_or_refused(
+    extra: Pairs, partial: Pairs, nonce: int | str
+) -> None:
+    tree = Pairs([("partial_solution", Pairs([("nonce", nonce), *partial])), *extra])
+    frame = f'{{"task_id": "{uuid.uuid4()}", "solution": {render(tree)}, "solution_target": 7}}'
+    _carried(frame, "solution", tree, _forward_solution)
