@@ -1,8 +1,8 @@
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import NODE_SERVER
-from shared.settings import WebsocketServerSettings
+from shared.settings import WebsocketServerSettings, not_blank
 
 
 class NodeServerSettings(WebsocketServerSettings):
@@ -26,3 +26,5 @@ class NodeServerSettings(WebsocketServerSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for the read API and dashboard; unset means open."
     )
+
+    _admin_token_not_blank = field_validator("admin_token")(not_blank)

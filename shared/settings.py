@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
+from dotenv import dotenv_values
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -33,9 +34,23 @@ KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def _split_tokens(value: object) -> object:
-    """Accept tokens as a comma-separated string (env, CLI) or a list."""
+    """Accept tokens as a comma-separated string (env, CLI) or a list.
+
+    Set but empty is refused: a deployment that meant to set tokens and
+    templated an empty value must not start open.
+    """
     if isinstance(value, str):
-        return [token.strip() for token in value.split(",") if token.strip()]
+        tokens = [token.strip() for token in value.split(",") if token.strip()]
+        if not tokens:
+            raise ValueError("is set but empty; unset it to run without tokens")
+        return tokens
+    return value
+
+
+def not_blank(value: SecretStr | None) -> SecretStr | None:
+    """A secret that is set must not be blank (an empty template value)."""
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("is set but empty; unset it instead")
     return value
 
 
@@ -206,18 +221,42 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None) -> SettingsT:
     """Build settings from CLI flags, env and .env; on error print one line and exit 2."""
     args = sys.argv[1:] if argv is None else argv
+    unknown = unknown_settings(settings_class)
+    if unknown:
+        names = ", ".join(unknown)
+        print(
+            f"error: unknown setting {names} (misspelt? {_prog_name(settings_class)} --help "
+            "lists them)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
         return settings_class(_cli_parse_args=args, _cli_prog_name=_prog_name(settings_class))
     except ValidationError as error:
         prefix = settings_class.model_config.get("env_prefix", "")
         problems = "; ".join(
-            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
             if e["loc"]
             else e["msg"].removeprefix("Value error, ")
             for e in error.errors()
         )
         print(f"error: invalid setting {problems}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def unknown_settings(settings_class: type[BaseSettings]) -> list[str]:
+    """Variables in the environment or `.env` with the class's prefix that name no setting.
+
+    A misspelt setting would otherwise be ignored and its default used silently.
+    """
+    prefix = str(settings_class.model_config.get("env_prefix") or "").upper()
+    if not prefix:
+        return []
+    known = {prefix + name.upper() for name in settings_class.model_fields}
+    env_file = Path(str(settings_class.model_config.get("env_file") or ".env"))
+    given = set(os.environ) | set(dotenv_values(env_file) if env_file.is_file() else {})
+    return sorted(k for k in given if k.upper().startswith(prefix) and k.upper() not in known)
 
 
 def _prog_name(settings_class: type[BaseSettings]) -> str:

@@ -63,3 +63,36 @@ def test_setup_says_what_is_unreachable() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("setup failed: postgres:")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_misspelt_setting_stops_start_up_naming_it(service: str) -> None:
+    misspelt = f"{SERVICES[service].env_prefix}LOG_LEVLE"
+    result = run(service, "--help", env={"PATH": "/usr/bin", misspelt: "DEBUG"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: unknown setting {misspelt} (misspelt? python -m {service} --help lists them)"
+    )
+    spelt = f"{SERVICES[service].env_prefix}LOG_LEVEL"  # the control: spelt right, it starts
+    assert run(service, "--help", env={"PATH": "/usr/bin", spelt: "DEBUG"}).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("service", "setting"),
+    [
+        ("node_server", "AUTH_TOKENS"),
+        ("worker_server", "AUTH_TOKENS"),
+        ("node_server", "ADMIN_TOKEN"),
+    ],
+)
+def test_a_token_set_but_empty_stops_start_up(service: str, setting: str) -> None:
+    prefix = SERVICES[service].env_prefix
+    result = run(service, env={"PATH": "/usr/bin", f"{prefix}{setting}": " "})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: invalid setting {prefix}{setting}: is set but empty; unset it "
+        + ("to run without tokens" if setting == "AUTH_TOKENS" else "instead")
+    ]
+    # The control: a real token passes, so only the (broken) port is reported.
+    env = {"PATH": "/usr/bin", f"{prefix}{setting}": "s3cret", f"{prefix}PORT": "x"}
+    assert run(service, env=env).stderr.startswith(f"error: invalid setting {prefix}PORT:")
