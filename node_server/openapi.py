@@ -111,11 +111,15 @@ SPEC: dict[str, Any] = {
                     "202": _json("Confirmed by RabbitMQ.", "Accepted"),
                     "400": ERROR_400,
                     "401": ERROR_401,
+                    "408": _json(
+                        "The body did not arrive within http_idle_timeout_seconds.", "Error"
+                    ),
                     "409": _json(
                         "conflicting_job: another epoch_challenge holds this block height.",
                         "Error",
                     ),
                     "413": _json("Body larger than max_message_bytes.", "Error"),
+                    "415": _json("The body is not application/json.", "Error"),
                     "503": ERROR_503,
                 },
                 "security": ADMIN,

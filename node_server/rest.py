@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from node_server import params, queries
@@ -17,9 +19,7 @@ async def post_job(request: web.Request) -> web.Response:
     """POST /api/jobs: a node's job over HTTP, 202 once RabbitMQ confirmed it."""
     received_at = now_ns()
     settings = request.app[SETTINGS]
-    body = await request.read()
-    if len(body) > settings.max_message_bytes:
-        raise ApiError(413, "too_large", f"body larger than {settings.max_message_bytes} bytes")
+    body = await _json_body(request, settings.max_message_bytes, settings.http_idle_timeout_seconds)
     try:
         job = parse_job(body, settings)
     except ProtocolError as error:
@@ -42,6 +42,26 @@ async def post_job(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+async def _json_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The request body: JSON only (no cross-site form posts), at most `limit` bytes,
+    refused before reading when it says it is larger, and within `timeout` seconds."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the job as application/json")
+    too_large = ApiError(413, "too_large", f"body larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.read(limit + 1 - len(body)):
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"body not received within {timeout:g} s") from None
+    return bytes(body)
 
 
 async def solutions_at_height(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from tests.support.clients import (
 )
 from tests.support.clients import welcome as welcome_frame
 from tests.support.ports import free_port
-from tests.support.stack import Backends, Stack, serving
+from tests.support.stack import Backends, Stack, StartServers, serving
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,15 @@ async def servers(start_servers) -> Stack:
         yield stack
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def call(
     method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
     """(status, decoded JSON body) of one request; the body must be JSON."""
     data = body if isinstance(body, bytes | None) else orjson.dumps(body)
+    headers = {**JSON, **(headers or {})} if data is not None else headers
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, data=data, headers=headers) as response:
             assert response.content_type == "application/json", await response.text()
@@ -256,3 +260,48 @@ async def test_api_is_503_with_json_when_postgres_is_down(backends: Backends) ->
     async with serving(create_app(settings), port) as address:
         status, body = await call("GET", f"http://{address}/api/stats")
     assert status == 503 and body["error"] == "unavailable"
+
+
+async def test_posted_jobs_are_json_only(servers: Stack) -> None:
+    url, height = f"{servers.node_http}/api/jobs", next_height()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # what a cross-site form sends
+    status, body = await call("POST", url, job(height), form)
+    assert status == 415 and body["error"] == "unsupported_media_type"
+    status, _ = await call("POST", url, job(height))  # the control: the same job as JSON
+    assert status == 202
+
+
+async def _raw_post(address: str, head: bytes, body: bytes, read_timeout: float) -> bytes:
+    host, port = address.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(read_timeout):
+            return await reader.read(4096)
+    finally:
+        writer.close()
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_sent(servers: Stack) -> None:
+    head = (
+        b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000000\r\n\r\n"
+    )
+    answer = await _raw_post(servers.node_http, head, b"", read_timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert b'"error":"too_large"' in answer
+
+
+async def test_a_body_that_trickles_in_times_out(start_servers: StartServers) -> None:
+    async with start_servers(node={"http_idle_timeout_seconds": 1}) as stack:
+        body = orjson.dumps(job(next_height()))
+        head = (
+            b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        answer = await _raw_post(stack.node_http, head, body[:10], read_timeout=5)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        assert b'"error":"request_timeout"' in answer
+        complete = await _raw_post(stack.node_http, head, body, read_timeout=5)  # the control
+        assert complete.startswith(b"HTTP/1.1 202"), complete[:80]

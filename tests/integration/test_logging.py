@@ -68,7 +68,7 @@ async def test_client_mistakes_are_logged_without_tracebacks(
         for url in ("/api/jobs?limit=-3", "/api/jobs/zzz", "/api/workers?connected=2"):
             async with session.get(strict.node_http + url) as response:
                 assert response.status == 400
-        async with session.post(f"{strict.node_http}/api/jobs", data=b"[]") as response:
+        async with session.post(f"{strict.node_http}/api/jobs", json=[]) as response:
             assert response.status == 400
         for base in (strict.node_http, strict.worker_http):  # no websocket upgrade
             async with session.get(f"{base}/") as response:

@@ -76,6 +76,8 @@ async def _request(
     session: aiohttp.ClientSession, method: str, url: str, token: str | None, body: bytes | None
 ) -> tuple[int, object]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     async with session.request(method, url, data=body, headers=headers) as response:
         assert response.content_type == "application/json"
         return response.status, orjson.loads(await response.read())
