@@ -16,6 +16,12 @@ class NodeServerSettings(WebsocketServerSettings):
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )
+    max_expected_heights: int = Field(
+        1024,
+        ge=1,
+        description="Block heights one node connection waits for at once; a job beyond "
+        "that makes it stop waiting for its oldest (counted in a metric).",
+    )
     recovery_window_per_height: int = Field(
         1000,
         ge=0,

@@ -30,7 +30,10 @@ class NodeSession:
     def __init__(self, request: web.Request, connection: Connection) -> None:
         self.app = request.app
         self.connection = connection
-        self.expectations = NodeExpectations(request.app[SETTINGS].solution_wait_time_seconds)
+        settings = request.app[SETTINGS]
+        self.expectations = NodeExpectations(
+            settings.solution_wait_time_seconds, settings.max_expected_heights
+        )
 
     def offer(self, update: SolutionUpdate) -> None:
         if self.expectations.accept(update):

@@ -9,7 +9,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from shared.metrics import EXPECTATIONS_EVICTED
 from shared.updates import JobUpdate, SolutionUpdate
+
+PRUNE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -48,9 +51,11 @@ class NodeExpectations:
     challenge at its height.
     """
 
-    def __init__(self, wait_seconds: float) -> None:
+    def __init__(self, wait_seconds: float, max_heights: int = 1024) -> None:
         self.wait_seconds = wait_seconds
+        self.max_heights = max_heights
         self._by_height: dict[int, _Expectation] = {}
+        self._pruned_at = 0.0
 
     def expect(
         self,
@@ -63,12 +68,17 @@ class NodeExpectations:
         self._prune(now)
         expectation = self._by_height.setdefault(block_height, _Expectation())
         expectation.jobs.append(_Job(proof_target, challenge_digest, now + self.wait_seconds))
+        while len(self._by_height) > self.max_heights:  # a node that floods heights
+            del self._by_height[next(iter(self._by_height))]
+            EXPECTATIONS_EVICTED.inc()
 
     def accept(self, update: SolutionUpdate, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if now - self._pruned_at >= PRUNE_INTERVAL_SECONDS:  # expired ones leave without a job
+            self._prune(now)
         expectation = self._by_height.get(update.solution_height)
         if expectation is None or update.key in expectation.delivered:
             return False
-        now = time.monotonic() if now is None else now
         if not any(_answers(job, update, now) for job in expectation.jobs):
             return False
         expectation.delivered.add(update.key)
@@ -78,6 +88,7 @@ class NodeExpectations:
         return len(self._by_height)
 
     def _prune(self, now: float) -> None:
+        self._pruned_at = now
         for height in [
             h for h, e in self._by_height.items() if all(job.expires <= now for job in e.jobs)
         ]:

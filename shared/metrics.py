@@ -64,6 +64,10 @@ RECOVERED = Counter(
 RECOVERY_WINDOW = Gauge(
     "wspool_recovery_window_solutions", "Recent solutions held in memory for recovery."
 )
+EXPECTATIONS_EVICTED = Counter(
+    "wspool_node_expectations_evicted",
+    "Heights a node connection stopped waiting for because it waited for too many at once.",
+)
 CONFLICTING_JOBS = Counter(
     "wspool_conflicting_jobs", "Jobs refused because another challenge holds their height."
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from shared.filters import NewerJobsOnly, NodeExpectations
+from shared.metrics import EXPECTATIONS_EVICTED
 from shared.updates import JobUpdate, SolutionUpdate
 
 
@@ -65,3 +66,22 @@ def test_a_node_gets_only_solutions_for_the_challenge_it_sent() -> None:
     assert node.accept(answering("mine", "1"), now=1)
     assert not node.accept(answering("theirs", "2"), now=1), "another challenge's solution"
     assert node.accept(answering(None, "3"), now=1), "records from before digests match"
+
+
+def test_expired_heights_leave_without_a_new_job() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, now=0)
+    assert len(node) == 1
+    assert not node.accept(solution(11, 100), now=61)  # any solution looks at the clock
+    assert len(node) == 0
+
+
+def test_a_connection_waits_for_a_bounded_number_of_heights() -> None:
+    node = NodeExpectations(wait_seconds=60, max_heights=3)
+    evicted = EXPECTATIONS_EVICTED._value.get()
+    for height in range(10, 15):
+        node.expect(height, 100, now=0)
+    assert len(node) == 3
+    assert EXPECTATIONS_EVICTED._value.get() - evicted == 2
+    assert not node.accept(solution(10, 100), now=1), "the oldest was evicted"
+    assert node.accept(solution(14, 100), now=1)
