@@ -3,8 +3,9 @@
     python -m misc.local_e2e_test [--env-file .env.local_e2e_test]
 
 Exits 0 and prints the round-trip times, or exits 1 with what went wrong.
-Each run uses a new block height above every earlier run's (workers only get
-newer heights), so it can run again and again against the same database.
+Each run sends its job just above the stack's newest one (workers only get
+newer heights) and retires it afterwards through the admin API, so the stack
+is left as it was found: the next real job still reaches every worker.
 """
 
 from __future__ import annotations
@@ -48,10 +49,37 @@ async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float, what
     return orjson.loads(message.data)
 
 
-async def run(node_url: str, worker_url: str, token: str, timeout: float) -> dict[str, float]:
+async def admin_call(url: str, admin_token: str, method: str = "GET") -> dict:
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, url, headers=headers) as response:
+                if response.status != 200:
+                    raise E2EFailed(f"{method} {url}: {response.status} {await response.text()}")
+                answer: dict = await response.json()
+                return answer
+    except aiohttp.ClientError as error:
+        raise E2EFailed(f"cannot connect: {error}") from None
+
+
+async def run(
+    node_url: str, worker_url: str, token: str, admin_token: str, timeout: float
+) -> dict[str, float]:
+    """The round trip, at a height just above the newest job; that job retired after."""
+    api = node_url.replace("ws", "http", 1).rstrip("/")
+    current = (await admin_call(f"{api}/api/stats", admin_token))["current_height"]
+    height = 1 if current is None else current + 1
+    times = await round_trip(node_url, worker_url, token, timeout, height)
+    await admin_call(f"{api}/api/jobs/{times.pop('task_id')}/retire", admin_token, "POST")
+    return times
+
+
+async def round_trip(
+    node_url: str, worker_url: str, token: str, timeout: float, height: int
+) -> dict:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    height = time.time_ns() // 1000  # microseconds: grows from run to run
-    challenge = {"epoch_number": height, "epoch_block_hash": f"e2e-{height}", "degree": 8191}
+    run_id = random.randrange(2**32)  # a challenge of its own: runs never answer each other
+    challenge = {"epoch_number": height, "epoch_block_hash": f"e2e-{run_id}", "degree": 8191}
     solution = {
         "partial_solution": {
             "address": "aleo1e2e",
@@ -117,7 +145,11 @@ async def run(node_url: str, worker_url: str, token: str, timeout: float) -> dic
             solution_ms = (time.perf_counter() - started) * 1000
             if received != solution:
                 raise E2EFailed(f"node got {received}, expected exactly {solution}")
-    return {"job_node_to_worker_ms": job_ms, "solution_worker_to_node_ms": solution_ms}
+    return {
+        "job_node_to_worker_ms": job_ms,
+        "solution_worker_to_node_ms": solution_ms,
+        "task_id": job["task_id"],
+    }
 
 
 def main() -> int:
@@ -131,6 +163,7 @@ def main() -> int:
                 env.get("E2E_NODE_URL", f"ws://127.0.0.1:{NODE_SERVER.port}/"),
                 env.get("E2E_WORKER_URL", f"ws://127.0.0.1:{WORKER_SERVER.port}/"),
                 env.get("E2E_TOKEN", ""),
+                env.get("E2E_ADMIN_TOKEN", ""),
                 float(env.get("E2E_TIMEOUT_SECONDS", "10")),
             )
         )

@@ -53,6 +53,7 @@ JOB_FIELDS = {
     "epoch_challenge": {"type": "object"},
     "created_at": TIME,
     "broadcast_at": MAYBE_TIME,
+    "retired_at": MAYBE_TIME,
 }
 
 SOLUTION = _object(
@@ -132,6 +133,16 @@ SCHEMAS: dict[str, Any] = {
         block_height=INT64,
         challenge_digest={"type": "string", "pattern": "^[0-9a-f]{32}$"},
         poll=TEXT,
+    ),
+    "Retired": _object(
+        retired={"type": "string", "format": "uuid"},
+        block_height=INT64,
+        current={
+            "anyOf": [
+                _object(task_id={"type": "string", "format": "uuid"}, block_height=INT64),
+                {"type": "null"},
+            ]
+        },
     ),
     "HeightSolutions": _object(
         block_height=INT64,

@@ -118,6 +118,10 @@ SPEC: dict[str, Any] = {
                         "conflicting_job: another epoch_challenge holds this block height.",
                         "Error",
                     ),
+                    "422": _json(
+                        "implausible_height: more than max_height_jump above the newest job.",
+                        "Error",
+                    ),
                     "413": _json("Body larger than max_message_bytes.", "Error"),
                     "415": _json("The body is not application/json.", "Error"),
                     "503": ERROR_503,
@@ -135,6 +139,21 @@ SPEC: dict[str, Any] = {
             400,
             404,
         ),
+        "/api/jobs/{task_id}/retire": {
+            "post": {
+                "summary": "Retire a job (it stays stored): every worker_server resets its "
+                "workers to the newest job not retired and sends it to them.",
+                "parameters": [TASK_ID],
+                "responses": {
+                    "200": _json("Retired, and the current job announced.", "Retired"),
+                    "400": ERROR_400,
+                    "401": ERROR_401,
+                    "404": ERROR_404,
+                    "503": ERROR_503,
+                },
+                "security": ADMIN,
+            }
+        },
         "/api/jobs/by-height/{block_height}/solutions": _read(
             "Stored solutions for a block height, oldest first, exactly the `solution` objects "
             "workers sent (node auth tokens). Poll with `after` = previous `next_after`.",

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-JOB_COLUMNS = "task_id, block_height, epoch_challenge, created_at, broadcast_at"
+JOB_COLUMNS = "task_id, block_height, epoch_challenge, created_at, broadcast_at, retired_at"
 SOLUTION_COLUMNS = (
     "id, task_id, nonce, hardware_id, caption, solution, solution_target, valid, checked, "
     "created_at, broadcast_at"
@@ -24,7 +24,7 @@ WORKER_COLUMNS = (
 STATS = """
 SELECT
   (SELECT count(*) FROM worker WHERE disconnected_at IS NULL) AS connected_workers,
-  (SELECT max(block_height) FROM job) AS current_height,
+  (SELECT max(block_height) FROM job WHERE retired_at IS NULL) AS current_height,
   (SELECT count(*) FROM job WHERE created_at > now() - interval '1 minute') AS jobs_minute,
   (SELECT count(*) FROM job WHERE created_at > now() - interval '1 hour') AS jobs_hour,
   (SELECT count(*) FROM solution WHERE created_at > now() - interval '1 minute')
@@ -116,7 +116,8 @@ async def solutions_at_height(
     """
     return await pool.fetch(
         "SELECT s.id, s.solution FROM solution s JOIN job j ON j.task_id = s.task_id "
-        "WHERE j.block_height = $1 AND s.solution_target >= $2 AND s.id > $3 "
+        "WHERE j.block_height = $1 AND j.retired_at IS NULL "
+        "AND s.solution_target >= $2 AND s.id > $3 "
         "AND ($5::text IS NULL OR j.challenge_digest IS NULL OR j.challenge_digest = $5) "
         "ORDER BY s.id LIMIT $4",
         height,

@@ -37,7 +37,7 @@ QUERY_TIMEOUT_SECONDS = 5.0
 RECOVERABLE = """
 SELECT s.task_id, s.nonce, s.solution, s.solution_target, s.created_at, j.challenge_digest
 FROM job j JOIN solution s ON s.task_id = j.task_id
-WHERE j.block_height = $1 AND s.solution_target >= $2
+WHERE j.block_height = $1 AND j.retired_at IS NULL AND s.solution_target >= $2
   AND (j.challenge_digest IS NULL OR j.challenge_digest = $3)
   AND s.created_at > now() - make_interval(secs => $4)
 ORDER BY s.id

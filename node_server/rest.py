@@ -9,7 +9,7 @@ from aiohttp import web
 from node_server import params, queries
 from node_server.api import json_response
 from node_server.params import ApiError
-from node_server.submit import ConflictingJob, parse_job, submit_job
+from node_server.submit import ConflictingJob, RefusedJob, parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.protocol import ProtocolError, now_ns
@@ -26,9 +26,10 @@ async def post_job(request: web.Request) -> web.Response:
         raise ApiError(400, error.code, error.detail) from None
     try:
         # Not confirmed: PublishRefused, which `api_errors` answers with 503 from the catalogue.
-        digest = await submit_job(request.app, job, received_at)
-    except ConflictingJob as conflict:
-        raise ApiError(409, conflict.code, conflict.detail) from None
+        digest = await submit_job(request.app, job, received_at, settings.max_height_jump)
+    except RefusedJob as refused:
+        status = 409 if isinstance(refused, ConflictingJob) else 422
+        raise ApiError(status, refused.code, refused.detail) from None
     poll = (
         f"/api/jobs/by-height/{job.block_height}/solutions"
         f"?min_target={job.proof_target}&challenge_digest={digest}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node_server import api, dashboard, rest
+from node_server import api, dashboard, rest, retire
 from node_server.openapi import openapi
 
 ROUTES: list[tuple[str, str, api.Handler, str]] = [
@@ -20,6 +20,7 @@ ROUTES: list[tuple[str, str, api.Handler, str]] = [
     ("GET", "/api/jobs/by-height/{block_height}/solutions", rest.solutions_at_height, "node"),
     ("GET", "/api/jobs/{task_id}", api.get_job, "admin"),
     ("GET", "/api/jobs/{task_id}/solutions", api.job_solutions, "admin"),
+    ("POST", "/api/jobs/{task_id}/retire", retire.retire_job, "admin"),
     ("GET", "/api/workers", api.list_workers, "admin"),
     ("GET", "/api/workers/{hardware_id}/stats", api.worker_stats, "admin"),
     ("GET", "/dashboard", dashboard.page, "admin"),

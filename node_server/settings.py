@@ -16,6 +16,12 @@ class NodeServerSettings(WebsocketServerSettings):
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )
+    max_height_jump: int = Field(
+        100_000,
+        ge=1,
+        description="A job more than this above the newest job (not retired) is refused "
+        "with implausible_height and never published: one would stall every worker.",
+    )
     max_expected_heights: int = Field(
         1024,
         ge=1,

@@ -2,9 +2,10 @@
 
 A job counts as accepted only once RabbitMQ confirmed it; until then the
 caller is told it was refused: `PublishRefused`, which the error catalogue
-answers with 1011 on a websocket and 503 over HTTP. A job whose height is
-already held by another challenge is refused first (`ConflictingJob`): its
-publish would be dropped as a duplicate height.
+answers with 1011 on a websocket and 503 over HTTP. Refused before
+publishing (`RefusedJob`): a job far above the newest one (`ImplausibleHeight`:
+it would stall every worker) and one whose height another challenge holds
+(`ConflictingJob`: it would be dropped as a duplicate height).
 """
 
 from __future__ import annotations
@@ -16,24 +17,50 @@ from aiohttp import web
 
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, ErrorCode, count, down_as
-from shared.metrics import CONFLICTING_JOBS
+from shared.metrics import REFUSED_JOBS
 from shared.protocol import JobMessage, NodeJob, challenge_digest, check_size, encode, parse
 from shared.settings import WebsocketServerSettings
 from shared.websocket_app import PUBLISHER
 
 LOOKUP_TIMEOUT_SECONDS = 2.0
-HOLDER = "SELECT challenge_digest, epoch_challenge FROM job WHERE block_height = $1"
+# The newest job not retired, and the one at this height if any: one round trip.
+LOOKUP = """
+SELECT (SELECT max(block_height) FROM job WHERE retired_at IS NULL) AS newest,
+       held.challenge_digest, held.epoch_challenge
+FROM (SELECT 1) AS one
+LEFT JOIN job AS held ON held.block_height = $1 AND held.retired_at IS NULL
+"""
 log = logging.getLogger(__name__)
 
 
-class ConflictingJob(Exception):
+class RefusedJob(Exception):
+    """A valid job that must not be published; the node is told why with `code`."""
+
+    code: ErrorCode
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ImplausibleHeight(RefusedJob):
+    """Far above the newest job: one such job would stall every worker (height poisoning)."""
+
+    code = ErrorCode.IMPLAUSIBLE_HEIGHT
+
+    def __init__(self, block_height: int, newest: int, max_jump: int) -> None:
+        super().__init__(
+            f"block height {block_height} is more than {max_jump} above the newest job's {newest}"
+        )
+
+
+class ConflictingJob(RefusedJob):
     """Another challenge holds the job's block height (a fork, a misconfigured node)."""
 
     code = ErrorCode.CONFLICTING_JOB
 
     def __init__(self, block_height: int) -> None:
-        self.detail = f"block height {block_height} is held by another epoch_challenge"
-        super().__init__(self.detail)
+        super().__init__(f"block height {block_height} is held by another epoch_challenge")
 
 
 def parse_job(data: bytes, settings: WebsocketServerSettings) -> NodeJob:
@@ -47,15 +74,15 @@ def check_job(job: NodeJob, settings: WebsocketServerSettings) -> NodeJob:
     return job
 
 
-async def submit_job(app: web.Application, job: NodeJob, received_at: int) -> str:
+async def submit_job(
+    app: web.Application, job: NodeJob, received_at: int, max_height_jump: int
+) -> str:
     """Publish the job with a confirm; returns its challenge digest.
 
-    Raises `ConflictingJob` (nothing published) or `PublishRefused`.
+    Raises a `RefusedJob` (nothing published) or `PublishRefused`.
     """
     digest = challenge_digest(job.epoch_challenge)
-    if await _held_by_another(app, job.block_height, digest):
-        CONFLICTING_JOBS.inc()
-        raise ConflictingJob(job.block_height)
+    await _check_against_stored(app, job.block_height, digest, max_height_jump)
     message = JobMessage(
         epoch_challenge=job.epoch_challenge,
         proof_target=job.proof_target,
@@ -65,21 +92,30 @@ async def submit_job(app: web.Application, job: NodeJob, received_at: int) -> st
     return digest
 
 
-async def _held_by_another(app: web.Application, block_height: int, digest: str) -> bool:
-    """True when the stored job of this height has another challenge.
+async def _check_against_stored(
+    app: web.Application, block_height: int, digest: str, max_height_jump: int
+) -> None:
+    """Refuse a job far above the newest one, or at a height another challenge holds.
 
-    Unknown while Postgres is away: the job is published, and the digest on
-    each solution still keeps another challenge's solutions from the node.
+    Unknown while Postgres is away: the job is published (the first job of an
+    empty database likewise), and the digest on each solution still keeps
+    another challenge's solutions from the node.
     """
     try:
         # Bounded: a slow database must not hold up the job itself.
         async with down_as(DatabaseUnavailable), asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
-            row = await app[POOL].fetchrow(HOLDER, block_height)
+            row = await app[POOL].fetchrow(LOOKUP, block_height)
     except DatabaseUnavailable as error:
         count(error)
-        log.warning("job_holder_lookup_failed", extra={"error": str(error)})
-        return False
-    if row is None:
-        return False
+        log.warning("job_lookup_failed", extra={"error": str(error)})
+        return
+    newest = row["newest"]
+    if newest is not None and block_height > newest + max_height_jump:
+        REFUSED_JOBS.labels(code=ErrorCode.IMPLAUSIBLE_HEIGHT).inc()
+        raise ImplausibleHeight(block_height, newest, max_height_jump)
+    if row["epoch_challenge"] is None:
+        return
     held = row["challenge_digest"] or challenge_digest(row["epoch_challenge"])
-    return bool(held != digest)
+    if held != digest:
+        REFUSED_JOBS.labels(code=ErrorCode.CONFLICTING_JOB).inc()
+        raise ConflictingJob(block_height)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from node_server.recovery import recover
 from node_server.settings import NodeServerSettings
-from node_server.submit import ConflictingJob, check_job, submit_job
+from node_server.submit import RefusedJob, check_job, submit_job
 from shared.filters import NodeExpectations
 from shared.metrics import LATENCY, RECOVERED
 from shared.protocol import NodeJob, now_ns
@@ -56,15 +56,15 @@ class NodeSession:
 async def on_job(session: NodeSession, job: NodeJob) -> None:
     received_at = now_ns()
     check_job(job, session.connection.settings)
+    settings = session.app[SETTINGS]
     try:
-        digest = await submit_job(session.app, job, received_at)
-    except ConflictingJob as conflict:  # not an invalid frame: the node is told, not punished
-        session.connection.send_error(conflict.code, conflict.detail)
+        digest = await submit_job(session.app, job, received_at, settings.max_height_jump)
+    except RefusedJob as refused:  # not an invalid frame: the node is told, not punished
+        session.connection.send_error(refused.code, refused.detail)
         return
     # Only a confirmed job makes this node wait for solutions; then what it missed.
     session.expectations.expect(job.block_height, job.proof_target, digest, time.monotonic())
-    wait_seconds = session.app[SETTINGS].solution_wait_time_seconds
-    await recover(session.app, session, job, digest, wait_seconds)
+    await recover(session.app, session, job, digest, settings.solution_wait_time_seconds)
 
 
 NODE = Role(

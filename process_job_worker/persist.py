@@ -1,4 +1,7 @@
-"""Persist-and-broadcast for jobs: one row per block height, first one wins."""
+"""Persist-and-broadcast for jobs: one current row per block height, first one wins.
+
+A retired job no longer holds its height: a new job there gets a row of its own.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,13 @@ from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
 INSERT = """
 INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest)
 SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[], $4::text[])
-ON CONFLICT (block_height) DO NOTHING
+ON CONFLICT (block_height) WHERE retired_at IS NULL DO NOTHING
 RETURNING id
 """
 
 FIND = """
 SELECT id, block_height, task_id, epoch_challenge, created_at, broadcast_at
-FROM job WHERE block_height = ANY($1::bigint[])
+FROM job WHERE block_height = ANY($1::bigint[]) AND retired_at IS NULL
 """
 
 MARK_BROADCAST = "UPDATE job SET broadcast_at = now() WHERE id = ANY($1::bigint[])"

@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_TASK = "unknown_task"
     CONFLICTING_JOB = "conflicting_job"  # another challenge holds the job's height
+    IMPLAUSIBLE_HEIGHT = "implausible_height"  # far above the newest job
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"
 

@@ -42,6 +42,8 @@ class Stream(Generic[T]):
     replay_last: bool = False
     # The order in which the shared fan-out keeps the newest item for late joiners.
     newest_by: Callable[[T], int] | None = None
+    # An item that replaces the newest whatever its order (a retired job's successor).
+    resets: Callable[[T], bool] | None = None
 
 
 class Subscriber(Protocol[T_contra]):
@@ -189,8 +191,10 @@ class SharedFanout(Generic[T]):
         self.subscribers.discard(subscriber)
 
     def deliver(self, item: T) -> None:
-        newest_by = self.stream.newest_by
-        if newest_by is not None and (
+        newest_by, resets = self.stream.newest_by, self.stream.resets
+        if resets is not None and resets(item):
+            self.newest = item
+        elif newest_by is not None and (
             self.newest is None or newest_by(item) > newest_by(self.newest)
         ):
             self.newest = item

@@ -17,11 +17,18 @@ PRUNE_INTERVAL_SECONDS = 1.0
 
 @dataclass(slots=True)
 class NewerJobsOnly:
-    """A worker gets a job only if its height is above the last one it got."""
+    """A worker gets a job only if its height is above the last one it got.
+
+    A reset (the job current again after a newer one was retired) is always
+    taken, and sent unless no job is left.
+    """
 
     last_height: int = -1
 
     def accept(self, update: JobUpdate) -> bool:
+        if update.reset:
+            self.last_height = update.block_height
+            return bool(update.frame)
         if update.block_height <= self.last_height:
             return False
         self.last_height = update.block_height

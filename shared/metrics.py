@@ -68,8 +68,10 @@ EXPECTATIONS_EVICTED = Counter(
     "wspool_node_expectations_evicted",
     "Heights a node connection stopped waiting for because it waited for too many at once.",
 )
-CONFLICTING_JOBS = Counter(
-    "wspool_conflicting_jobs", "Jobs refused because another challenge holds their height."
+REFUSED_JOBS = Counter(
+    "wspool_refused_jobs",
+    "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",
+    ["code"],
 )
 
 

@@ -163,6 +163,18 @@ class JobRecord(_Message):
     received_at: int
 
 
+class CurrentJobRecord(_Message):
+    """Value of a record on Kafka topic `job` after an operator retired a job.
+
+    Every worker's "newer heights only" filter is reset to `current` (the
+    newest job not retired; None when none is left) and the worker is sent it.
+    """
+
+    retired: uuid.UUID
+    current: JobRecord | None
+    received_at: int
+
+
 class SolutionRecord(_Message):
     """Value of a record on Kafka topic `solution` (key: task_id)."""
 

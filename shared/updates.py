@@ -10,17 +10,27 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from shared.errors import ProtocolError
 from shared.fanout import Stream
 from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC
-from shared.protocol import JobRecord, SolutionRecord, job_frame, parse, solution_frame
+from shared.protocol import (
+    CurrentJobRecord,
+    JobRecord,
+    SolutionRecord,
+    job_frame,
+    parse,
+    solution_frame,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class JobUpdate:
-    block_height: int
-    task_id: uuid.UUID
-    frame: bytes
+    block_height: int  # -1 for a reset with no job left
+    task_id: uuid.UUID | None
+    frame: bytes  # empty for a reset with no job left
     received_at: int
+    # A job made current again because a newer one was retired: filters reset to it.
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +44,19 @@ class SolutionUpdate:
 
 
 def decode_job(value: bytes) -> JobUpdate:
-    record = parse(JobRecord, value)
-    return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
+    """A job, or (a record naming the job it `retired`) the job that is current again."""
+    try:
+        record = parse(JobRecord, value)
+    except ProtocolError:  # not a job: then it must say which job is current (rare)
+        reset = parse(CurrentJobRecord, value)
+    else:
+        return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
+    if reset.current is None:
+        return JobUpdate(-1, None, b"", reset.received_at, reset=True)
+    current = reset.current
+    return JobUpdate(
+        current.block_height, current.task_id, job_frame(current), reset.received_at, reset=True
+    )
 
 
 def decode_solution(value: bytes) -> SolutionUpdate:
@@ -55,5 +76,7 @@ def _height(update: JobUpdate) -> int:
 
 
 # What each websocket server fans out. Workers joining late are sent the newest job.
-JOB_STREAM = Stream(JOB_TOPIC, decode_job, replay_last=True, newest_by=_height)
+JOB_STREAM = Stream(
+    JOB_TOPIC, decode_job, replay_last=True, newest_by=_height, resets=lambda u: u.reset
+)
 SOLUTION_STREAM = Stream(SOLUTION_TOPIC, decode_solution)

@@ -82,6 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--duration", type=float, default=10, help="seconds of the throughput run")
     add("--drain-timeout", type=float, default=30, help="longest wait for deliveries")
     add("--recovery-rounds", type=int, default=20, help="node reconnects timed (0: none)")
+    add(
+        "--admin-token",
+        default=os.environ.get("NODE_SERVER_ADMIN_TOKEN", ""),
+        help="node_server's admin token, to retire the jobs sent ($NODE_SERVER_ADMIN_TOKEN)",
+    )
     add("--json", type=Path, help="write all figures as JSON")
     add("--plot", type=Path, help="write fan-out percentiles vs workers as PNG (matplotlib)")
     add("--logs", type=Path, default=Path("artifacts/bench"), help="own stacks' logs")
@@ -109,6 +114,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         drain_timeout=args.drain_timeout,
         postgres_dsn=args.postgres_dsn,
         recovery_rounds=args.recovery_rounds,
+        admin_token=args.admin_token,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -87,19 +88,17 @@ async def _round(
 
 
 async def recovery_phase(
-    node_url: str, worker_url: str, postgres_dsn: str, rounds: int, first_height: int
+    node_url: str, worker_url: str, postgres_dsn: str, rounds: int, heights: Callable[[], int]
 ) -> dict[str, Any]:
-    """`rounds` reconnect-and-recover rounds at fresh heights from `first_height` up."""
+    """`rounds` reconnect-and-recover rounds, each at a fresh height from `heights`."""
     latencies = []
     db = await asyncpg.connect(postgres_dsn, timeout=10)
     try:
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(worker_url) as worker:
                 await worker.send_bytes(_welcome())
-                for index in range(rounds):
-                    latencies.append(
-                        await _round(session, node_url, worker, db, first_height + index)
-                    )
+                for _ in range(rounds):
+                    latencies.append(await _round(session, node_url, worker, db, heights()))
     finally:
         await db.close()
     return {"rounds": rounds, "latency_ms": summary(latencies)}

@@ -13,6 +13,7 @@ import asyncpg
 
 from misc.bench.clients import Node, SwarmHandle, node, received, swarms, wait_received
 from misc.bench.facts import http_url, process_metrics, summary
+from misc.bench.heights import Heights
 from misc.bench.recovery import recovery_phase
 from misc.bench.stack import Endpoints
 
@@ -37,11 +38,7 @@ class Plan:
     drain_timeout: float
     postgres_dsn: str
     recovery_rounds: int = 20
-
-
-def next_height() -> int:
-    """Above any earlier run's heights: workers only take newer ones."""
-    return time.time_ns() // 1000
+    admin_token: str = ""  # node_server's, to retire the jobs sent
 
 
 def say(text: str) -> None:
@@ -49,16 +46,30 @@ def say(text: str) -> None:
 
 
 async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) -> dict[str, Any]:
-    """Every phase against one running stack; returns the figures."""
+    """Every phase against one running stack; returns the figures.
+
+    The jobs it sent are retired at the end, whatever happened.
+    """
+    heights = await Heights.above_newest(plan.postgres_dsn)
+    try:
+        return await _phases(endpoints, plan, worker_counts, heights)
+    finally:
+        retired = await heights.retire(endpoints.node_url, plan.postgres_dsn, plan.admin_token)
+        say(f"  retired the {retired} jobs sent")
+
+
+async def _phases(
+    endpoints: Endpoints, plan: Plan, worker_counts: list[int], heights: Heights
+) -> dict[str, Any]:
     async with node(endpoints.node_url) as the_node:
-        await the_node.send_job(next_height(), PROOF_TARGET)  # a latest job for ready times
+        await the_node.send_job(heights(), PROOF_TARGET)  # a latest job for ready times
         await asyncio.sleep(1.0)
         fanout = []
         for count in worker_counts:
             say(f"  fan-out to {count} workers")
-            fanout.append(await fanout_phase(endpoints, plan, the_node, count))
+            fanout.append(await fanout_phase(endpoints, plan, the_node, count, heights))
         say(f"  solutions with {plan.solution_workers} workers")
-        solutions = await solution_phases(endpoints, plan, the_node)
+        solutions = await solution_phases(endpoints, plan, the_node, heights)
     results: dict[str, Any] = {"fanout": fanout, "solutions": solutions}
     if plan.recovery_rounds:
         say(f"  recovery: {plan.recovery_rounds} reconnects")
@@ -67,7 +78,7 @@ async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) 
             endpoints.worker_url,
             plan.postgres_dsn,
             plan.recovery_rounds,
-            next_height(),
+            heights,
         )
     return results
 
@@ -89,7 +100,7 @@ async def _connect(handles: list[SwarmHandle], count: int) -> dict[str, Any]:
 
 
 async def fanout_phase(
-    endpoints: Endpoints, plan: Plan, the_node: Node, count: int
+    endpoints: Endpoints, plan: Plan, the_node: Node, count: int, heights: Heights
 ) -> dict[str, Any]:
     metrics_url = http_url(endpoints.worker_url, "/metrics")
     processes = max(1, min(plan.processes, math.ceil(count / 250)))
@@ -110,7 +121,7 @@ async def fanout_phase(
         sent: dict[int, int] = {}
         base = received(handles)
         for number in range(plan.jobs):
-            height = next_height()
+            height = heights()
             sent[height] = await the_node.send_job(height, PROOF_TARGET)
             await wait_received(handles, base + connected * (number + 1), plan.drain_timeout)
             await asyncio.sleep(plan.job_gap)
@@ -154,12 +165,14 @@ def _per_connection_kib(before: dict[str, float], after: dict[str, float], n: in
     return round((after["rss"] - before["rss"]) / n / 1024, 1)
 
 
-async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> dict[str, Any]:
+async def solution_phases(
+    endpoints: Endpoints, plan: Plan, the_node: Node, heights: Heights
+) -> dict[str, Any]:
     processes = max(1, min(plan.processes, math.ceil(plan.solution_workers / 32)))
     async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
         base = received(handles)
         connect = await _connect(handles, plan.solution_workers)
-        await the_node.send_job(next_height(), PROOF_TARGET)
+        await the_node.send_job(heights(), PROOF_TARGET)
         # Each worker gets the latest job on joining, then this one: wait for both.
         await wait_received(handles, base + 2 * connect["connected"], plan.drain_timeout)
         await asyncio.sleep(1.0)
@@ -167,7 +180,7 @@ async def solution_phases(endpoints: Endpoints, plan: Plan, the_node: Node) -> d
         rtt = await _solutions(handles[:1], the_node, plan.rtt_rate, plan.rtt_seconds, plan)
         # A fresh task, so the rows stored for it are the throughput run's alone.
         base = received(handles)
-        await the_node.send_job(next_height(), PROOF_TARGET)
+        await the_node.send_job(heights(), PROOF_TARGET)
         await wait_received(handles, base + connect["connected"], plan.drain_timeout)
         await asyncio.sleep(0.5)
         say(f"  throughput: {plan.rate:g}/s for {plan.duration:g} s")

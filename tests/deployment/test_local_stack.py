@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.clients import job_sent, node_client, worker_client
 from tests.support.stack import (
     POSTGRES_SERVER,
     RABBITMQ_SERVER,
@@ -28,6 +29,9 @@ def free_offset() -> int:
         if all(_is_free(port) for port in ports):
             return offset
     raise RuntimeError("no free port range")
+
+
+REALISTIC_HEIGHT = 5_000_000
 
 
 def _is_free(port: int) -> bool:
@@ -91,6 +95,12 @@ async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
             )
             assert e2e.returncode == 0, e2e.stderr
             assert e2e.stdout.startswith("e2e passed")
+        # The end-to-end check retired what it sent: a real chain's job still gets through.
+        async with (
+            worker_client(e2e_env["E2E_WORKER_URL"]) as worker,
+            node_client(e2e_env["E2E_NODE_URL"]) as node,
+        ):
+            await job_sent(node, worker, REALISTIC_HEIGHT, timeout=15)
         stack.send_signal(signal.SIGINT)
         assert stack.wait(30) == 0
     finally:

@@ -35,6 +35,12 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         f"/api/jobs/{uuid.uuid4()}/solutions",
         ADMIN,
     ),
+    ("POST", "/api/jobs/{task_id}/retire"): (
+        f"/api/jobs/{TASK}/retire",
+        ADMIN,
+        f"/api/jobs/{uuid.uuid4()}/retire",
+        ADMIN,
+    ),
     ("GET", "/api/jobs/by-height/{block_height}/solutions"): (
         f"/api/jobs/by-height/{HEIGHT}/solutions?min_target=1",
         NODE,

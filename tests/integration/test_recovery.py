@@ -106,7 +106,10 @@ async def test_after_a_restart_recovery_comes_from_postgres(
     async with start_servers() as servers:
         async with missed_while_away(servers, db, height) as (_worker, _task, missed):
             before = recovered("database")
-            async with start_servers() as restarted, node_client(restarted.node_url) as node:
+            # Without a window: a fresh instance's fan-out may still re-read the topic from
+            # its start (see OutageWatch), and then memory would answer first.
+            fresh = start_servers(node={"recovery_window_per_height": 0})
+            async with fresh as restarted, node_client(restarted.node_url) as node:
                 await node.send(job(height, proof_target=100))
                 assert by_nonce(await solutions_received(node, 3)) == by_nonce(missed)
             assert recovered("database") - before == 3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +11,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-# Heights grow through the session (and across runs): workers only get newer ones.
-# Clock-based like the benchmark's, so a test after a benchmark run stays above it.
-_last_height = [0]
+# Heights grow by one through the session, like a chain's: workers only get newer
+# ones, and a job far above the newest is refused (max_height_jump). Every session
+# has its own database, so each starts here.
+_last_height = [1_000_000]
 
 
 def next_height() -> int:
-    _last_height[0] = max(_last_height[0] + 1, time.time_ns() // 1000)
+    _last_height[0] += 1
     return _last_height[0]
 
 
