@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -21,6 +22,7 @@ from shared.settings import ServiceSettings, WebsocketServerSettings, load_setti
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 RESTART_RESET_SECONDS = 60.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 log = logging.getLogger(__name__)
 
 
@@ -97,11 +99,36 @@ def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
     return context
 
 
+def stop_once(loop: asyncio.AbstractEventLoop) -> None:
+    """SIGTERM/SIGINT start the graceful shutdown; a repeated signal is only logged.
+
+    aiohttp's own handlers raise on every signal. A second one (Ctrl-C reaches
+    the whole process group, then `make run` sends SIGTERM) lands in the middle
+    of the cleanup, which is then abandoned: the remaining cleanup contexts are
+    finalised out of order after every task was cancelled, and the Postgres
+    pool waited forever for connections no task would release.
+    """
+
+    def stop(signum: signal.Signals) -> None:
+        for other in STOP_SIGNALS:
+            loop.add_signal_handler(other, _already_stopping, other)
+        log.info("stopping", extra={"signal": signum.name})
+        raise web.GracefulExit
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+
+
+def _already_stopping(signum: signal.Signals) -> None:
+    log.info("already_stopping", extra={"signal": signum.name})
+
+
 def run(app: web.Application, settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
     ssl_context = tls_context(settings) if isinstance(settings, WebsocketServerSettings) else None
     # A broadcast is one socket write per connection: uvloop makes each far cheaper.
     loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
+    stop_once(loop)
     web.run_app(
         app,
         loop=loop,
@@ -113,8 +140,11 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
         keepalive_timeout=settings.http_idle_timeout_seconds,
         access_log=None,
         print=None,
-        handle_signals=True,
+        handle_signals=False,  # stop_once handles them
     )
+    # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def serve(
