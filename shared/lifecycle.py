@@ -16,12 +16,11 @@ from aiohttp import web
 
 from shared.backoff import Backoff
 from shared.db import POOL, create_pool, migrate
-from shared.health import add_check
+from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-RESTART_RESET_SECONDS = 60.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 log = logging.getLogger(__name__)
 
@@ -52,19 +51,25 @@ def background(
 
     Supervised: if `run` fails, the error is logged once with its traceback
     and `run` starts again after a backoff, so no loop of the service is ever
-    silently gone. A `run` that returns is done.
+    silently gone. Failing `task_failure_limit` times in a row turns /healthz
+    to 503 (`shared.health.Supervision`). A `run` that returns is done.
     """
 
     async def supervised(app: web.Application) -> None:
+        supervision = app.get(SUPERVISION)  # None: an app without health routes
         backoff = Backoff()
         while True:
             started = time.monotonic()
+            if supervision is not None:
+                supervision.started(name)
             try:
                 await run(app)
                 return
             except Exception:
                 log.exception("task_failed", extra={"task": name})
-            if time.monotonic() - started > RESTART_RESET_SECONDS:
+            if supervision is not None:
+                supervision.failed(name)
+            if time.monotonic() - started > HEALTHY_RUN_SECONDS:
                 backoff.reset()  # it ran fine for a while: this is a new failure
             await backoff.sleep()
 
