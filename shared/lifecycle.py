@@ -65,6 +65,12 @@ def background(
             try:
                 await run(app)
                 return
+            except asyncio.CancelledError:
+                if _cancelled():
+                    raise
+                # Not our cancellation: one leaked from a library (aiokafka's
+                # `stop()` can raise it), which would otherwise end the task unseen.
+                log.exception("task_failed", extra={"task": name})
             except Exception:
                 log.exception("task_failed", extra={"task": name})
             if supervision is not None:
@@ -83,6 +89,12 @@ def background(
                 await task
 
     return context
+
+
+def _cancelled() -> bool:
+    """Whether the running task itself was asked to stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def retry(what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

@@ -96,3 +96,25 @@ async def test_a_task_that_recovers_before_the_limit_stays_healthy() -> None:
     async with _serving_task("flaky", flaky, failure_limit=3) as address:
         await asyncio.wait_for(recovered.wait(), 10)
         assert await _healthz(f"http://{address}") == (200, {"status": "ok"})
+
+
+async def test_a_cancellation_leaked_by_a_library_does_not_end_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs: list[int] = []
+    running_again = asyncio.Event()
+
+    async def leaky(_app: web.Application) -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise asyncio.CancelledError  # as aiokafka's stop() may, nobody cancelled us
+        running_again.set()
+        await asyncio.Future()
+
+    lifecycle = contextlib.asynccontextmanager(background("leaky", leaky))
+    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+        async with lifecycle(web.Application()):
+            await asyncio.wait_for(running_again.wait(), 5)
+    # Leaving the block cancelled it for real: that one ends the task (no third run).
+    assert len(runs) == 2
+    assert [r.getMessage() for r in caplog.records] == ["task_failed"]
