@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from misc.tansu import tansu
+from misc.tansu import dies_with_this_process, tansu
 from shared.catalogue import SERVICES, SETUP
 from shared.settings import POSTGRES_DSN, RABBITMQ_URL
 
@@ -150,6 +150,8 @@ def main() -> int:
                 env=env,
                 stdout=open(args.logs / f"{name}.log", "ab"),
                 stderr=subprocess.STDOUT,
+                # If this runner is killed, the services stop gracefully rather than linger.
+                preexec_fn=dies_with_this_process(signal.SIGTERM),
             )
             for name in SERVICES
         }

@@ -6,11 +6,17 @@ Memory storage: everything is lost when it stops, so the setup re-creates topics
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def any_free_port() -> int:
@@ -32,6 +38,29 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
                     f"nothing listens on {host}:{port} after {timeout:g} s"
                 ) from None
             time.sleep(0.05)
+
+
+def dies_with_this_process(signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child sent `signum` when this process ends, however.
+
+    Our own cleanup stops children when we exit normally; this covers SIGKILL
+    and crashes, and children started in their own session, which signals to
+    our process group never reach. Linux only (None elsewhere). The kernel
+    ties it to the thread that starts the child: start children from the main
+    thread.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def tie() -> None:
+        if prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:  # we died before the tie was made
+            os._exit(0)
+
+    return tie
 
 
 def start_tansu(
@@ -58,6 +87,7 @@ def start_tansu(
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C in a terminal goes to the stack runner, which stops it
+        preexec_fn=dies_with_this_process(),  # and if the runner is killed, so is the broker
     )
     try:
         wait_for_port(port)

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.Application:
     app = web.Application()
     app[PIPELINE] = pipeline
-    add_health_routes(app)
+    add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
     app.cleanup_ctx.append(background("pipeline", functools.partial(_run, settings)))
     app.on_shutdown.append(functools.partial(_stop_consuming, settings))

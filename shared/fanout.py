@@ -49,6 +49,23 @@ class Stream(Generic[T]):
 class Subscriber(Protocol[T_contra]):
     def offer(self, item: T_contra) -> None: ...
 
+    def failed(self, error: Exception) -> None:
+        """`offer` raised: this subscriber gets nothing more and must end itself."""
+
+
+def offered(subscriber: Subscriber[T], item: T) -> bool:
+    """Offer `item`; False, and the subscriber told, when its `offer` raised.
+
+    A bug in one subscriber must cost that subscriber, never the fan-out
+    every other connection of the process depends on.
+    """
+    try:
+        subscriber.offer(item)
+    except Exception as error:
+        subscriber.failed(error)
+        return False
+    return True
+
 
 class Fanout(Protocol[T]):
     """What a websocket handler needs, whichever mode runs."""
@@ -184,8 +201,8 @@ class SharedFanout(Generic[T]):
 
     async def subscribe(self, subscriber: Subscriber[T]) -> None:
         self.subscribers.add(subscriber)
-        if self.newest is not None:
-            subscriber.offer(self.newest)
+        if self.newest is not None and not offered(subscriber, self.newest):
+            self.subscribers.discard(subscriber)
 
     async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
         self.subscribers.discard(subscriber)
@@ -199,7 +216,8 @@ class SharedFanout(Generic[T]):
         ):
             self.newest = item
         for subscriber in list(self.subscribers):
-            subscriber.offer(item)
+            if not offered(subscriber, item):
+                self.subscribers.discard(subscriber)
 
     async def run(self) -> None:
         """Consume until cancelled; owned by the application's lifecycle."""
@@ -245,8 +263,14 @@ class PerConnectionFanout(Generic[T]):
     async def _run(
         self, consumer: AIOKafkaConsumer, subscriber: Subscriber[T], partitions: set[int]
     ) -> None:
+        failed = False
+
+        def deliver(item: T) -> None:
+            nonlocal failed  # then nothing more: the connection is closing
+            failed = failed or not offered(subscriber, item)
+
         try:
-            await consume(consumer, self.stream, subscriber.offer, partitions=partitions)
+            await consume(consumer, self.stream, deliver, partitions=partitions)
         finally:
             await consumer.stop()
 

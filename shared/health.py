@@ -1,13 +1,17 @@
 """/healthz, /readyz and /metrics, the same on every service.
 
 Readiness is a set of named checks the service registers at start-up; each
-returns True when its dependency is usable right now.
+returns True when its dependency is usable right now. Liveness is the
+supervision of the background tasks: it fails only when one of them keeps
+failing, which a restart of the process may cure and waiting will not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -16,9 +20,47 @@ from shared.metrics import metrics_handler
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
 CHECK_TIMEOUT_SECONDS = 2.0
+# A run this long ends a streak of failures: the task works again.
+HEALTHY_RUN_SECONDS = 60.0
 
 
-async def healthz(_request: web.Request) -> web.Response:
+@dataclass
+class Supervision:
+    """Failures of each supervised background task, in a row."""
+
+    failure_limit: int
+    failures: dict[str, int] = field(default_factory=dict)
+    running_since: dict[str, float] = field(default_factory=dict)
+
+    def started(self, task: str) -> None:
+        self.running_since[task] = time.monotonic()
+
+    def failed(self, task: str) -> None:
+        if self._ran_well(task):
+            self.failures[task] = 0
+        self.failures[task] = self.failures.get(task, 0) + 1
+        self.running_since.pop(task, None)
+
+    def failing(self) -> dict[str, int]:
+        """Tasks past the limit whose latest run has not proved itself yet."""
+        return {
+            task: count
+            for task, count in self.failures.items()
+            if count >= self.failure_limit and not self._ran_well(task)
+        }
+
+    def _ran_well(self, task: str) -> bool:
+        since = self.running_since.get(task)
+        return since is not None and time.monotonic() - since >= HEALTHY_RUN_SECONDS
+
+
+SUPERVISION = web.AppKey("supervision", Supervision)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    failing = request.app[SUPERVISION].failing()
+    if failing:
+        return web.json_response({"status": "failing", "failures": failing}, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -40,8 +82,9 @@ async def _run(check: Check) -> bool:
         return False
 
 
-def add_health_routes(app: web.Application) -> None:
+def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app.setdefault(READINESS, {})
+    app[SUPERVISION] = Supervision(task_failure_limit)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

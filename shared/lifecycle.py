@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -16,12 +17,12 @@ from aiohttp import web
 from shared.backoff import Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
-from shared.health import add_check
+from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-RESTART_RESET_SECONDS = 60.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 log = logging.getLogger(__name__)
 
 
@@ -51,19 +52,31 @@ def background(
 
     Supervised: if `run` fails, the error is logged once with its traceback
     and `run` starts again after a backoff, so no loop of the service is ever
-    silently gone. A `run` that returns is done.
+    silently gone. Failing `task_failure_limit` times in a row turns /healthz
+    to 503 (`shared.health.Supervision`). A `run` that returns is done.
     """
 
     async def supervised(app: web.Application) -> None:
+        supervision = app.get(SUPERVISION)  # None: an app without health routes
         backoff = Backoff()
         while True:
             started = time.monotonic()
+            if supervision is not None:
+                supervision.started(name)
             try:
                 await run(app)
                 return
+            except asyncio.CancelledError:
+                if _cancelled():
+                    raise
+                # Not our cancellation: one leaked from a library (aiokafka's
+                # `stop()` can raise it), which would otherwise end the task unseen.
+                log.exception("task_failed", extra={"task": name})
             except Exception:
                 log.exception("task_failed", extra={"task": name})
-            if time.monotonic() - started > RESTART_RESET_SECONDS:
+            if supervision is not None:
+                supervision.failed(name)
+            if time.monotonic() - started > HEALTHY_RUN_SECONDS:
                 backoff.reset()  # it ran fine for a while: this is a new failure
             await backoff.sleep()
 
@@ -77,6 +90,12 @@ def background(
                 await task
 
     return context
+
+
+def _cancelled() -> bool:
+    """Whether the running task itself was asked to stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def retry(what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -98,11 +117,36 @@ def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
     return context
 
 
+def stop_once(loop: asyncio.AbstractEventLoop) -> None:
+    """SIGTERM/SIGINT start the graceful shutdown; a repeated signal is only logged.
+
+    aiohttp's own handlers raise on every signal. A second one (Ctrl-C reaches
+    the whole process group, then `make run` sends SIGTERM) lands in the middle
+    of the cleanup, which is then abandoned: the remaining cleanup contexts are
+    finalised out of order after every task was cancelled, and the Postgres
+    pool waited forever for connections no task would release.
+    """
+
+    def stop(signum: signal.Signals) -> None:
+        for other in STOP_SIGNALS:
+            loop.add_signal_handler(other, _already_stopping, other)
+        log.info("stopping", extra={"signal": signum.name})
+        raise web.GracefulExit
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+
+
+def _already_stopping(signum: signal.Signals) -> None:
+    log.info("already_stopping", extra={"signal": signum.name})
+
+
 def run(app: web.Application, settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
     ssl_context = tls_context(settings) if isinstance(settings, WebsocketServerSettings) else None
     # A broadcast is one socket write per connection: uvloop makes each far cheaper.
     loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
+    stop_once(loop)
     web.run_app(
         app,
         loop=loop,
@@ -114,8 +158,11 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
         keepalive_timeout=settings.http_idle_timeout_seconds,
         access_log=None,
         print=None,
-        handle_signals=True,
+        handle_signals=False,  # stop_once handles them
     )
+    # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def serve(service: Service, create_app: Callable[[Any], web.Application]) -> None:

@@ -105,6 +105,13 @@ class ServiceSettings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="uvloop (faster socket writes) or the standard asyncio loop."
     )
+    task_failure_limit: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failures in a row of a background task (publisher, consumer, fan-out, "
+        "liveness) after which /healthz answers 503, so the orchestrator restarts the process.",
+    )
 
     @property
     def client_name(self) -> str:

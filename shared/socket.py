@@ -121,7 +121,7 @@ async def _serve_connection(
             with _registered(request.app, connection):
                 opened = await session.opened()
                 role.log.info(f"{role.name}_connected", extra={**connection.log_context, **opened})
-                async with _subscribed(request.app[FANOUT], session):
+                async with _subscribed(request.app[FANOUT], session, connection):
                     while (frame := await connection.receive()) is not None:
                         try:
                             await role.frames.dispatch(session, frame)
@@ -148,14 +148,31 @@ def _registered(app: web.Application, connection: Connection) -> Iterator[None]:
         app[OPEN_SOCKETS].discard(connection)
 
 
+@dataclass(eq=False, slots=True)
+class _Subscription:
+    """A session as the fan-out sees it: an `offer` that raises fails its connection only."""
+
+    session: Session
+    connection: Connection
+
+    def offer(self, update: Any) -> None:
+        self.session.offer(update)
+
+    def failed(self, error: Exception) -> None:
+        self.connection.fail_soon(error)
+
+
 @contextlib.asynccontextmanager
-async def _subscribed(fanout: Fanout[Any], session: Session) -> AsyncIterator[None]:
+async def _subscribed(
+    fanout: Fanout[Any], session: Session, connection: Connection
+) -> AsyncIterator[None]:
     """Receive the fan-out while the body runs."""
+    subscription = _Subscription(session, connection)
     try:
-        await fanout.subscribe(session)
+        await fanout.subscribe(subscription)
     except EVENT_STREAM_DOWN as error:
         raise EventStreamUnavailable(f"{type(error).__name__}: {error}") from error
     try:
         yield
     finally:
-        await fanout.unsubscribe(session)
+        await fanout.unsubscribe(subscription)

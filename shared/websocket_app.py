@@ -34,7 +34,7 @@ def create_websocket_app(
 ) -> web.Application:
     """Postgres, a publisher to `exchange` and a fan-out of `stream`, with health checks."""
     app = web.Application()
-    add_health_routes(app)
+    add_health_routes(app, settings.task_failure_limit)
     app[OPEN_SOCKETS] = set()
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher

@@ -107,6 +107,8 @@ class Connection:
         self._flushed.set()
         self._overflowed = False
         self._sender: asyncio.Task[None] | None = None
+        self._failing: asyncio.Task[None] | None = None  # see fail_soon
+        self._ending = False
         self._transport: asyncio.Transport | None = None
         self._bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._invalid = 0
@@ -143,6 +145,9 @@ class Connection:
         except Exception as error:
             await self._fail(error)
         finally:
+            self._ending = True
+            if self._failing is not None:
+                await self._failing  # bounded: close() gives up and aborts
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
@@ -151,10 +156,20 @@ class Connection:
             if self.close_code is None:
                 self.close_code = self.ws.close_code
 
+    def fail_soon(self, error: Exception) -> None:
+        """Answer a failure raised outside the handler (the fan-out's `offer`).
+
+        Closing waits, and the caller must not: the close runs in a task of
+        this connection, awaited before the connection ends. Only the first
+        failure is answered.
+        """
+        if self._failing is None and not self._ending:
+            self._failing = asyncio.create_task(self._fail(error), name=f"ws-fail-{self.id}")
+
     async def _fail(self, error: Exception) -> None:
         failure = answer(error)
         if failure is INTERNAL:  # a bug of ours: log it once, tell the client, serve others
-            log.exception("connection_failed", extra=self.log_context)
+            log.error("connection_failed", exc_info=error, extra=self.log_context)
         else:
             count(error)
             log.error(

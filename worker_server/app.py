@@ -7,7 +7,7 @@ from shared.rabbit import SOLUTION_EXCHANGE
 from shared.updates import JOB_STREAM
 from shared.websocket_app import create_websocket_app
 from worker_server.admission import Admission
-from worker_server.liveness import keep_worker_rows
+from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks
 from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASKS, worker_socket
@@ -19,6 +19,7 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     app[TASKS] = KnownTasks()
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
+    app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
     app.router.add_get("/", worker_socket)
     return app

@@ -16,20 +16,27 @@ from worker_server.ws import OPEN_ROWS, SETTINGS
 log = logging.getLogger(__name__)
 
 
-async def keep_worker_rows(app: web.Application) -> None:
-    """One sweep for all connections (no per-connection timers)."""
+async def close_rows_left_open_at_start(app: web.Application) -> None:
+    """Once per start (a task that returns is not run again): rows a crashed
+    previous run of this instance left open. Never repeated on a restart of the
+    sweep, which would close the rows of the workers connected right now."""
     settings = app[SETTINGS]
-    pool = app[POOL]
     backoff = Backoff(maximum=settings.liveness_interval_seconds)
-    while True:  # rows a crashed previous run of this instance left open
+    while True:
         try:
-            closed = await close_rows_left_open(pool, settings.server_instance)
+            closed = await close_rows_left_open(app[POOL], settings.server_instance)
             break
         except DatabaseUnavailable as error:
             count(error)
             log.warning("worker_rows_cleanup_failed", extra={"error": str(error)})
             await backoff.sleep()
     log.info("worker_rows_left_open_closed", extra={"count": closed})
+
+
+async def keep_worker_rows(app: web.Application) -> None:
+    """One sweep for all connections (no per-connection timers)."""
+    settings = app[SETTINGS]
+    pool = app[POOL]
     while True:
         await asyncio.sleep(settings.liveness_interval_seconds)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -144,3 +145,86 @@ def test_run_local_stack_says_how_to_start_missing_dependencies() -> None:
     assert result.stderr.startswith("error: Postgres at postgresql://postgres@127.0.0.1:1/wspool")
     assert "docker compose --profile environment up -d" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_killing_the_runner_leaves_nothing_running(tmp_path: Path) -> None:
+    """Tansu runs in its own session: only the parent-death tie stops it after a kill -9."""
+    database = f"wspool_orphans_{RUN_ID}"
+    offset = free_offset()
+    with private_vhost(database) as vhost:
+        env = {
+            **os.environ,
+            "WSPOOL_POSTGRES_DSN": f"{POSTGRES_SERVER}/{database}",
+            "WSPOOL_RABBITMQ_URL": f"{RABBITMQ_SERVER}/{vhost}",
+        }
+        command = ["misc.run_local_stack", "--port-offset", str(offset), "--logs", str(tmp_path)]
+        runner = subprocess.Popen(
+            [sys.executable, "-m", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        children: dict[int, str] = {}
+        try:
+            _until_running(runner)
+            children = _children(runner.pid)
+            # The control: the broker and the four services are there, and alive.
+            names = sorted(children.values())
+            assert sum("tansu" in name for name in names) == 1, names
+            assert len(children) == 5, names
+            runner.send_signal(signal.SIGKILL)
+            runner.wait()
+            deadline = time.monotonic() + 20  # the services stop gracefully
+            while (alive := [pid for pid in children if _alive(pid)]) and (
+                time.monotonic() < deadline
+            ):
+                await asyncio.sleep(0.1)
+            assert not alive, f"still running after the runner was killed: {alive}"
+        finally:
+            for pid in children:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+            await drop_database(database)
+
+
+def _until_running(runner: subprocess.Popen[str], timeout: float = 90.0) -> None:
+    assert runner.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = runner.stdout.readline()
+        assert line, "stack exited early:\n" + "".join(output)
+        output.append(line)
+        if line.startswith("Press Ctrl-C"):
+            return
+    raise AssertionError("stack not running in time:\n" + "".join(output))
+
+
+def _children(parent: int) -> dict[int, str]:
+    """The processes whose parent is `parent`, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found[int(entry.name)] = command
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -32,6 +32,9 @@ class Collector:
     def offer(self, item: str) -> None:
         self.items.append(item)
 
+    def failed(self, error: Exception) -> None:
+        raise AssertionError("a plain append cannot fail") from error
+
     async def wait_for(self, expected: set[str], timeout: float = 20.0) -> None:
         try:
             async with asyncio.timeout(timeout):

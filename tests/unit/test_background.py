@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from shared.health import add_health_routes
 from shared.lifecycle import background
+from tests.support.ports import free_port
+from tests.support.stack import serving
 
 
 async def test_a_failing_task_is_logged_and_started_again(
@@ -44,3 +49,72 @@ async def test_a_task_that_returns_is_not_started_again() -> None:
     async with lifecycle(web.Application()):
         await asyncio.sleep(0.3)
     assert runs == [1]
+
+
+async def _healthz(base: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as response:
+        return response.status, await response.json()
+
+
+def _serving_task(
+    name: str, run: Callable[[web.Application], Awaitable[None]], failure_limit: int
+) -> contextlib.AbstractAsyncContextManager[str]:
+    """An app with health routes running `run` as its one background task."""
+    app = web.Application()
+    add_health_routes(app, failure_limit)
+    app.cleanup_ctx.append(background(name, run))
+    return serving(app, free_port())
+
+
+async def test_a_task_failing_past_the_limit_turns_healthz_to_503() -> None:
+    attempts: list[int] = []
+
+    async def broken(_app: web.Application) -> None:
+        attempts.append(1)
+        raise RuntimeError("injected failure")
+
+    async with _serving_task("broken", broken, failure_limit=3) as address:
+        async with asyncio.timeout(10):
+            while (answer := await _healthz(f"http://{address}"))[0] == 200:
+                await asyncio.sleep(0.05)
+    assert answer[0] == 503
+    assert answer[1]["status"] == "failing" and answer[1]["failures"]["broken"] >= 3
+    assert len(attempts) >= 3
+
+
+async def test_a_task_that_recovers_before_the_limit_stays_healthy() -> None:
+    attempts: list[int] = []
+    recovered = asyncio.Event()
+
+    async def flaky(_app: web.Application) -> None:
+        attempts.append(1)
+        if len(attempts) < 3:  # two failures, one short of the limit
+            raise RuntimeError("injected failure")
+        recovered.set()
+        await asyncio.Future()
+
+    async with _serving_task("flaky", flaky, failure_limit=3) as address:
+        await asyncio.wait_for(recovered.wait(), 10)
+        assert await _healthz(f"http://{address}") == (200, {"status": "ok"})
+
+
+async def test_a_cancellation_leaked_by_a_library_does_not_end_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs: list[int] = []
+    running_again = asyncio.Event()
+
+    async def leaky(_app: web.Application) -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise asyncio.CancelledError  # as aiokafka's stop() may, nobody cancelled us
+        running_again.set()
+        await asyncio.Future()
+
+    lifecycle = contextlib.asynccontextmanager(background("leaky", leaky))
+    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+        async with lifecycle(web.Application()):
+            await asyncio.wait_for(running_again.wait(), 5)
+    # Leaving the block cancelled it for real: that one ends the task (no third run).
+    assert len(runs) == 2
+    assert [r.getMessage() for r in caplog.records] == ["task_failed"]
