@@ -16,3 +16,9 @@ class ProcessSolutionWorkerSettings(ConsumerSettings):
         le=65535,
         description="Port of /healthz, /readyz, /metrics.",
     )
+    retention_days: int = Field(
+        30,
+        ge=0,
+        description="Solutions and closed worker rows older than this many days are deleted "
+        "(in small batches, hourly); 0 keeps everything.",
+    )

@@ -68,6 +68,9 @@ EXPECTATIONS_EVICTED = Counter(
     "wspool_node_expectations_evicted",
     "Heights a node connection stopped waiting for because it waited for too many at once.",
 )
+PRUNED = Counter(
+    "wspool_retention_pruned", "Rows deleted by retention (retention_days), by table.", ["table"]
+)
 REFUSED_JOBS = Counter(
     "wspool_refused_jobs",
     "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",
