@@ -141,7 +141,8 @@ class WebsocketServerSettings(ServiceSettings):
         65536, ge=256, le=16 * 1024 * 1024, description="Largest accepted frame (else 1009)."
     )
     max_object_bytes: int = Field(
-        16384,
+        # About ten times a real one: an Aleo solution or challenge is a few hundred bytes.
+        4096,
         ge=64,
         description="Largest epoch_challenge (node) or solution (worker) object, as JSON; "
         "larger ones are invalid frames. Bounds what one message can make us store.",

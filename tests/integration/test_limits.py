@@ -258,7 +258,9 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
     start_servers, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
     hello = welcome()
-    async with start_servers(worker={"send_queue_size": 4}) as servers:
+    # Big jobs fill the socket buffers quickly: allow objects of their size.
+    big_objects = {"max_object_bytes": 16384}
+    async with start_servers(node=big_objects, worker={"send_queue_size": 4}) as servers:
         writer = await _raw_worker(servers.worker_http.removeprefix("http://"), hello)
         try:
             async with connect(servers.node_url) as ws, asyncio.timeout(60):
