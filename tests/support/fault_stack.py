@@ -95,8 +95,12 @@ def service_env(
 
 
 @contextlib.asynccontextmanager
-async def fault_stack() -> AsyncIterator[FaultStack]:
-    """Private Postgres, RabbitMQ and Tansu, set up, and the four services running."""
+async def fault_stack(instances: int = 1) -> AsyncIterator[FaultStack]:
+    """Private Postgres, RabbitMQ and Tansu, set up, and the four services running.
+
+    With `instances` > 1, each service runs that many times on the same brokers;
+    the second node_server is `services["node_server#2"]`, and so on.
+    """
     root = Path(tempfile.mkdtemp(prefix="wspool-faults-"))
     os.chmod(root, 0o755)  # the postgres user must reach its data directory
     postgres = PrivatePostgres(root / "postgres")
@@ -115,7 +119,8 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
             kafka.start()
             await stack.setup()
             for name in SERVICES:
-                services[name] = _service(stack, name)
+                for number in range(1, instances + 1):
+                    services[instance_key(name, number)] = _service(stack, name, number)
             with stopped_on_exit(*services.values()):
                 for service in services.values():
                     service.start()
@@ -129,13 +134,17 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
             await gate.stop()
 
 
-def _service(stack: FaultStack, name: str) -> Service:
+def instance_key(name: str, number: int) -> str:
+    return name if number == 1 else f"{name}#{number}"
+
+
+def _service(stack: FaultStack, name: str, number: int = 1) -> Service:
     port = free_port()
     extra = {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"} if name == "worker_server" else {}
     env = service_env(
         name, stack.postgres.dsn, stack.rabbit.url, stack.kafka_gate.bootstrap, port, **extra
     )
-    return Service(name, env, port, stack.root / f"{name}.log")
+    return Service(name, env, port, stack.root / f"{instance_key(name, number)}.log")
 
 
 def _print_log_tails(stack: FaultStack, lines: int = 40) -> None:
