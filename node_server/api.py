@@ -10,6 +10,7 @@ handlers.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -81,11 +82,24 @@ def guarded(access: str, handler: Handler) -> Handler:
         if access == "admin" and settings.admin_token is not None:
             if not authorized(request, [settings.admin_token]):
                 return unauthorized()
+        elif access == "admin" and not from_loopback(request):
+            # No admin token: the operator's own machine only, never the open internet.
+            return error_response(
+                403, "forbidden", "set admin_token to reach the admin API from elsewhere"
+            )
         if access == "node" and not authorized(request, settings.auth_tokens):
             return unauthorized()
         return await handler(request)
 
     return check
+
+
+def from_loopback(request: web.Request) -> bool:
+    """Whether the peer is this machine (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:  # a unix socket or an unknown peer
+        return False
 
 
 def page(items: list[dict[str, Any]], limit: int, cursor: str) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Wiring of node_server: the node websocket at `/`, the HTTP API, dashboard, health."""
 
+import logging
+
 from aiohttp import web
 
 from node_server.recovery import RECENT, RecentSolutions, keep_recent
@@ -9,6 +11,8 @@ from node_server.ws import SETTINGS, node_socket
 from shared.rabbit import JOB_EXCHANGE
 from shared.updates import SOLUTION_STREAM
 from shared.websocket_app import FANOUT, create_websocket_app
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: NodeServerSettings) -> web.Application:
@@ -22,4 +26,9 @@ def create_app(settings: NodeServerSettings) -> web.Application:
         app.cleanup_ctx.append(keep_recent(app[FANOUT], window))
     app.router.add_get("/", node_socket)
     add_routes(app)
+    if settings.admin_token is None:
+        log.warning(
+            "admin_api_loopback_only",
+            extra={"detail": "no admin_token: the read API and dashboard answer loopback only"},
+        )
     return app

@@ -36,7 +36,9 @@ class NodeServerSettings(WebsocketServerSettings):
         "Postgres. 0: Postgres only.",
     )
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for the read API and dashboard; unset means open."
+        None,
+        description="Bearer token for the read API and dashboard; unset: they answer "
+        "loopback peers only.",
     )
 
     _admin_token_not_blank = field_validator("admin_token")(not_blank)

@@ -1,0 +1,41 @@
+"""Without an admin token the read API and dashboard answer loopback peers only."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from pydantic import SecretStr
+
+from node_server.api import guarded
+from node_server.settings import NodeServerSettings
+from node_server.ws import SETTINGS
+
+
+async def ok(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def request(admin_token: str | None, remote: str, token: str | None = None) -> web.Request:
+    app = web.Application()
+    app[SETTINGS] = NodeServerSettings(
+        admin_token=None if admin_token is None else SecretStr(admin_token)
+    )
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return make_mocked_request("GET", "/api/stats", headers=headers, app=app).clone(remote=remote)
+
+
+@pytest.mark.parametrize("remote", ["127.0.0.1", "127.3.4.5", "::1"])
+async def test_loopback_peers_are_served_without_a_token(remote: str) -> None:
+    assert (await guarded("admin", ok)(request(None, remote))).status == 200
+
+
+@pytest.mark.parametrize("remote", ["203.0.113.7", "2001:db8::1", ""])
+async def test_other_peers_are_refused_without_a_token(remote: str) -> None:
+    answer = await guarded("admin", ok)(request(None, remote))
+    assert answer.status == 403
+
+
+async def test_with_a_token_every_peer_needs_it() -> None:
+    assert (await guarded("admin", ok)(request("adm1n", "203.0.113.7", "adm1n"))).status == 200
+    assert (await guarded("admin", ok)(request("adm1n", "127.0.0.1"))).status == 401
