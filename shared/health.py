@@ -20,6 +20,7 @@ from shared.metrics import metrics_handler
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
 CHECK_TIMEOUT_SECONDS = 2.0
+CHECK_INTERVAL_SECONDS = 1.0
 # A run this long ends a streak of failures: the task works again.
 HEALTHY_RUN_SECONDS = 60.0
 
@@ -90,5 +91,26 @@ def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app.router.add_get("/metrics", metrics_handler)
 
 
+class _Cached:
+    """A check probed at most once per `CHECK_INTERVAL_SECONDS`, however often /readyz is asked.
+
+    Requests in between share the latest probe (a database round trip per
+    request would let anyone who can reach /readyz load the database).
+    """
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+        self.probed_at = float("-inf")
+        self.probe: asyncio.Future[bool] | None = None
+
+    async def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.probe is None or now - self.probed_at >= CHECK_INTERVAL_SECONDS:
+            self.probed_at = now
+            self.probe = asyncio.ensure_future(_run(self.check))
+        # Shielded: a request that goes away must not cancel the probe others wait on.
+        return await asyncio.shield(self.probe)
+
+
 def add_check(app: web.Application, name: str, check: Check) -> None:
-    app[READINESS][name] = check
+    app[READINESS][name] = _Cached(check)
