@@ -13,11 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from process_job_worker.persist import JOBS
+from process_solution_worker.persist import SOLUTIONS, UnknownTask
 from shared.consumer import Delivery
 from shared.db import create_pool
 from shared.kafka import broadcaster, client_options, ensure_topics
 from shared.persist import persist_and_broadcast
-from shared.protocol import JobMessage, NodeJob, now_ns, parse
+from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns, parse
 from shared.settings import ConsumerSettings
 from tests.support import json_text
 from tests.support.clients import challenge, next_height
@@ -96,6 +97,37 @@ async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_pro
         # Redelivered after a crash before the ack: nothing is stored or produced again.
         await persist_and_broadcast(jobs, pool, kafka, batch)
         assert len(await produced(settings, topic)) == len(records)
+
+
+async def test_a_solution_for_an_unknown_task_fails_its_batch_and_the_retry_broadcasts_once(
+    settings: ConsumerSettings,
+) -> None:
+    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, {topic: 1})
+    solutions = dataclasses.replace(SOLUTIONS, topic=topic)
+    height, task = next_height(), uuid.uuid4()
+
+    def found(task_id: uuid.UUID) -> Delivery[SolutionMessage]:
+        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
+        item = SolutionMessage(
+            task_id=task_id, solution=body, solution_target=1, hardware_id="h", caption="c"
+        )
+        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
+
+    known, unknown = found(task), found(uuid.uuid4())
+    dsn = settings.postgres_dsn.get_secret_value()
+    async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
+        await pool.execute(INSERT_ROW, height, challenge(height), task, True)
+        with pytest.raises(UnknownTask, match=f"unknown task {unknown.item.task_id}"):
+            await persist_and_broadcast(solutions, pool, kafka, [known, unknown])
+        assert await produced(settings, topic) == [], "a failed batch broadcasts nothing"
+        # The consumer then isolates the bad one: the known solution alone goes through once.
+        await persist_and_broadcast(solutions, pool, kafka, [known])
+        await persist_and_broadcast(solutions, pool, kafka, [known])
+        records = await produced(settings, topic)
+        assert [r["solution"] for r in records] == [known.item.solution]
+        stored = "SELECT count(*) FROM solution WHERE task_id = ANY($1::uuid[])"
+        assert await pool.fetchval(stored, [task, unknown.item.task_id]) == 1
 
 
 async def test_accepted_objects_read_back_from_jsonb_as_sent(
