@@ -17,7 +17,6 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Protocol
 
 import asyncpg
 import orjson
@@ -99,26 +98,18 @@ def keep_recent(
     return context
 
 
-class Recipient(Protocol):
-    def recovered(self, update: SolutionUpdate, source: str) -> None: ...
+async def missed(
+    app: web.Application, job: NodeJob, challenge_digest: str, wait_seconds: float
+) -> AsyncIterator[tuple[str, SolutionUpdate]]:
+    """What was already found for `job`, with its source: memory first, then Postgres.
 
-
-async def recover(
-    app: web.Application,
-    recipient: Recipient,
-    job: NodeJob,
-    challenge_digest: str,
-    wait_seconds: float,
-) -> None:
-    """Hand `recipient` what was already found for `job`: memory first, then Postgres.
-
-    Best effort: with Postgres away, what memory holds is sent and live
+    Best effort: with Postgres away, what memory holds comes and live
     solutions still flow; the job itself was accepted either way.
     """
     window = app.get(RECENT)
     if window is not None:
         for update in window.at(job.block_height):
-            recipient.recovered(update, "memory")
+            yield "memory", update
     try:
         async with down_as(DatabaseUnavailable), asyncio.timeout(QUERY_TIMEOUT_SECONDS):
             rows = await app[POOL].fetch(
@@ -129,7 +120,7 @@ async def recover(
         log.warning("recovery_query_failed", extra={"error": str(error)})
         return
     for update in _updates(rows, job.block_height):
-        recipient.recovered(update, "database")
+        yield "database", update
 
 
 def _updates(rows: list[asyncpg.Record], height: int) -> Iterator[SolutionUpdate]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from node_server.recovery import recover
+from node_server.recovery import missed
 from node_server.settings import NodeServerSettings
 from node_server.submit import RefusedJob, check_job, submit_job
 from shared.filters import NodeExpectations
@@ -64,7 +64,9 @@ async def on_job(session: NodeSession, job: NodeJob) -> None:
         return
     # Only a confirmed job makes this node wait for solutions; then what it missed.
     session.expectations.expect(job.block_height, job.proof_target, digest, time.monotonic())
-    await recover(session.app, session, job, digest, settings.solution_wait_time_seconds)
+    wait_seconds = settings.solution_wait_time_seconds
+    async for source, update in missed(session.app, job, digest, wait_seconds):
+        session.recovered(update, source)
 
 
 NODE = Role(
