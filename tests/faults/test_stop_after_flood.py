@@ -55,8 +55,11 @@ async def test_stop_right_after_a_flood_ends_every_service_in_time(faults: Fault
             }
             took = time.monotonic() - started
         assert codes == dict.fromkeys(codes, 0), f"round {round_}: exit codes {codes}"
-        # The repeated signal reached a service still shutting down (what used to hang it).
-        assert stack.worker.log_text().count('"already_stopping"') >= round_
+        # The control: the repeated signal reached a service still shutting down (what
+        # used to hang it). Which one is a matter of timing: a service that stopped
+        # within REPEAT_AFTER_SECONDS never sees it, so count them all.
+        repeats = sum(s.log_text().count('"already_stopping"') for s in services)
+        assert repeats >= round_, f"round {round_}: no service got the repeated signal"
         print(f"round {round_}: {sent} solutions offered, all stopped in {took:.2f} s")
         for service in services:
             service.start()
