@@ -63,10 +63,10 @@ async def admin_call(url: str, admin_token: str, method: str = "GET") -> dict:
 
 
 async def run(
-    node_url: str, worker_url: str, token: str, admin_token: str, timeout: float
+    node_url: str, worker_url: str, api: str, token: str, admin_token: str, timeout: float
 ) -> dict[str, float]:
     """The round trip, at a height just above the newest job; that job retired after."""
-    api = node_url.replace("ws", "http", 1).rstrip("/")
+    api = api.rstrip("/")
     current = (await admin_call(f"{api}/api/stats", admin_token))["current_height"]
     height = 1 if current is None else current + 1
     times = await round_trip(node_url, worker_url, token, timeout, height)
@@ -162,6 +162,7 @@ def main() -> int:
             run(
                 env.get("E2E_NODE_URL", f"ws://127.0.0.1:{NODE_SERVER.port}/"),
                 env.get("E2E_WORKER_URL", f"ws://127.0.0.1:{WORKER_SERVER.port}/"),
+                env.get("E2E_NODE_API", f"http://127.0.0.1:{NODE_SERVER.internal_port}"),
                 env.get("E2E_TOKEN", ""),
                 env.get("E2E_ADMIN_TOKEN", ""),
                 float(env.get("E2E_TIMEOUT_SECONDS", "10")),

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from misc.tansu import dies_with_this_process, tansu
-from shared.catalogue import SERVICES, SETUP
+from shared.catalogue import NODE_SERVER, SERVICES, SETUP, WORKER_SERVER
 from shared.settings import POSTGRES_DSN, RABBITMQ_URL
 
 HOW_TO_START = (
@@ -52,23 +52,25 @@ def check_dependencies(dsn: str, amqp_url: str) -> str | None:
     return asyncio.run(probe())
 
 
-def service_env(kafka: str, dsn: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
+def service_env(kafka: str, dsn: str, amqp_url: str, offset: int) -> dict[str, str]:
     env = dict(os.environ)
     for prefix in (SETUP.env_prefix, *(service.env_prefix for service in SERVICES.values())):
         env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] = kafka
         env[f"{prefix}POSTGRES_DSN"] = dsn
         env[f"{prefix}RABBITMQ_URL"] = amqp_url
-    for name, service in SERVICES.items():
-        env[f"{service.env_prefix}PORT"] = str(ports[name])
+    for service in SERVICES.values():
+        env[f"{service.env_prefix}PORT"] = str(service.port + offset)
+        if service.internal_port:
+            env[f"{service.env_prefix}INTERNAL_PORT"] = str(service.internal_port + offset)
         env[f"{service.env_prefix}HOST"] = "127.0.0.1"
     return env
 
 
 def wait_ready(
-    ports: dict[str, int], processes: dict[str, subprocess.Popen], timeout: float
+    http_ports: dict[str, int], processes: dict[str, subprocess.Popen], timeout: float
 ) -> None:
     deadline = time.monotonic() + timeout
-    pending = dict(ports)
+    pending = dict(http_ports)
     while pending:
         for name, port in list(pending.items()):
             if processes[name].poll() is not None:
@@ -117,8 +119,13 @@ def main() -> int:
         "--port-offset",
         type=int,
         default=0,
-        help="added to every service's default port ("
-        + ", ".join(str(service.port) for service in SERVICES.values())
+        help="added to every service's default ports ("
+        + ", ".join(
+            str(port)
+            for service in SERVICES.values()
+            for port in (service.port, service.internal_port)
+            if port
+        )
         + ")",
     )
     parser.add_argument(
@@ -138,9 +145,10 @@ def main() -> int:
         )
         return 1
     args.logs.mkdir(parents=True, exist_ok=True)
-    ports = {name: service.port + args.port_offset for name, service in SERVICES.items()}
+    offset = args.port_offset
+    http_ports = {name: service.http_port + offset for name, service in SERVICES.items()}
     with tansu(args.kafka_port or None, args.logs / "tansu.log") as kafka:
-        env = service_env(kafka, dsn, amqp_url, ports)
+        env = service_env(kafka, dsn, amqp_url, offset)
         setup = subprocess.run([sys.executable, "-m", SETUP.module], env=env)
         if setup.returncode != 0:
             return setup.returncode
@@ -156,12 +164,14 @@ def main() -> int:
             for name in SERVICES
         }
         try:
-            wait_ready(ports, processes, timeout=60)
+            wait_ready(http_ports, processes, timeout=60)
+            internal = f"http://127.0.0.1:{http_ports['node_server']}"
             print(
                 "\nwspool is running.\n"
-                f"  nodes connect to    ws://127.0.0.1:{ports['node_server']}/\n"
-                f"  workers connect to  ws://127.0.0.1:{ports['worker_server']}/\n"
-                f"  read API            http://127.0.0.1:{ports['node_server']}/api/stats\n"
+                f"  nodes connect to    ws://127.0.0.1:{NODE_SERVER.port + offset}/\n"
+                f"  workers connect to  ws://127.0.0.1:{WORKER_SERVER.port + offset}/\n"
+                f"  dashboard           {internal}/dashboard\n"
+                f"  read API            {internal}/api/stats\n"
                 f"  Kafka (Tansu)       {kafka}\n"
                 f"  logs                {args.logs}/\n"
                 "Press Ctrl-C to stop.",

@@ -1,16 +1,15 @@
 """The read API of node_server, and what every HTTP route shares.
 
 The routes themselves, with who may call each, are listed in
-`node_server.routes`; REST job submission is `node_server.rest`, the
-dashboard `node_server.dashboard`, the OpenAPI document `node_server.openapi`.
-Here: JSON responses, the access check, the error middleware (JSON
+`node_server.routes` and the access check is `node_server.access`; REST job
+submission is `node_server.rest`, the dashboard `node_server.dashboard`, the
+OpenAPI document `node_server.openapi`. Here: JSON responses, the error middleware (JSON
 `{"error", "detail"}` with a 4xx/503 status, never a traceback) and the read
 handlers.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,11 +18,9 @@ import orjson
 from aiohttp import web
 
 from node_server import params, queries
-from node_server.settings import NodeServerSettings
-from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
-from shared.ws import OPEN_SOCKETS, authorized, unauthorized
+from shared.ws import OPEN_SOCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger(__name__)
@@ -72,34 +69,6 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             },
         )
         return error_response(reply.status, reply.code, reply.http_detail(failure))
-
-
-def guarded(access: str, handler: Handler) -> Handler:
-    """The handler behind the token check its access level asks for."""
-
-    async def check(request: web.Request) -> web.StreamResponse:
-        settings: NodeServerSettings = request.app[SETTINGS]
-        if access == "admin" and settings.admin_token is not None:
-            if not authorized(request, [settings.admin_token]):
-                return unauthorized()
-        elif access == "admin" and not from_loopback(request):
-            # No admin token: the operator's own machine only, never the open internet.
-            return error_response(
-                403, "forbidden", "set admin_token to reach the admin API from elsewhere"
-            )
-        if access == "node" and not authorized(request, settings.auth_tokens):
-            return unauthorized()
-        return await handler(request)
-
-    return check
-
-
-def from_loopback(request: web.Request) -> bool:
-    """Whether the peer is this machine (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:  # a unix socket or an unknown peer
-        return False
 
 
 def page(items: list[dict[str, Any]], limit: int, cursor: str) -> dict[str, Any]:

@@ -134,6 +134,9 @@ SCHEMAS: dict[str, Any] = {
         challenge_digest={"type": "string", "pattern": "^[0-9a-f]{32}$"},
         poll=TEXT,
     ),
+    "Session": _object(
+        status={"type": "string", "enum": ["logged_in", "logged_out"]},
+    ),
     "Retired": _object(
         retired={"type": "string", "format": "uuid"},
         block_height=INT64,

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: NodeServerSettings) -> web.Application:
-    app = create_websocket_app(settings, exchange=JOB_EXCHANGE, stream=SOLUTION_STREAM)
+    app = create_websocket_app(
+        settings, exchange=JOB_EXCHANGE, stream=SOLUTION_STREAM, socket=node_socket
+    )
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
         window = RecentSolutions(
@@ -24,7 +26,6 @@ def create_app(settings: NodeServerSettings) -> web.Application:
         )
         app[RECENT] = window
         app.cleanup_ctx.append(keep_recent(app[FANOUT], window))
-    app.router.add_get("/", node_socket)
     add_routes(app)
     if settings.admin_token is None:
         log.warning(

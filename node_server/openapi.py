@@ -43,10 +43,14 @@ LIMIT = _query(
 BEFORE_ID = _query("before", INT64, "Cursor: `next_before` of the previous page (an id).")
 TASK_ID = _path("task_id", {"type": "string", "format": "uuid"})
 ERROR_400 = _json("Invalid parameter or body.", "Error")
-ERROR_401 = _json("A bearer token is required (header or ?token=).", "Error")
+ERROR_401 = _json(
+    "A token is required: node routes take a bearer header or ?token=, admin routes a bearer "
+    "header or the dashboard's login cookie.",
+    "Error",
+)
 ERROR_404 = _json("No such job or worker.", "Error")
 ERROR_503 = _json("The database or broker is unavailable; retry later.", "Error")
-ADMIN = [{"bearer": []}]
+ADMIN = [{"bearer": []}, {"session": []}]
 
 
 def _read(summary: str, parameters: list[dict[str, Any]], schema: str, *codes: int) -> Any:
@@ -73,7 +77,10 @@ SPEC: dict[str, Any] = {
         "newest first; pass the page's `next_before` as `before` for the next one.",
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "wspool_admin"},
+        },
         "schemas": SCHEMAS,
     },
     "paths": {
@@ -127,6 +134,35 @@ SPEC: dict[str, Any] = {
                     "503": ERROR_503,
                 },
                 "security": ADMIN,
+            },
+        },
+        "/api/session": {
+            "post": {
+                "summary": "The dashboard's login: the admin token in, an HttpOnly "
+                "SameSite=Strict cookie out that admin routes accept like the header.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {"token": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("Logged in; the cookie is set.", "Session"),
+                    "400": ERROR_400,
+                    "401": _json("Wrong admin token.", "Error"),
+                    "404": _json("No admin_token is set: nothing to log in to.", "Error"),
+                    "415": _json("The body is not application/json.", "Error"),
+                },
+            },
+            "delete": {
+                "summary": "Log out: the cookie is cleared.",
+                "responses": {"200": _json("Logged out.", "Session")},
             },
         },
         "/api/jobs/{task_id}": _read(

@@ -19,7 +19,7 @@ async def post_job(request: web.Request) -> web.Response:
     """POST /api/jobs: a node's job over HTTP, 202 once RabbitMQ confirmed it."""
     received_at = now_ns()
     settings = request.app[SETTINGS]
-    body = await _json_body(request, settings.max_message_bytes, settings.http_idle_timeout_seconds)
+    body = await json_body(request, settings.max_message_bytes, settings.http_idle_timeout_seconds)
     try:
         job = parse_job(body, settings)
     except ProtocolError as error:
@@ -45,11 +45,11 @@ async def post_job(request: web.Request) -> web.Response:
     )
 
 
-async def _json_body(request: web.Request, limit: int, timeout: float) -> bytes:
+async def json_body(request: web.Request, limit: int, timeout: float) -> bytes:
     """The request body: JSON only (no cross-site form posts), at most `limit` bytes,
     refused before reading when it says it is larger, and within `timeout` seconds."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the job as application/json")
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     too_large = ApiError(413, "too_large", f"body larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large

@@ -1,14 +1,14 @@
 """Every HTTP route of node_server besides the websocket, with who may call it.
 
-`admin`: the admin token when `admin_token` is set; `node`: one of the nodes'
-`auth_tokens` when set; `public`: anyone.
+All of them answer on the internal port only (`shared.listeners`). What each
+access level means is `node_server.access`.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from node_server import api, dashboard, rest, retire
+from node_server import access, api, dashboard, rest, retire
 from node_server.openapi import openapi
 
 ROUTES: list[tuple[str, str, api.Handler, str]] = [
@@ -23,11 +23,13 @@ ROUTES: list[tuple[str, str, api.Handler, str]] = [
     ("POST", "/api/jobs/{task_id}/retire", retire.retire_job, "admin"),
     ("GET", "/api/workers", api.list_workers, "admin"),
     ("GET", "/api/workers/{hardware_id}/stats", api.worker_stats, "admin"),
-    ("GET", "/dashboard", dashboard.page, "admin"),
+    ("POST", "/api/session", access.log_in, "login"),
+    ("DELETE", "/api/session", access.log_out, "login"),
+    ("GET", "/dashboard", dashboard.page, "login"),
 ]
 
 
 def add_routes(app: web.Application) -> None:
     app.middlewares.append(api.api_errors)
-    for method, path, handler, access in ROUTES:
-        app.router.add_route(method, path, api.guarded(access, handler))
+    for method, path, handler, level in ROUTES:
+        app.router.add_route(method, path, access.guarded(level, handler))

@@ -11,7 +11,14 @@ class NodeServerSettings(WebsocketServerSettings):
     model_config = SettingsConfigDict(env_prefix=NODE_SERVER.env_prefix)
 
     port: int = Field(
-        NODE_SERVER.port, ge=1, le=65535, description="Port of the websocket server and API."
+        NODE_SERVER.port, ge=1, le=65535, description="Port of the node websocket (only)."
+    )
+    internal_port: int = Field(
+        NODE_SERVER.internal_port,
+        ge=1,
+        le=65535,
+        description="Port of health, metrics, the API and the dashboard; never expose it "
+        "to the internet.",
     )
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."

@@ -36,7 +36,15 @@ class Program:
 class Service(Program):
     """A long-running program, serving HTTP (health, metrics; websockets for some)."""
 
-    port: int  # the default
+    port: int  # the default; a websocket server's public port serves websockets only
+    # The default port of health, metrics and the API of a websocket server (its `port`
+    # serves them for the others): never exposed to the internet.
+    internal_port: int | None = None
+
+    @property
+    def http_port(self) -> int:
+        """Where its health, metrics and API answer by default."""
+        return self.internal_port or self.port
 
 
 NODE_SERVER = Service(
@@ -45,6 +53,7 @@ NODE_SERVER = Service(
     env_prefix="NODE_SERVER_",
     settings_path="node_server.settings:NodeServerSettings",
     port=8001,
+    internal_port=8021,
 )
 WORKER_SERVER = Service(
     module="worker_server",
@@ -52,6 +61,7 @@ WORKER_SERVER = Service(
     env_prefix="WORKER_SERVER_",
     settings_path="worker_server.settings:WorkerServerSettings",
     port=8002,
+    internal_port=8022,
 )
 PROCESS_JOB_WORKER = Service(
     module="process_job_worker",

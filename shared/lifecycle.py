@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -18,11 +17,14 @@ from shared.backoff import Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
 from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
+from shared.listeners import listening
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# After the graceful shutdown: how long tasks no cleanup owned get to end once cancelled.
+CANCEL_DEADLINE_SECONDS = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -108,30 +110,21 @@ async def retry(what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> A
             await backoff.sleep()
 
 
-def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
-    """The server-side context for wss://, or None to serve plain ws://."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
-
-
-def stop_once(loop: asyncio.AbstractEventLoop) -> None:
+def stop_once(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
     """SIGTERM/SIGINT start the graceful shutdown; a repeated signal is only logged.
 
-    aiohttp's own handlers raise on every signal. A second one (Ctrl-C reaches
-    the whole process group, then `make run` sends SIGTERM) lands in the middle
-    of the cleanup, which is then abandoned: the remaining cleanup contexts are
-    finalised out of order after every task was cancelled, and the Postgres
-    pool waited forever for connections no task would release.
+    A second signal (Ctrl-C reaches the whole process group, then `make run`
+    sends SIGTERM) must not abandon the cleanup half-way: the remaining
+    cleanup contexts would be finalised out of order after every task was
+    cancelled, and the Postgres pool would wait forever for connections no
+    task would release.
     """
 
     def stop(signum: signal.Signals) -> None:
         for other in STOP_SIGNALS:
             loop.add_signal_handler(other, _already_stopping, other)
         log.info("stopping", extra={"signal": signum.name})
-        raise web.GracefulExit
+        stopping.set()
 
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
@@ -141,28 +134,51 @@ def _already_stopping(signum: signal.Signals) -> None:
     log.info("already_stopping", extra={"signal": signum.name})
 
 
+async def _serve(app: web.Application, settings: ServiceSettings, stopping: asyncio.Event) -> None:
+    try:
+        async with listening(app, settings):
+            log.info("listening", extra=_ports(settings))
+            await stopping.wait()
+    except OSError as error:  # a port taken or not ours to bind: say so in one line
+        log.error("cannot_listen", extra={**_ports(settings), "error": str(error)})
+        raise SystemExit(1) from None
+
+
+def _ports(settings: ServiceSettings) -> dict[str, object]:
+    ports: dict[str, object] = {"host": settings.host, "port": settings.port}
+    if isinstance(settings, WebsocketServerSettings):
+        ports["internal_port"] = settings.internal_port
+    return ports
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    """Cancel what no cleanup owned; name any task that ignores it instead of waiting forever."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=deadline))
+    for task in pending:
+        log.error("task_did_not_stop", extra={"task": task.get_name()})
+
+
 def run(app: web.Application, settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
-    ssl_context = tls_context(settings) if isinstance(settings, WebsocketServerSettings) else None
     # A broadcast is one socket write per connection: uvloop makes each far cheaper.
     loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
-    stop_once(loop)
-    web.run_app(
-        app,
-        loop=loop,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        # Also the deadline for a request still arriving: no slow trickle holds a socket.
-        keepalive_timeout=settings.http_idle_timeout_seconds,
-        access_log=None,
-        print=None,
-        handle_signals=False,  # stop_once handles them
-    )
-    # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    asyncio.set_event_loop(loop)
+    stopping = asyncio.Event()
+    stop_once(loop, stopping)
+    try:
+        loop.run_until_complete(_serve(app, settings, stopping))
+    finally:
+        _cancel_remaining(loop, CANCEL_DEADLINE_SECONDS)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def serve(service: Service, create_app: Callable[[Any], web.Application]) -> None:

@@ -125,6 +125,8 @@ class ServiceSettings(BaseSettings):
 class WebsocketServerSettings(ServiceSettings):
     """What both websocket servers (node and worker) share."""
 
+    # Each server sets its default from `shared.catalogue`.
+    internal_port: int = Field(ge=1, le=65535, description="Port of health and metrics.")
     fanout_mode: FanoutMode = Field(
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",
@@ -168,6 +170,15 @@ class WebsocketServerSettings(ServiceSettings):
     tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
 
     _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> WebsocketServerSettings:
+        if self.internal_port == self.port:
+            raise ValueError(
+                f"internal_port and port are both {self.port}: the internal port must be "
+                "another one, never exposed to the internet"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_files_usable(self) -> WebsocketServerSettings:

@@ -1,7 +1,8 @@
 """The application both websocket servers are: resources, health, shutdown.
 
 Postgres pool, a confirming RabbitMQ publisher and a Kafka fan-out, each a
-resource owned by the app's lifecycle; `/healthz`, `/readyz`, `/metrics`; and
+resource owned by the app's lifecycle; the websocket on the public port and
+`/healthz`, `/readyz`, `/metrics` on the internal one (`shared.listeners`); and
 on shutdown every websocket is told 1001 before the resources close. What
 one connection goes through is `shared.socket`.
 """
@@ -17,6 +18,7 @@ from aiohttp import web
 from shared.fanout import Fanout, PerConnectionFanout, SharedFanout, Stream
 from shared.health import add_check, add_health_routes
 from shared.lifecycle import background, postgres
+from shared.listeners import Handler, add_public_websocket
 from shared.rabbit import Publisher
 from shared.settings import WebsocketServerSettings
 from shared.ws import OPEN_SOCKETS, close_all
@@ -31,9 +33,12 @@ def create_websocket_app(
     *,
     exchange: str,
     stream: Stream[Any],
+    socket: Handler,
 ) -> web.Application:
-    """Postgres, a publisher to `exchange` and a fan-out of `stream`, with health checks."""
+    """`socket` on the public port; Postgres, a publisher to `exchange`, a fan-out of
+    `stream`, and health checks on the internal one."""
     app = web.Application()
+    add_public_websocket(app, settings.internal_port, socket)
     add_health_routes(app, settings.task_failure_limit)
     app[OPEN_SOCKETS] = set()
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)

@@ -37,16 +37,22 @@ DIRECT_WRITE_LIMIT = 16 * 1024
 
 
 def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
-    """Bearer header or ?token=, compared in constant time against every token.
+    """Bearer header or ?token= (a browser's websocket can't set headers) against `tokens`."""
+    tokens = list(tokens)
+    return not tokens or token_matches(bearer(request) or request.query.get("token"), tokens)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+def token_matches(offered: str | None, tokens: Iterable[SecretStr]) -> bool:
+    """`offered` against every token in constant time.
 
     Both sides are hashed first so the comparison does not even leak the
     length of a configured token; every token is compared, match or not.
     """
-    tokens = list(tokens)
-    if not tokens:
-        return True
-    header = request.headers.get("Authorization", "")
-    offered = header[7:].strip() if header[:7].lower() == "bearer " else request.query.get("token")
     if not offered:
         return False
     given = _digest(offered)

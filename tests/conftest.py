@@ -35,7 +35,9 @@ from tests.support.stack import (
     StartServers,
     drop_database,
     private_vhost,
+    server_ports,
     serving,
+    serving_server,
     wait_ready,
 )
 from worker_server.app import create_app as create_worker_app
@@ -87,27 +89,26 @@ def start_servers(backends: Backends, processors: None) -> StartServers:
         ready: bool = True,
         **common: Any,
     ) -> AsyncIterator[Stack]:
-        node_port, worker_port = free_port(), free_port()
         node_settings = NodeServerSettings(
-            **backends.settings(port=node_port, **common, **(node or {}))
+            **backends.settings(**server_ports(), **common, **(node or {}))
         )
         worker_settings = WorkerServerSettings(
             **backends.settings(
-                port=worker_port,
+                **server_ports(),
                 **{"server_instance": f"test-{uuid.uuid4().hex[:8]}", **common, **(worker or {})},
             )
         )
         async with (
-            serving(create_node_app(node_settings), node_port) as node_address,
-            serving(create_worker_app(worker_settings), worker_port) as worker_address,
+            serving_server(node_settings, create_node_app(node_settings)) as node_http,
+            serving_server(worker_settings, create_worker_app(worker_settings)) as worker_http,
         ):
             if ready:
-                await wait_ready(f"http://{node_address}", f"http://{worker_address}")
+                await wait_ready(node_http, worker_http)
             yield Stack(
-                node_url=f"ws://{node_address}/",
-                worker_url=f"ws://{worker_address}/",
-                node_http=f"http://{node_address}",
-                worker_http=f"http://{worker_address}",
+                node_url=f"ws://127.0.0.1:{node_settings.port}/",
+                worker_url=f"ws://127.0.0.1:{worker_settings.port}/",
+                node_http=node_http,
+                worker_http=worker_http,
             )
 
     return start

@@ -14,12 +14,13 @@ from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASKS, worker_socke
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
-    app = create_websocket_app(settings, exchange=SOLUTION_EXCHANGE, stream=JOB_STREAM)
+    app = create_websocket_app(
+        settings, exchange=SOLUTION_EXCHANGE, stream=JOB_STREAM, socket=worker_socket
+    )
     app[SETTINGS] = settings
     app[TASKS] = KnownTasks()
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
     app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
-    app.router.add_get("/", worker_socket)
     return app

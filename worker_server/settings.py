@@ -11,7 +11,13 @@ class WorkerServerSettings(WebsocketServerSettings):
     model_config = SettingsConfigDict(env_prefix=WORKER_SERVER.env_prefix)
 
     port: int = Field(
-        WORKER_SERVER.port, ge=1, le=65535, description="Port of the websocket server."
+        WORKER_SERVER.port, ge=1, le=65535, description="Port of the worker websocket (only)."
+    )
+    internal_port: int = Field(
+        WORKER_SERVER.internal_port,
+        ge=1,
+        le=65535,
+        description="Port of health and metrics; never expose it to the internet.",
     )
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."

@@ -58,8 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     local = Endpoints.local(0)  # the `make run` stack
     add("--node-url", default=local.node_url, help="node_server websocket URL")
     add("--worker-url", default=local.worker_url, help="worker_server websocket URL")
-    add("--job-worker-metrics", default=local.job_worker_metrics)
-    add("--solution-worker-metrics", default=local.solution_worker_metrics)
+    add("--node-http", default=local.node_http, help="node_server internal port (API, metrics)")
+    add("--worker-http", default=local.worker_http, help="worker_server internal port (metrics)")
+    add("--job-worker-http", default=local.job_worker_http)
+    add("--solution-worker-http", default=local.solution_worker_http)
     add(
         "--postgres-dsn",
         default=os.environ.get("WSPOOL_POSTGRES_DSN", POSTGRES_DSN),
@@ -138,8 +140,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             with own_stack(mode, args.port_offset, args.logs, extra) as endpoints:
                 results["modes"][mode] = await run_stack(endpoints, plan, counts)
         else:
-            metrics = (args.job_worker_metrics, args.solution_worker_metrics)
-            endpoints = Endpoints(args.node_url, args.worker_url, *metrics)
+            endpoints = Endpoints(
+                args.node_url,
+                args.worker_url,
+                args.node_http,
+                args.worker_http,
+                args.job_worker_http,
+                args.solution_worker_http,
+            )
             results["modes"][mode] = await run_stack(endpoints, plan, counts)
     return results
 

@@ -98,10 +98,3 @@ def summary(values: list[float], quantiles: tuple[int, ...] = (50, 95, 99)) -> d
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def http_url(ws_url: str, path: str) -> str:
-    """The service's HTTP endpoint on the same host and port as its websocket."""
-    scheme, rest = ws_url.split("://", 1)
-    host = rest.split("/", 1)[0].split("?", 1)[0]
-    return f"{'https' if scheme == 'wss' else 'http'}://{host}{path}"

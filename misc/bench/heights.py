@@ -12,8 +12,6 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 
-from misc.bench.facts import http_url
-
 NEWEST = "SELECT max(block_height) FROM job WHERE retired_at IS NULL"
 TASKS = "SELECT task_id FROM job WHERE block_height = ANY($1::bigint[]) ORDER BY block_height"
 
@@ -38,7 +36,7 @@ class Heights:
         finally:
             await connection.close()
 
-    async def retire(self, node_url: str, postgres_dsn: str, admin_token: str) -> int:
+    async def retire(self, node_http: str, postgres_dsn: str, admin_token: str) -> int:
         """Retire the jobs stored at the heights given out; returns how many."""
         connection = await asyncpg.connect(postgres_dsn, timeout=10)
         try:
@@ -48,7 +46,7 @@ class Heights:
         headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         async with aiohttp.ClientSession(headers=headers) as session:
             for task_id in tasks:
-                url = http_url(node_url, f"/api/jobs/{task_id}/retire")
+                url = f"{node_http}/api/jobs/{task_id}/retire"
                 async with session.post(url) as response:
                     if response.status != 200:
                         raise RuntimeError(f"retiring {task_id}: {response.status}")

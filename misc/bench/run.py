@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from misc.bench.clients import Node, SwarmHandle, node, received, swarms, wait_received
-from misc.bench.facts import http_url, process_metrics, summary
+from misc.bench.facts import process_metrics, summary
 from misc.bench.heights import Heights
 from misc.bench.recovery import recovery_phase
 from misc.bench.stack import Endpoints
@@ -54,7 +54,7 @@ async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) 
     try:
         return await _phases(endpoints, plan, worker_counts, heights)
     finally:
-        retired = await heights.retire(endpoints.node_url, plan.postgres_dsn, plan.admin_token)
+        retired = await heights.retire(endpoints.node_http, plan.postgres_dsn, plan.admin_token)
         say(f"  retired the {retired} jobs sent")
 
 
@@ -102,7 +102,7 @@ async def _connect(handles: list[SwarmHandle], count: int) -> dict[str, Any]:
 async def fanout_phase(
     endpoints: Endpoints, plan: Plan, the_node: Node, count: int, heights: Heights
 ) -> dict[str, Any]:
-    metrics_url = http_url(endpoints.worker_url, "/metrics")
+    metrics_url = f"{endpoints.worker_http}/metrics"
     processes = max(1, min(plan.processes, math.ceil(count / 250)))
     async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
         before = await _metrics(metrics_url)
@@ -228,10 +228,10 @@ async def _solutions(
 
 def _pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
     return {
-        "node_server": http_url(endpoints.node_url, "/metrics"),
-        "worker_server": http_url(endpoints.worker_url, "/metrics"),
-        "process_job_worker": endpoints.job_worker_metrics,
-        "process_solution_worker": endpoints.solution_worker_metrics,
+        "node_server": f"{endpoints.node_http}/metrics",
+        "worker_server": f"{endpoints.worker_http}/metrics",
+        "process_job_worker": f"{endpoints.job_worker_http}/metrics",
+        "process_solution_worker": f"{endpoints.solution_worker_http}/metrics",
     }
 
 

@@ -31,17 +31,23 @@ class Endpoints:
 
     node_url: str
     worker_url: str
-    job_worker_metrics: str
-    solution_worker_metrics: str
+    # The HTTP of each service (its internal port): metrics, and node_server's API.
+    node_http: str
+    worker_http: str
+    job_worker_http: str
+    solution_worker_http: str
 
     @classmethod
-    def local(cls, offset: int) -> Endpoints:
-        port = {name: service.port + offset for name, service in SERVICES.items()}
+    def local(cls, offset: int = 0) -> Endpoints:
+        ws = {name: f"ws://127.0.0.1:{s.port + offset}/" for name, s in SERVICES.items()}
+        http = {name: f"http://127.0.0.1:{s.http_port + offset}" for name, s in SERVICES.items()}
         return cls(
-            node_url=f"ws://127.0.0.1:{port['node_server']}/",
-            worker_url=f"ws://127.0.0.1:{port['worker_server']}/",
-            job_worker_metrics=f"http://127.0.0.1:{port['process_job_worker']}/metrics",
-            solution_worker_metrics=f"http://127.0.0.1:{port['process_solution_worker']}/metrics",
+            node_url=ws["node_server"],
+            worker_url=ws["worker_server"],
+            node_http=http["node_server"],
+            worker_http=http["worker_server"],
+            job_worker_http=http["process_job_worker"],
+            solution_worker_http=http["process_solution_worker"],
         )
 
 
@@ -82,7 +88,7 @@ def own_stack(mode: str, offset: int, logs: Path, extra_env: dict[str, str]) -> 
 
 def _wait_ready(runner: subprocess.Popen[bytes], offset: int, logs: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
-    ports = [service.port + offset for service in SERVICES.values()]
+    ports = [service.http_port + offset for service in SERVICES.values()]
     while ports:
         if runner.poll() is not None:
             raise RuntimeError(f"the stack exited with {runner.returncode}; see {logs}/")

@@ -9,7 +9,7 @@ from misc.bench.run import READY_PROBES, Plan, run_stack
 from misc.bench.stack import Endpoints
 from tests.support.stack import Backends, StartServers
 
-NO_METRICS = "http://127.0.0.1:9/metrics"  # the in-process workers serve theirs elsewhere
+NOWHERE = "http://127.0.0.1:9"  # the in-process consumers serve their metrics elsewhere
 
 
 async def test_bench_measures_a_running_stack(
@@ -32,7 +32,9 @@ async def test_bench_measures_a_running_stack(
     )
     # Shared mode only: per_connection gives the same figures here, only slower.
     async with start_servers(fanout_mode="shared") as stack:
-        endpoints = Endpoints(stack.node_url, stack.worker_url, NO_METRICS, NO_METRICS)
+        endpoints = Endpoints(
+            stack.node_url, stack.worker_url, stack.node_http, stack.worker_http, NOWHERE, NOWHERE
+        )
         results = await run_stack(endpoints, plan, plan.workers)
 
     fanout = results["fanout"][0]

@@ -164,11 +164,14 @@ def test_compose_healthcheck_probes_readyz(name: str, monkeypatch: pytest.Monkey
     )
     test = service["healthcheck"]["test"]
     command = " ".join(test) if isinstance(test, list) else test
-    assert f"127.0.0.1:{settings.port}/readyz" in command
+    internal = getattr(settings, "internal_port", None)
+    assert f"127.0.0.1:{internal or settings.port}/readyz" in command
     assert "curl" not in command and "wget" not in command, "the slim image has neither"
     assert "python" in command
-    published = [str(port).rsplit(":", 1)[-1] for port in service.get("ports", [])]
+    published = {str(port).rsplit(":", 1)[-1]: str(port) for port in service.get("ports", [])}
     assert str(settings.port) in published
+    if internal is not None:  # published to this host only
+        assert published[str(internal)].startswith("127.0.0.1:"), published
 
 
 def test_long_running_services_restart() -> None:

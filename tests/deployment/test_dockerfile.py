@@ -34,4 +34,6 @@ def test_the_module_to_run_is_the_command() -> None:
 
 def test_every_service_port_is_exposed() -> None:
     exposed = set(" ".join(instruction_values(DOCKERFILE, "EXPOSE")).split())
-    assert {str(service.port) for service in SERVICES.values()} <= exposed
+    ports = {service.port for service in SERVICES.values()}
+    ports |= {service.http_port for service in SERVICES.values()}
+    assert {str(port) for port in ports} <= exposed

@@ -87,23 +87,35 @@ def test_k8s_workloads_get_valid_settings(kind: str, monkeypatch: pytest.MonkeyP
             build_settings(settings_class, env, patch)
 
 
-def test_k8s_deployments_probe_readyz_and_healthz() -> None:
-    for module, (_, container) in deployments_by_module().items():
-        ports = container.get("ports") or []
-        known = {p.get("name") for p in ports} | {p["containerPort"] for p in ports}
-        readiness = container.get("readinessProbe", {}).get("httpGet", {})
-        liveness = container.get("livenessProbe", {}).get("httpGet", {})
-        assert readiness.get("path") == "/readyz", module
-        assert liveness.get("path") == "/healthz", module
-        assert readiness.get("port") in known and liveness.get("port") in known, module
-
-
-def test_k8s_deployments_listen_on_the_configured_port(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_k8s_deployments_probe_readyz_and_healthz_on_the_internal_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for module, (_, container) in deployments_by_module().items():
         settings: Any = build_settings(
             MODULE_SETTINGS[module], container_env(container), monkeypatch
         )
-        assert [p["containerPort"] for p in container["ports"]] == [settings.port], module
+        ports = container.get("ports") or []
+        number = {p.get("name"): p["containerPort"] for p in ports}
+        readiness = container.get("readinessProbe", {}).get("httpGet", {})
+        liveness = container.get("livenessProbe", {}).get("httpGet", {})
+        assert readiness.get("path") == "/readyz", module
+        assert liveness.get("path") == "/healthz", module
+        for probe in (readiness, liveness):
+            assert number.get(probe.get("port"), probe.get("port")) == http_port(settings), module
+
+
+def test_k8s_deployments_listen_on_the_configured_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module, (_, container) in deployments_by_module().items():
+        settings: Any = build_settings(
+            MODULE_SETTINGS[module], container_env(container), monkeypatch
+        )
+        listened = [p["containerPort"] for p in container["ports"]]
+        assert listened == sorted({settings.port, http_port(settings)}), module
+
+
+def http_port(settings: Any) -> int:
+    """Where health and metrics answer: a websocket server's internal port."""
+    return getattr(settings, "internal_port", settings.port)
 
 
 def test_k8s_grace_period_covers_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,9 +143,10 @@ def test_k8s_workloads_are_non_root_with_resources(kind: str) -> None:
 
 
 def test_k8s_services_select_deployments() -> None:
-    expected_ports = {
-        module: cls.model_fields["port"].default for module, cls in SERVICE_SETTINGS.items()
-    }
+    defaults = {module: cls.model_fields for module, cls in SERVICE_SETTINGS.items()}
+    expected_ports = {module: [fields["port"].default] for module, fields in defaults.items()}
+    # Nodes are in-cluster and may use the REST API; workers get the websocket only.
+    expected_ports["node_server"].append(defaults["node_server"]["internal_port"].default)
     services = k8s_objects("Service")
     for module, (deployment, container) in deployments_by_module().items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -144,7 +157,7 @@ def test_k8s_services_select_deployments() -> None:
         port_names = {p.get("name") for p in container["ports"]}
         port_numbers = {p["containerPort"] for p in container["ports"]}
         service_ports = matching[0]["spec"]["ports"]
-        assert [p["port"] for p in service_ports] == [expected_ports[module]], module
+        assert [p["port"] for p in service_ports] == expected_ports[module], module
         for port in service_ports:
             assert port.get("targetPort", port["port"]) in port_names | port_numbers, module
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from shared.catalogue import SERVICES
 from tests.support.clients import job_sent, node_client, worker_client
 from tests.support.stack import (
     POSTGRES_SERVER,
@@ -23,10 +24,15 @@ from tests.support.stack import (
 
 
 def free_offset() -> int:
-    """Ports 18001 to 19912: below `free_port`'s range and the kernel's ephemeral range."""
+    """Ports 18001 to 19922: below `free_port`'s range and the kernel's ephemeral range."""
     for _ in range(50):
         offset = random.randrange(10000, 11900)
-        ports = [8001 + offset, 8002 + offset, 8011 + offset, 8012 + offset]
+        ports = [
+            port + offset
+            for service in SERVICES.values()
+            for port in (service.port, service.internal_port)
+            if port
+        ]
         if all(_is_free(port) for port in ports):
             return offset
     raise RuntimeError("no free port range")
@@ -81,10 +87,12 @@ async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
         text = "".join(output)
         assert f"ws://127.0.0.1:{8001 + offset}/" in text
         assert f"ws://127.0.0.1:{8002 + offset}/" in text
+        assert f"http://127.0.0.1:{8021 + offset}/dashboard" in text
         e2e_env = {
             **env,
             "E2E_NODE_URL": f"ws://127.0.0.1:{8001 + offset}/",
             "E2E_WORKER_URL": f"ws://127.0.0.1:{8002 + offset}/",
+            "E2E_NODE_API": f"http://127.0.0.1:{8021 + offset}",
         }
         for _ in range(2):  # safe to repeat against the same database
             e2e = subprocess.run(

@@ -38,8 +38,13 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
     if shutil.which("chromium") is None:
         pytest.fail(browser.MISSING)
     async with start_servers(node={"admin_token": TOKEN}) as stack:
-        url = f"{stack.node_http}/dashboard?token={TOKEN}"
-        async with browser.chromium_page(url) as page:
+        async with browser.chromium_page(f"{stack.node_http}/dashboard") as page:
+            await page.wait_for("!document.getElementById('login').hidden")
+            await page.evaluate(
+                f"document.getElementById('token').value = '{TOKEN}';"
+                "document.querySelector('#login form').requestSubmit()"
+            )
+            await page.wait_for("document.getElementById('login').hidden")
             shown = int(await page.wait_for(_number("workers")))
             hardware = [f"dash-{uuid.uuid4().hex[:6]}" for _ in range(3)]
             async with (

@@ -127,12 +127,15 @@ async def fuzz_connection(
         await _drain(ws, outcomes, role)
 
 
-async def raw_garbage(address: str, rng: random.Random, outcomes: Outcomes) -> None:
-    """Below the websocket layer: junk instead of HTTP, or junk after a real handshake."""
+async def raw_garbage(
+    address: str, websocket: bool, rng: random.Random, outcomes: Outcomes
+) -> None:
+    """Below the websocket layer: junk instead of HTTP, or junk after a real handshake
+    (on a websocket port)."""
     host, port = address.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        handshake = rng.random() < 0.5
+        handshake = websocket and rng.random() < 0.5
         if handshake:
             key = base64.b64encode(rng.randbytes(16)).decode()
             writer.write(
@@ -237,9 +240,11 @@ async def test_hostile_traffic_leaves_servers_up_bounded_and_working(fuzzed: Sta
     baseline_connections = await open_connections(fuzzed.node_http)
     rss_before = rss_bytes()
     urls = {"node": fuzzed.node_url, "worker": fuzzed.worker_url}
-    addresses = [
-        fuzzed.node_http.removeprefix("http://"),
-        fuzzed.worker_http.removeprefix("http://"),
+    addresses = [  # and whether a websocket answers there
+        (fuzzed.node_address, True),
+        (fuzzed.worker_address, True),
+        (fuzzed.node_http.removeprefix("http://"), False),
+        (fuzzed.worker_http.removeprefix("http://"), False),
     ]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session, asyncio.timeout(45):
@@ -250,7 +255,7 @@ async def test_hostile_traffic_leaves_servers_up_bounded_and_working(fuzzed: Sta
                 for _ in range(count)
             ),
             *(
-                raw_garbage(rng.choice(addresses), random.Random(rng.random()), outcomes)
+                raw_garbage(*rng.choice(addresses), random.Random(rng.random()), outcomes)
                 for _ in range(40)
             ),
             *(message_flood(session, urls[r], r, outcomes) for r in ("node", "node", "worker")),

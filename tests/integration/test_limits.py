@@ -261,7 +261,7 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
     # Big jobs fill the socket buffers quickly: allow objects of their size.
     big_objects = {"max_object_bytes": 16384}
     async with start_servers(node=big_objects, worker={"send_queue_size": 4}) as servers:
-        writer = await _raw_worker(servers.worker_http.removeprefix("http://"), hello)
+        writer = await _raw_worker(servers.worker_address, hello)
         try:
             async with connect(servers.node_url) as ws, asyncio.timeout(60):
                 node = Worker(ws)

@@ -70,8 +70,8 @@ async def test_client_mistakes_are_logged_without_tracebacks(
                 assert response.status == 400
         async with session.post(f"{strict.node_http}/api/jobs", json=[]) as response:
             assert response.status == 400
-        for base in (strict.node_http, strict.worker_http):  # no websocket upgrade
-            async with session.get(f"{base}/") as response:
+        for address in (strict.node_address, strict.worker_address):  # no websocket upgrade
+            async with session.get(f"http://{address}/") as response:
                 assert response.status == 400
     await _until_logged(caplog, "worker_disconnected")
     tracebacks = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]

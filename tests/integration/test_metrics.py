@@ -26,7 +26,7 @@ from tests.support.clients import (
     worker_client,
 )
 from tests.support.ports import free_port
-from tests.support.stack import Backends, serving
+from tests.support.stack import Backends, server_ports, serving_server
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 WATCHED: list[Sample] = [
@@ -59,17 +59,15 @@ async def scrape(base: str) -> dict[Sample, float]:
 
 
 async def test_metrics_move_with_real_traffic(start_servers, backends: Backends) -> None:
-    port = free_port()
     nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
     # A node_server whose RabbitMQ is nowhere keeps counting its failed connects.
-    unreachable = create_app(
-        NodeServerSettings(**backends.settings(port=port, rabbitmq_url=nowhere))
-    )
+    settings = NodeServerSettings(**backends.settings(**server_ports(), rabbitmq_url=nowhere))
+    unreachable = create_app(settings)
     async with start_servers() as stack:
         before = await scrape(stack.node_http)
         await _traffic(stack.node_url, stack.worker_url)
         await _dead_letter(backends.rabbitmq_url)
-        async with serving(unreachable, port):
+        async with serving_server(settings, unreachable):
             still = await _unmoved(stack.node_http, before)
         assert still == []
         worker_side = await scrape(stack.worker_http)

@@ -48,6 +48,8 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         NODE,
     ),
     ("GET", "/api/workers"): ("/api/workers?connected=true", ADMIN, "/api/workers", None),
+    ("POST", "/api/session"): ("/api/session", None, "/api/session", None),
+    ("DELETE", "/api/session"): ("/api/session", None, None, None),
     ("GET", "/api/workers/{hardware_id}/stats"): (
         f"/api/workers/{HARDWARE}/stats?window=10m",
         ADMIN,
@@ -105,7 +107,7 @@ async def test_route_answers_with_documented_status_codes(
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
             fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
-            body = orjson.dumps(job(next_height())) if method == "POST" else None
+            body = _body(method, path)
             status, answer = await _request(
                 session, method, guarded.node_http + _fill(valid, fill), valid_token, body
             )
@@ -122,6 +124,14 @@ async def test_route_answers_with_documented_status_codes(
                 )
                 assert status >= 400 and str(status) in documented
                 assert_body_matches(error, documented[str(status)])
+
+
+def _body(method: str, path: str) -> bytes | None:
+    if method != "POST":
+        return None
+    if path == "/api/session":
+        return orjson.dumps({"token": ADMIN})
+    return orjson.dumps(job(next_height()))
 
 
 def assert_body_matches(body: object, documented: dict) -> None:

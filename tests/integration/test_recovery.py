@@ -189,7 +189,7 @@ async def test_two_challenges_racing_for_a_height_never_cross(stack: Stack) -> N
 
 async def test_the_poll_path_filters_by_challenge_like_recovery(stack: Stack) -> None:
     height = next_height()
-    base = stack.node_url.replace("ws://", "http://").rstrip("/")
+    base = stack.node_http
     async with aiohttp.ClientSession() as session, worker_client(stack.worker_url) as worker:
         async with session.post(f"{base}/api/jobs", json=job(height, proof_target=1)) as reply:
             assert reply.status == 202

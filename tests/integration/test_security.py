@@ -84,7 +84,7 @@ async def test_right_token_is_accepted(guarded: Stack, role: str, how: str) -> N
 
 
 async def test_non_utf8_authorization_header_is_a_401_not_a_crash(guarded: Stack) -> None:
-    host, port = guarded.worker_http.removeprefix("http://").split(":")
+    host, port = guarded.worker_address.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         writer.write(

@@ -85,10 +85,11 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
     backends: Backends, certificate: tuple[Path, Path]
 ) -> None:
     cert, key = certificate
-    port = free_port()
+    port, internal_port = free_port(), free_port()
     env = {
         **backends.env("WORKER_SERVER_"),
         "WORKER_SERVER_PORT": str(port),
+        "WORKER_SERVER_INTERNAL_PORT": str(internal_port),
         "WORKER_SERVER_HOST": "127.0.0.1",
         "WORKER_SERVER_LOG_LEVEL": "DEBUG",
         "WORKER_SERVER_AUTH_TOKENS": TOKENS,
@@ -98,7 +99,8 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
     }
     trusted = ssl.create_default_context(cafile=str(cert))
     with worker_server_process(env) as process:
-        await _wait_ready(f"https://127.0.0.1:{port}/readyz", trusted, process)
+        # TLS faces the internet; the internal port stays plain HTTP for probes and scrapers.
+        await _wait_ready(f"http://127.0.0.1:{internal_port}/readyz", None, process)
         async with aiohttp.ClientSession() as session:
             url = f"wss://127.0.0.1:{port}/"
             for auth in (
@@ -126,16 +128,17 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
 
 
 async def test_half_sent_requests_are_dropped_after_the_idle_timeout(backends: Backends) -> None:
-    port = free_port()
+    port, internal_port = free_port(), free_port()
     env = {
         **backends.env("WORKER_SERVER_"),
         "WORKER_SERVER_PORT": str(port),
+        "WORKER_SERVER_INTERNAL_PORT": str(internal_port),
         "WORKER_SERVER_HOST": "127.0.0.1",
         "WORKER_SERVER_HTTP_IDLE_TIMEOUT_SECONDS": "1",
         "WORKER_SERVER_SERVER_INSTANCE": "idle-test",
     }
     with worker_server_process(env) as process:
-        await _wait_ready(f"http://127.0.0.1:{port}/healthz", None, process)
+        await _wait_ready(f"http://127.0.0.1:{internal_port}/healthz", None, process)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: ")

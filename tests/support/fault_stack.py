@@ -78,7 +78,13 @@ class FaultStack:
 
 
 def service_env(
-    name: str, postgres_dsn: str, rabbitmq_url: str, kafka: str, port: int, **extra: str
+    name: str,
+    postgres_dsn: str,
+    rabbitmq_url: str,
+    kafka: str,
+    port: int,
+    internal_port: int | None = None,
+    **extra: str,
 ) -> dict[str, str]:
     prefix = SERVICES[name].env_prefix
     settings = {
@@ -87,6 +93,7 @@ def service_env(
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
         "HOST": "127.0.0.1",
         "PORT": str(port),
+        **({"INTERNAL_PORT": str(internal_port)} if internal_port else {}),
         "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
         **(SERVER_SETTINGS if SERVICES[name].role == "websocket" else CONSUMER_SETTINGS),
         **extra,
@@ -140,11 +147,14 @@ def instance_key(name: str, number: int) -> str:
 
 def _service(stack: FaultStack, name: str, number: int = 1) -> Service:
     port = free_port()
+    internal_port = free_port() if SERVICES[name].internal_port else None
     extra = {"SERVER_INSTANCE": f"faults-{uuid.uuid4().hex[:8]}"} if name == "worker_server" else {}
+    kafka = stack.kafka_gate.bootstrap
     env = service_env(
-        name, stack.postgres.dsn, stack.rabbit.url, stack.kafka_gate.bootstrap, port, **extra
+        name, stack.postgres.dsn, stack.rabbit.url, kafka, port, internal_port, **extra
     )
-    return Service(name, env, port, stack.root / f"{instance_key(name, number)}.log")
+    log = stack.root / f"{instance_key(name, number)}.log"
+    return Service(name, env, port, log, internal_port)
 
 
 def _print_log_tails(stack: FaultStack, lines: int = 40) -> None:

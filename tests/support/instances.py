@@ -221,16 +221,20 @@ class PrivateTansu:
 class Service:
     """One `python -m <service>` subprocess with settings from the environment."""
 
-    def __init__(self, name: str, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], port: int, log: Path, internal_port: int | None
+    ) -> None:
         self.name = name
         self.env = env
         self.port = port
+        # Health, metrics and the API; the consumers serve them on `port`.
+        self.internal_port = internal_port or port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.internal_port}"
 
     @property
     def ws(self) -> str:

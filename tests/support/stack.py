@@ -19,6 +19,10 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from shared.listeners import listening
+from shared.settings import WebsocketServerSettings
+from tests.support.ports import free_port
+
 POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 RABBITMQ_SERVER = os.environ.get("WSPOOL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
 RUN_ID = uuid.uuid4().hex[:10]
@@ -88,12 +92,39 @@ async def serving(app: web.Application, port: int) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def server_ports() -> dict[str, int]:
+    """Free `port` and `internal_port` settings for one websocket server."""
+    return {"port": free_port(), "internal_port": free_port()}
+
+
+@contextlib.asynccontextmanager
+async def serving_server(
+    settings: WebsocketServerSettings, app: web.Application
+) -> AsyncIterator[str]:
+    """Serve a websocket server on both its ports; yields its internal HTTP base URL."""
+    async with listening(app, settings):
+        yield internal_http(settings)
+
+
+def internal_http(settings: WebsocketServerSettings) -> str:
+    return f"http://{settings.host}:{settings.internal_port}"
+
+
 @dataclass
 class Stack:
     node_url: str
     worker_url: str
-    node_http: str
+    node_http: str  # the internal ports: health, metrics, API
     worker_http: str
+
+    @property
+    def node_address(self) -> str:
+        """host:port of node_server's public (websocket) port."""
+        return self.node_url.removeprefix("ws://").rstrip("/")
+
+    @property
+    def worker_address(self) -> str:
+        return self.worker_url.removeprefix("ws://").rstrip("/")
 
 
 StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]

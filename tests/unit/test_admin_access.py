@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from pydantic import SecretStr
 
-from node_server.api import guarded
+from node_server.access import guarded
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS
 
@@ -39,3 +39,13 @@ async def test_other_peers_are_refused_without_a_token(remote: str) -> None:
 async def test_with_a_token_every_peer_needs_it() -> None:
     assert (await guarded("admin", ok)(request("adm1n", "203.0.113.7", "adm1n"))).status == 200
     assert (await guarded("admin", ok)(request("adm1n", "127.0.0.1"))).status == 401
+
+
+@pytest.mark.parametrize("remote", ["127.0.0.1", "203.0.113.7"])
+async def test_with_a_token_anyone_may_see_the_login(remote: str) -> None:
+    assert (await guarded("login", ok)(request("adm1n", remote))).status == 200
+
+
+async def test_without_a_token_the_login_page_is_loopback_only() -> None:
+    assert (await guarded("login", ok)(request(None, "127.0.0.1"))).status == 200
+    assert (await guarded("login", ok)(request(None, "203.0.113.7"))).status == 403
