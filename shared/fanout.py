@@ -100,6 +100,7 @@ async def consume(
     outages = OutageWatch()
     topic = stream.topic
     observe = stream.observe
+    undecodable = FANOUT_UNDECODABLE.labels(topic=topic)  # exported at 0 from the start
     lag = FANOUT_LAG.labels(topic=topic) if report_lag else None
     next_lag = 0.0
     partitions = partitions or set()
@@ -124,7 +125,7 @@ async def consume(
                 try:
                     item = stream.decode(record.value)
                 except Exception as error:  # any bad record: count it, never stop the stream
-                    FANOUT_UNDECODABLE.labels(topic=topic).inc()
+                    undecodable.inc()
                     log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
                     continue
                 if observe is not None:
