@@ -96,6 +96,14 @@ class Stack:
     worker_http: str
 
 
+@dataclass
+class Processors:
+    """Where the session's process_job_worker and process_solution_worker answer HTTP."""
+
+    job_http: str
+    solution_http: str
+
+
 StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
 
 
