@@ -24,6 +24,7 @@ from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.health import add_check, add_health_routes
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
 from shared.lifecycle import background, postgres, retry
+from shared.metrics import DEAD_LETTERED
 from shared.persist import Persisted, persist_and_broadcast
 from shared.protocol import parse
 from shared.settings import ConsumerSettings
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.Application:
     app = web.Application()
     app[PIPELINE] = pipeline
+    # Exported at 0 from the start, so an alert on increase() sees the first one.
+    DEAD_LETTERED.labels(queue=pipeline.queue)
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
     app.cleanup_ctx.append(background("pipeline", functools.partial(_run, settings)))

@@ -214,6 +214,12 @@ ANSWERS: dict[type[Exception], Answer] = {
     ),
 }
 
+# Each dependency's count is exported at 0 from the start, so an alert on
+# increase() sees the first failure instead of a series appearing from nothing.
+for _answer in ANSWERS.values():
+    if _answer.dependency is not None:
+        DEPENDENCY_ERRORS.labels(broker=_answer.dependency)
+
 
 def answer(error: BaseException | type[BaseException]) -> Answer:
     """The catalogue's answer to `error`; anything not in it is a bug (`INTERNAL`)."""

@@ -21,13 +21,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, EVENT_STREAM_DOWN, EventStreamUnavailable, count
 from shared.kafka import assign_all, new_consumer
-from shared.metrics import FANOUT_UNDECODABLE
+from shared.metrics import FANOUT_LAG, FANOUT_UNDECODABLE
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 PARTITION_CHECK_SECONDS = 10.0
 OUTAGE_SECONDS = 2.0
+LAG_INTERVAL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Stream(Generic[T]):
     newest_by: Callable[[T], int] | None = None
     # An item that replaces the newest whatever its order (a retired job's successor).
     resets: Callable[[T], bool] | None = None
+    # Told of every item decoded, in both modes (for process-wide metrics); must not block.
+    observe: Callable[[T], None] | None = None
 
 
 class Subscriber(Protocol[T_contra]):
@@ -84,15 +87,22 @@ async def consume(
     deliver: Callable[[T], None],
     on_ready: Callable[[bool], None] = lambda ready: None,
     partitions: set[int] | None = None,
+    report_lag: bool = False,
 ) -> None:
     """Assign all partitions (following new ones), decode each record, deliver it.
 
     Broker outages are retried with backoff; the consumer keeps its positions,
-    so connected clients resume without reconnecting.
+    so connected clients resume without reconnecting. With `report_lag`, the
+    records not read yet are set on `wspool_fanout_lag_records` (at most once
+    every `LAG_INTERVAL_SECONDS`, after a fetch has been delivered).
     """
     backoff = Backoff()
     outages = OutageWatch()
     topic = stream.topic
+    observe = stream.observe
+    undecodable = FANOUT_UNDECODABLE.labels(topic=topic)  # exported at 0 from the start
+    lag = FANOUT_LAG.labels(topic=topic) if report_lag else None
+    next_lag = 0.0
     partitions = partitions or set()
     next_check = time.monotonic() + PARTITION_CHECK_SECONDS if partitions else 0.0
     while True:
@@ -115,13 +125,35 @@ async def consume(
                 try:
                     item = stream.decode(record.value)
                 except Exception as error:  # any bad record: count it, never stop the stream
-                    FANOUT_UNDECODABLE.labels(topic=topic).inc()
+                    undecodable.inc()
                     log.warning("fanout_record_undecodable", extra={"error": str(error)[:200]})
                     continue
+                if observe is not None:
+                    observe(item)
                 deliver(item)
                 # Let the senders write before the next record: a burst of records
                 # must not pile up in one connection's bounded outbox at once.
                 await asyncio.sleep(0)
+        if lag is not None and time.monotonic() >= next_lag:
+            next_lag = time.monotonic() + LAG_INTERVAL_SECONDS
+            with contextlib.suppress(TimeoutError):  # a position being reset: next time
+                async with asyncio.timeout(LAG_INTERVAL_SECONDS):
+                    lag.set(await unread_records(consumer))
+
+
+async def unread_records(consumer: AIOKafkaConsumer) -> int:
+    """Log end minus position over the assigned partitions, from the consumer's own state.
+
+    No request to the broker: the high-water mark comes with every fetch
+    response. A partition not fetched yet counts 0; so does one whose
+    high-water mark lags behind our position (Tansu, see `OutageWatch`).
+    """
+    unread = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            unread += max(0, highwater - await consumer.position(tp))
+    return unread
 
 
 async def _follow_partitions(
@@ -224,7 +256,7 @@ class SharedFanout(Generic[T]):
         consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
         await _start(consumer)
         try:
-            await consume(consumer, self.stream, self.deliver, self._set_ready)
+            await consume(consumer, self.stream, self.deliver, self._set_ready, report_lag=True)
         finally:
             self._ready = False
             await consumer.stop()

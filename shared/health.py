@@ -4,6 +4,8 @@ Readiness is a set of named checks the service registers at start-up; each
 returns True when its dependency is usable right now. Liveness is the
 supervision of the background tasks: it fails only when one of them keeps
 failing, which a restart of the process may cure and waiting will not.
+Each check's latest result is also the gauge `wspool_ready{check}`, refreshed
+by /readyz and by every scrape of /metrics (probes are cached, see `_Cached`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from shared.metrics import metrics_handler
+from shared.metrics import READY, metrics_handler
 
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
@@ -65,11 +67,19 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    checks: dict[str, Check] = request.app[READINESS]
+async def readiness(app: web.Application) -> dict[str, bool]:
+    """Every check's result now, also set on `wspool_ready{check}`."""
+    checks: dict[str, Check] = app[READINESS]
     results = dict(
         zip(checks, await asyncio.gather(*(_run(c) for c in checks.values())), strict=True)
     )
+    for name, ready in results.items():
+        READY.labels(check=name).set(1 if ready else 0)
+    return results
+
+
+async def readyz(request: web.Request) -> web.Response:
+    results = await readiness(request.app)
     status = 200 if all(results.values()) else 503
     return web.json_response(
         {"status": "ready" if status == 200 else "not_ready", "checks": results}, status=status
@@ -88,7 +98,13 @@ def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app[SUPERVISION] = Supervision(task_failure_limit)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", metrics)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition, with `wspool_ready` as of this scrape."""
+    await readiness(request.app)
+    return await metrics_handler(request)
 
 
 class _Cached:

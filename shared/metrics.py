@@ -56,6 +56,20 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CURRENT_HEIGHT = Gauge("wspool_current_block_height", "Highest block height seen.")
+CURRENT_JOB_HEIGHT = Gauge(
+    "wspool_current_job_height",
+    "Block height of the job workers are sent now, as this worker_server's fan-out saw it.",
+)
+CURRENT_JOB_TIMESTAMP = Gauge(
+    "wspool_current_job_timestamp_seconds",
+    "When the gateway received the current job (or the retire that made it current), Unix time.",
+)
+FANOUT_LAG = Gauge(
+    "wspool_fanout_lag_records",
+    "Kafka records the shared fan-out has not read yet (log end minus position), by topic.",
+    ["topic"],
+)
+READY = Gauge("wspool_ready", "1 when the readiness check's dependency answers, else 0.", ["check"])
 RECOVERED = Counter(
     "wspool_recovered_solutions",
     "Solutions a node missed, sent when it (re)submitted its job, by source.",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from shared.errors import ProtocolError
 from shared.fanout import Stream
 from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC
+from shared.metrics import CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP
 from shared.protocol import (
     CurrentJobRecord,
     JobRecord,
@@ -75,8 +76,31 @@ def _height(update: JobUpdate) -> int:
     return update.block_height
 
 
+class CurrentJob:
+    """The job workers are sent now, as the process's fan-out saw it, in two gauges.
+
+    Newer heights replace it, and so does a retire's reset (whatever its
+    height). In `per_connection` mode only connected workers' consumers see
+    jobs, so the gauges stand still while no worker is connected.
+    """
+
+    def __init__(self) -> None:
+        self.height: int | None = None
+
+    def observe(self, update: JobUpdate) -> None:
+        if update.reset or self.height is None or update.block_height > self.height:
+            self.height = update.block_height
+            CURRENT_JOB_HEIGHT.set(update.block_height)
+            CURRENT_JOB_TIMESTAMP.set(update.received_at / 1e9)
+
+
 # What each websocket server fans out. Workers joining late are sent the newest job.
 JOB_STREAM = Stream(
-    JOB_TOPIC, decode_job, replay_last=True, newest_by=_height, resets=lambda u: u.reset
+    JOB_TOPIC,
+    decode_job,
+    replay_last=True,
+    newest_by=_height,
+    resets=lambda u: u.reset,
+    observe=CurrentJob().observe,
 )
 SOLUTION_STREAM = Stream(SOLUTION_TOPIC, decode_solution)

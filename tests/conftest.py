@@ -31,6 +31,7 @@ from tests.support.stack import (
     RABBITMQ_SERVER,
     RUN_ID,
     Backends,
+    Processors,
     Stack,
     StartServers,
     drop_database,
@@ -68,18 +69,23 @@ async def db(backends: Backends) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-async def processors(backends: Backends) -> AsyncIterator[None]:
+async def processors(backends: Backends) -> AsyncIterator[Processors]:
     """Both persist-and-broadcast workers, for the whole session."""
     job = create_job_app(ProcessJobWorkerSettings(**backends.settings(port=free_port())))
     solution = create_solution_app(
         ProcessSolutionWorkerSettings(**backends.settings(port=free_port()))
     )
-    async with serving(job, free_port()), serving(solution, free_port()):
-        yield
+    async with (
+        serving(job, free_port()) as job_address,
+        serving(solution, free_port()) as solution_address,
+    ):
+        yield Processors(
+            job_http=f"http://{job_address}", solution_http=f"http://{solution_address}"
+        )
 
 
 @pytest.fixture(scope="session")
-def start_servers(backends: Backends, processors: None) -> StartServers:
+def start_servers(backends: Backends, processors: Processors) -> StartServers:
     """Start a node_server and a worker_server with the given setting overrides."""
 
     @contextlib.asynccontextmanager

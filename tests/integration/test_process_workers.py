@@ -20,7 +20,7 @@ from shared.rabbit import (
     dead_letter_queue,
 )
 from tests.support.clients import challenge, next_height, solution_body
-from tests.support.stack import Backends
+from tests.support.stack import Backends, Processors
 
 
 async def publish(channel: aio_pika.abc.AbstractChannel, exchange: str, body: bytes) -> None:
@@ -54,7 +54,7 @@ async def wait_for_row(db: asyncpg.Pool, query: str, *args: object) -> asyncpg.R
 
 
 @pytest.fixture
-async def channel(backends: Backends, processors: None):
+async def channel(backends: Backends, processors: Processors):
     async with await aio_pika.connect(backends.rabbitmq_url) as connection:
         yield await connection.channel(publisher_confirms=True)
 

@@ -127,6 +127,14 @@ class Stack:
         return self.worker_url.removeprefix("ws://").rstrip("/")
 
 
+@dataclass
+class Processors:
+    """Where the session's process_job_worker and process_solution_worker answer HTTP."""
+
+    job_http: str
+    solution_http: str
+
+
 StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
 
 

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from shared.health import CHECK_INTERVAL_SECONDS, add_check, add_health_routes, readyz
+from shared.health import CHECK_INTERVAL_SECONDS, add_check, add_health_routes, metrics, readyz
 
 
 async def test_a_burst_of_readiness_requests_probes_once() -> None:
@@ -29,3 +29,25 @@ async def test_a_burst_of_readiness_requests_probes_once() -> None:
     await asyncio.sleep(CHECK_INTERVAL_SECONDS)  # the control: a second later it probes again
     assert (await readyz(make_mocked_request("GET", "/readyz", app=app))).status == 200
     assert len(probes) == 2
+
+
+async def test_each_scrape_of_metrics_exports_every_checks_readiness() -> None:
+    answers = {"postgres": True, "kafka-ready-test": False}
+
+    def check(name: str):
+        async def probe() -> bool:
+            return answers[name]
+
+        return probe
+
+    app = web.Application()
+    add_health_routes(app, task_failure_limit=5)
+    for name in answers:
+        add_check(app, name, check(name))
+    text = (await metrics(make_mocked_request("GET", "/metrics", app=app))).text or ""
+    assert 'wspool_ready{check="postgres"} 1.0' in text
+    assert 'wspool_ready{check="kafka-ready-test"} 0.0' in text
+    answers["kafka-ready-test"] = True  # the control: the gauge follows the next probe
+    await asyncio.sleep(CHECK_INTERVAL_SECONDS)
+    text = (await metrics(make_mocked_request("GET", "/metrics", app=app))).text or ""
+    assert 'wspool_ready{check="kafka-ready-test"} 1.0' in text
