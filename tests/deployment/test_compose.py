@@ -8,12 +8,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
+from shared.catalogue import SERVICES as CATALOGUE
 from shared.setup import SetupSettings
 from tests.support.deployment import (
     BACKBONE,
     COMPOSE_FILE,
     DOCKERIGNORE,
+    ETC,
     SERVICE_SETTINGS,
     SERVICES,
     SETUP_MODULE,
@@ -206,3 +209,18 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
     for needed in ("pyproject.toml", "README.md", "shared", *SERVICES):
         assert needed not in patterns and f"/{needed}" not in patterns, needed
     assert not any(pattern in ("*", "**", ".") for pattern in patterns)
+
+
+# --- Prometheus scrape configuration ------------------------------------------------
+
+
+def test_prometheus_scrapes_each_service_on_its_metrics_port() -> None:
+    config = yaml.safe_load((ETC / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for group in job.get("static_configs", [])
+        for target in group["targets"]
+    }
+    for name, service in CATALOGUE.items():
+        assert f"{name}:{service.http_port}" in targets, name
