@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Playwright drives the system chromium (below); it never fetches a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: run test lint e2e bench clean browser
 
@@ -18,8 +20,9 @@ run: $(STAMP)  ## start Tansu, set up, run all four services; Ctrl-C stops
 test: $(STAMP) browser  ## the whole suite against real Postgres, RabbitMQ and a private Tansu
 	$(BIN)/python -m pytest
 
-# The dashboard test drives Debian's headless Chromium. Installed here when missing and
-# we are root; otherwise that test fails and says what to install.
+# The dashboard test drives Debian's headless Chromium through Playwright (never
+# `playwright install`). Installed here when missing and we are root; otherwise
+# that test fails and says what to install.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -22,10 +22,10 @@ import hashlib
 import hmac
 import ipaddress
 
-import orjson
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
+from node_server import api_models
 from node_server.api import Handler, error_response, json_response
 from node_server.params import ApiError
 from node_server.rest import json_body
@@ -86,7 +86,7 @@ async def log_in(request: web.Request) -> web.Response:
     body = await json_body(request, LOGIN_BODY_BYTES, settings.http_idle_timeout_seconds)
     if not token_matches(_token_field(body), [settings.admin_token]):
         raise ApiError(401, "unauthorized", "wrong admin token")
-    response = json_response({"status": "logged_in"})
+    response = json_response(api_models.Session(status="logged_in"))
     response.set_cookie(
         COOKIE,
         _session_value(settings.admin_token),
@@ -100,17 +100,13 @@ async def log_in(request: web.Request) -> web.Response:
 
 async def log_out(_request: web.Request) -> web.Response:
     """DELETE /api/session: the browser forgets the cookie."""
-    response = json_response({"status": "logged_out"})
+    response = json_response(api_models.Session(status="logged_out"))
     response.del_cookie(COOKIE, path="/")
     return response
 
 
 def _token_field(body: bytes) -> str:
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_message", "the body is not JSON") from None
-    token = value.get("token") if isinstance(value, dict) else None
-    if not isinstance(token, str):
-        raise ApiError(400, "invalid_message", 'send {"token": "<admin token>"}')
-    return token
+        return api_models.Login.model_validate_json(body).token
+    except ValidationError:
+        raise ApiError(400, "invalid_message", 'send {"token": "<admin token>"}') from None

@@ -3,7 +3,8 @@
 The routes themselves, with who may call each, are listed in
 `node_server.routes` and the access check is `node_server.access`; REST job
 submission is `node_server.rest`, the dashboard `node_server.dashboard`, the
-OpenAPI document `node_server.openapi`. Here: JSON responses, the error middleware (JSON
+OpenAPI document `node_server.openapi`, the bodies every route answers with
+`node_server.api_models`. Here: JSON responses, the error middleware (JSON
 `{"error", "detail"}` with a 4xx/503 status, never a traceback) and the read
 handlers.
 """
@@ -12,31 +13,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-from node_server import params, queries
+from node_server import api_models, params, queries
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
 from shared.ws import OPEN_SOCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Page = TypeVar("Page", api_models.JobPage, api_models.SolutionPage, api_models.WorkerPage)
 log = logging.getLogger(__name__)
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """JSON through orjson: datetimes as ISO 8601; asyncpg's UUIDs (not uuid.UUID) as str."""
+def json_response(body: api_models.Body, status: int = 200) -> web.Response:
+    """A body model's JSON through orjson: datetimes as ISO 8601 with their offset."""
     return web.Response(
-        body=orjson.dumps(body, default=str),
+        body=orjson.dumps(body.model_dump(), default=str),
         status=status,
         content_type="application/json",
     )
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
-    return json_response({"error": error, "detail": detail}, status)
+    return json_response(api_models.Error(error=error, detail=detail), status)
 
 
 @web.middleware
@@ -51,7 +53,8 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return error_response(error.status, error.reason.lower().replace(" ", "_"), error.text)
+        code = error.reason.lower().replace(" ", "_")
+        return error_response(error.status, code, error.text or error.reason)
     except Exception as error:
         # Handlers talk to Postgres, so a bare OSError or timeout is the database's.
         failure = unavailable(error, DatabaseUnavailable)
@@ -71,34 +74,35 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(reply.status, reply.code, reply.http_detail(failure))
 
 
-def page(items: list[dict[str, Any]], limit: int, cursor: str) -> dict[str, Any]:
+def page(model: type[Page], items: list[dict[str, Any]], limit: int, cursor: str) -> Page:
     """A page and the `before` value of the next one (null on the last page)."""
     following = items[-1][cursor] if len(items) == limit else None
-    return {"items": items, "next_before": following}
+    return model(items=items, next_before=following)
 
 
 async def stats(request: web.Request) -> web.Response:
     return json_response(await current_stats(request.app))
 
 
-async def current_stats(app: web.Application) -> dict[str, Any]:
+async def current_stats(app: web.Application) -> api_models.Stats:
     row = await queries.stats(app[POOL])
-    return {
+    return api_models.Stats(
         # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
-        "workers": {"connected": row["connected_workers"]},
-        "nodes": {"connected_here": len(app[OPEN_SOCKETS])},
-        "current_height": row["current_height"],
-        "jobs": {"last_minute": row["jobs_minute"], "last_hour": row["jobs_hour"]},
-        "solutions": {"last_minute": row["solutions_minute"], "last_hour": row["solutions_hour"]},
-    }
+        workers=api_models.WorkerCounts(connected=row["connected_workers"]),
+        nodes=api_models.NodeCounts(connected_here=len(app[OPEN_SOCKETS])),
+        current_height=row["current_height"],
+        jobs=api_models.RecentCounts(last_minute=row["jobs_minute"], last_hour=row["jobs_hour"]),
+        solutions=api_models.RecentCounts(
+            last_minute=row["solutions_minute"], last_hour=row["solutions_hour"]
+        ),
+    )
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     limit = params.limit(request)
     before = params.integer(request, "before", None)
-    return json_response(
-        page(await queries.jobs(request.app[POOL], limit, before), limit, "block_height")
-    )
+    rows = await queries.jobs(request.app[POOL], limit, before)
+    return json_response(page(api_models.JobPage, rows, limit, "block_height"))
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -106,7 +110,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await queries.job(request.app[POOL], task_id)
     if job is None:
         raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
-    return json_response(job)
+    return json_response(api_models.Job.model_validate(job))
 
 
 async def job_solutions(request: web.Request) -> web.Response:
@@ -116,7 +120,8 @@ async def job_solutions(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     if await queries.job(pool, task_id) is None:
         raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
-    return json_response(page(await queries.solutions(pool, task_id, limit, before), limit, "id"))
+    rows = await queries.solutions(pool, task_id, limit, before)
+    return json_response(page(api_models.SolutionPage, rows, limit, "id"))
 
 
 async def list_workers(request: web.Request) -> web.Response:
@@ -124,7 +129,7 @@ async def list_workers(request: web.Request) -> web.Response:
     limit = params.limit(request)
     before = params.integer(request, "before", None)
     rows = await queries.workers(request.app[POOL], connected, limit, before)
-    return json_response(page(rows, limit, "id"))
+    return json_response(page(api_models.WorkerPage, rows, limit, "id"))
 
 
 async def worker_stats(request: web.Request) -> web.Response:
@@ -133,4 +138,6 @@ async def worker_stats(request: web.Request) -> web.Response:
     row = await queries.worker_stats(request.app[POOL], hardware_id, window)
     if row is None:
         raise params.ApiError(404, "not_found", f"no worker with hardware_id {hardware_id[:255]!r}")
-    return json_response({"hardware_id": hardware_id, "window_seconds": window, **row})
+    return json_response(
+        api_models.WorkerStats(hardware_id=hardware_id, window_seconds=window, **row)
+    )

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import Histogram
 
-from node_server import queries
+from node_server import api_models, queries
 from node_server.api import current_stats, json_response
 from shared.db import POOL
 from shared.metrics import LATENCY
@@ -32,16 +31,18 @@ async def page(_request: web.Request) -> web.FileResponse:
 async def data(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     return json_response(
-        {
-            "stats": await current_stats(request.app),
-            "per_minute": await queries.per_minute(pool, CHART_MINUTES),
-            "busiest_workers": await queries.busiest(pool, BUSIEST_WINDOW_SECONDS, BUSIEST_COUNT),
-            "latency": {kind: latency(LATENCY, kind) for kind in ("job", "solution")},
-        }
+        api_models.Dashboard(
+            stats=await current_stats(request.app),
+            per_minute=await queries.per_minute(pool, CHART_MINUTES),
+            busiest_workers=await queries.busiest(pool, BUSIEST_WINDOW_SECONDS, BUSIEST_COUNT),
+            latency=api_models.Latencies(
+                job=latency(LATENCY, "job"), solution=latency(LATENCY, "solution")
+            ),
+        )
     )
 
 
-def latency(histogram: Histogram, kind: str) -> dict[str, Any]:
+def latency(histogram: Histogram, kind: str) -> api_models.Latency:
     """Count and estimated quantiles (seconds) of one `kind` in this process's histogram."""
     buckets = [
         (float(sample.labels["le"]), sample.value)
@@ -52,7 +53,7 @@ def latency(histogram: Histogram, kind: str) -> dict[str, Any]:
     buckets.sort()
     total = buckets[-1][1] if buckets else 0.0
     estimates = {f"p{round(q * 100)}": quantile(buckets, q) for q in QUANTILES}
-    return {"count": int(total), **estimates}
+    return api_models.Latency(count=int(total), **estimates)
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from node_server import params, queries
+from node_server import api_models, params, queries
 from node_server.api import json_response
 from node_server.params import ApiError
 from node_server.submit import ConflictingJob, RefusedJob, parse_job, submit_job
@@ -35,12 +35,12 @@ async def post_job(request: web.Request) -> web.Response:
         f"?min_target={job.proof_target}&challenge_digest={digest}"
     )
     return json_response(
-        {
-            "status": "accepted",
-            "block_height": job.block_height,
-            "challenge_digest": digest,
-            "poll": poll,
-        },
+        api_models.Accepted(
+            status="accepted",
+            block_height=job.block_height,
+            challenge_digest=digest,
+            poll=poll,
+        ),
         status=202,
     )
 
@@ -76,9 +76,9 @@ async def solutions_at_height(request: web.Request) -> web.Response:
         request.app[POOL], height, min_target, digest, after, limit
     )
     return json_response(
-        {
-            "block_height": height,
-            "solutions": [row["solution"] for row in rows],
-            "next_after": rows[-1]["id"] if rows else after,
-        }
+        api_models.HeightSolutions(
+            block_height=height,
+            solutions=[row["solution"] for row in rows],
+            next_after=rows[-1]["id"] if rows else after,
+        )
     )

@@ -14,7 +14,7 @@ import asyncio
 
 from aiohttp import web
 
-from node_server import params
+from node_server import api_models, params
 from node_server.api import json_response
 from node_server.params import ApiError
 from node_server.ws import SETTINGS
@@ -59,13 +59,13 @@ async def retire_job(request: web.Request) -> web.Response:
     record = CurrentJobRecord(retired=task_id, current=current, received_at=now_ns())
     await _announce(request.app, record)
     return json_response(
-        {
-            "retired": str(task_id),
-            "block_height": height,
-            "current": None
+        api_models.Retired(
+            retired=task_id,
+            block_height=height,
+            current=None
             if current is None
-            else {"task_id": str(current.task_id), "block_height": current.block_height},
-        }
+            else api_models.CurrentJob(task_id=current.task_id, block_height=current.block_height),
+        )
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
+import re
 import uuid
 from pathlib import Path
 
 import pytest
+from playwright.async_api import expect
 
 from node_server.dashboard import quantile
 from tests.support import browser
@@ -22,6 +23,7 @@ from tests.support.stack import Stack
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard.png"
 TOKEN = "d4sh"
+NUMBER = re.compile(r"^[0-9]+$")
 
 
 def test_quantiles_interpolate_inside_the_bucket() -> None:
@@ -35,17 +37,18 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
 
 @pytest.mark.browser
 async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
-    if shutil.which("chromium") is None:
+    if browser.executable() is None:
         pytest.fail(browser.MISSING)
     async with start_servers(node={"admin_token": TOKEN}) as stack:
         async with browser.chromium_page(f"{stack.node_http}/dashboard") as page:
-            await page.wait_for("!document.getElementById('login').hidden")
-            await page.evaluate(
-                f"document.getElementById('token').value = '{TOKEN}';"
-                "document.querySelector('#login form').requestSubmit()"
-            )
-            await page.wait_for("document.getElementById('login').hidden")
-            shown = int(await page.wait_for(_number("workers")))
+            # Logging in: the token typed into the form, never in the URL.
+            await expect(page.locator("#login")).to_be_visible()
+            await page.locator("#token").fill(TOKEN)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#login")).to_be_hidden()
+            workers = page.locator("#workers")
+            await expect(workers).to_have_text(NUMBER)
+            shown = int(await workers.inner_text())
             hardware = [f"dash-{uuid.uuid4().hex[:6]}" for _ in range(3)]
             async with (
                 worker_client(stack.worker_url, welcome(hardware[0])) as busiest,
@@ -54,14 +57,19 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
                 node_client(stack.node_url),
             ):
                 await _solve(stack, busiest)
-                await page.wait_for(f"{_number('workers')} >= {shown + 3}")
-                busiest_table = "document.querySelector('#busiest tbody').textContent"
-                await page.wait_for(f"{busiest_table}.includes('{hardware[0]}')")
-                assert await page.wait_for(f"{_number('nodes')} === '1'")
-                assert await page.evaluate("document.querySelectorAll('#chart path').length") == 2
+                await page.wait_for_function(
+                    "least => Number(document.getElementById('workers').textContent) >= least",
+                    arg=shown + 3,
+                )
+                busiest_row = page.locator("#busiest tbody tr").filter(has_text=hardware[0])
+                await expect(busiest_row).to_have_count(1)
+                await expect(page.locator("#nodes")).to_have_text("1")
+                await expect(page.locator("#chart path")).to_have_count(2)
                 # a poll may fail under load; the page must recover by itself
-                assert await page.wait_for("document.getElementById('status').className === ''")
-                await page.screenshot(SCREENSHOT)
+                status = page.locator("#status")
+                await expect(status).not_to_have_class(re.compile(r"\berror\b"))
+                await expect(status).to_have_text(re.compile(r"^updated "))
+                await page.screenshot(path=SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -72,9 +80,3 @@ async def _solve(stack: Stack, worker) -> None:
         task_id = await job_sent(node, worker, height)
         await worker.send(solution(task_id, target=500))
         await node.receive()
-
-
-def _number(element_id: str) -> str:
-    """JS: the element's text when it is a number (else false, to keep waiting)."""
-    text = f"document.getElementById('{element_id}').textContent"
-    return f"(/^[0-9]+$/.test({text}) && {text})"

@@ -1,4 +1,8 @@
-"""/api/openapi.json describes every API route, and every route answers as described."""
+"""/api/openapi.json describes every API route, and every route answers as described.
+
+The document is generated from the route list and the body models
+(`node_server.openapi`); these tests hold it to the real answers.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import uuid
 
 import aiohttp
 import orjson
+import pydantic
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
+from node_server import api_models
 from node_server.app import create_app
-from node_server.openapi import SPEC
+from node_server.openapi import build, document
 from node_server.settings import NodeServerSettings
 from tests.support.clients import job, next_height, solution, welcome, worker_client
 from tests.support.stack import Backends, Stack
@@ -21,6 +27,7 @@ ADMIN, NODE = "adm1n", "n0de"
 TASK = "{task}"  # replaced by a real task id
 HARDWARE = "{hardware}"  # replaced by a real hardware id
 HEIGHT = "{height}"
+SPEC = document()
 # (method, described path) -> (valid request, token, invalid request, token)
 CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
     ("GET", "/api/openapi.json"): ("/api/openapi.json", None, None, None),
@@ -108,6 +115,9 @@ async def test_route_answers_with_documented_status_codes(
             documented = SPEC["paths"][path][method.lower()]["responses"]
             fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
             body = _body(method, path)
+            request_body = SPEC["paths"][path][method.lower()].get("requestBody")
+            if request_body is not None:
+                assert_body_matches(orjson.loads(body), request_body)
             status, answer = await _request(
                 session, method, guarded.node_http + _fill(valid, fill), valid_token, body
             )
@@ -124,6 +134,9 @@ async def test_route_answers_with_documented_status_codes(
                 )
                 assert status >= 400 and str(status) in documented
                 assert_body_matches(error, documented[str(status)])
+                if request_body is not None:  # the body refused is refused by the document too
+                    with pytest.raises(ValidationError):
+                        assert_body_matches(orjson.loads(bad_body), request_body)
 
 
 def _body(method: str, path: str) -> bytes | None:
@@ -157,16 +170,70 @@ def test_the_description_is_a_valid_openapi_document() -> None:
     assert SPEC["openapi"].startswith("3.1")
 
 
-def test_a_body_of_another_shape_fails_the_check() -> None:
-    ok = {"error": "invalid_parameter", "detail": "limit"}
-    assert_body_matches(
-        ok, {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    )
-    with pytest.raises(ValidationError):
-        assert_body_matches(
-            {**ok, "extra": 1},
-            {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+async def test_the_served_document_is_the_generated_one(guarded: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        status, served = await _request(
+            session, "GET", f"{guarded.node_http}/api/openapi.json", None, None
         )
+    assert status == 200
+    assert served == orjson.loads(orjson.dumps(SPEC))
+
+
+def _documented(schema: str) -> dict:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+JOB = {
+    "task_id": str(uuid.uuid4()),
+    "block_height": 17,
+    "epoch_challenge": {"epoch_number": 1},
+    "created_at": "2026-11-24T01:17:10.532+00:00",
+    "broadcast_at": None,
+    "retired_at": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "good", "wrong"),
+    [
+        ("Error", {"error": "e", "detail": "d"}, {"error": "e", "detail": "d", "extra": 1}),
+        ("Error", {"error": "e", "detail": "d"}, {"error": "e"}),
+        ("JobPage", {"items": [JOB], "next_before": 17}, {"items": [JOB]}),
+        ("JobPage", {"items": [JOB], "next_before": None}, {"items": [{**JOB, "task_id": "x"}]}),
+        ("Job", {**JOB, "solution_count": 0}, {**JOB, "solution_count": -1}),
+        ("Job", {**JOB, "solution_count": 0}, {**JOB, "solution_count": 0, "created_at": 5}),
+        (
+            "Stats",
+            api_models.Stats(
+                workers={"connected": 1},
+                nodes={"connected_here": 0},
+                current_height=None,
+                jobs={"last_minute": 0, "last_hour": 2},
+                solutions={"last_minute": 0, "last_hour": 0},
+            ).model_dump(),
+            {"workers": {"connected": "1"}},
+        ),
+        (
+            "Accepted",
+            {"status": "accepted", "block_height": 1, "challenge_digest": "a" * 32, "poll": "/"},
+            {"status": "accepted", "block_height": 1, "challenge_digest": "A" * 32, "poll": "/"},
+        ),
+    ],
+)
+def test_a_body_of_another_shape_fails_the_check(schema: str, good: dict, wrong: dict) -> None:
+    assert_body_matches(good, _documented(schema))
+    with pytest.raises(ValidationError):
+        assert_body_matches(wrong, _documented(schema))
+
+
+def test_a_handler_cannot_answer_with_a_field_its_model_lacks() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        api_models.Job.model_validate({**JOB, "solution_count": 0, "challenge_digest": "ab"})
+
+
+def test_a_route_without_a_description_fails_the_document() -> None:
+    with pytest.raises(KeyError):
+        build([("GET", "/api/undescribed", None, "admin")])
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

@@ -1,0 +1,201 @@
+"""The bodies node_server's HTTP API answers with, as pydantic models.
+
+Handlers build these and respond with their JSON (`api.json_response`); the
+OpenAPI document (`node_server.openapi`) is generated from their JSON
+Schemas. A field added to a query without its model fails the handler (every
+model forbids unknown fields), and `tests/integration/test_openapi.py`
+validates real answers against the generated document.
+
+The request body of `POST /api/jobs` is the websocket's `shared.protocol.NodeJob`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+from shared.protocol import MAX_INT64
+
+Int64 = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Seconds = Annotated[float, Field(ge=0)]
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class Body(BaseModel):
+    """Exactly these fields, all present (`null` where a value may be missing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Error(Body):
+    """Every 4xx and 503 answer."""
+
+    error: str = Field(description="Machine-readable code, like `invalid_parameter`.")
+    detail: str
+
+
+class WorkerCounts(Body):
+    connected: NonNegativeInt = Field(description="Open worker connections, whole cluster.")
+
+
+class NodeCounts(Body):
+    connected_here: NonNegativeInt = Field(description="Node websockets of this process.")
+
+
+class RecentCounts(Body):
+    last_minute: NonNegativeInt
+    last_hour: NonNegativeInt
+
+
+class Stats(Body):
+    workers: WorkerCounts
+    nodes: NodeCounts
+    current_height: int | None = Field(description="Highest job not retired; null without one.")
+    jobs: RecentCounts
+    solutions: RecentCounts
+
+
+class MinuteCounts(Body):
+    minute: datetime
+    jobs: NonNegativeInt
+    solutions: NonNegativeInt
+
+
+class BusyWorker(Body):
+    hardware_id: str
+    solutions: NonNegativeInt
+    last_solution_at: datetime
+
+
+class Latency(Body):
+    """Delivery latency of this process, estimated from its histogram (null: no data)."""
+
+    count: NonNegativeInt
+    p50: Seconds | None
+    p90: Seconds | None
+    p99: Seconds | None
+
+
+class Latencies(Body):
+    job: Latency
+    solution: Latency
+
+
+class Dashboard(Body):
+    """Everything the dashboard draws."""
+
+    stats: Stats
+    per_minute: list[MinuteCounts]
+    busiest_workers: list[BusyWorker]
+    latency: Latencies
+
+
+class JobRow(Body):
+    task_id: uuid.UUID
+    block_height: Int64
+    epoch_challenge: dict[str, Any]
+    created_at: datetime
+    broadcast_at: datetime | None
+    retired_at: datetime | None
+
+
+class Job(JobRow):
+    solution_count: NonNegativeInt
+
+
+class Solution(Body):
+    id: NonNegativeInt
+    task_id: uuid.UUID
+    nonce: str
+    hardware_id: str
+    caption: str
+    solution: dict[str, Any] = Field(description="The worker's `solution` object, unchanged.")
+    solution_target: Int64
+    valid: bool
+    checked: bool
+    created_at: datetime
+    broadcast_at: datetime | None
+
+
+class Worker(Body):
+    """One worker connection."""
+
+    id: NonNegativeInt
+    hardware_id: str
+    caption: str
+    address: str
+    hardware: str
+    ip: str
+    remote_ip: str
+    server_instance: str
+    connected_at: datetime
+    last_seen_at: datetime
+    disconnected_at: datetime | None
+    close_code: int | None
+
+
+NEXT_BEFORE = "Pass as `before` for the next page; null on the last one."
+
+
+class JobPage(Body):
+    items: list[JobRow]
+    next_before: int | None = Field(description=NEXT_BEFORE)
+
+
+class SolutionPage(Body):
+    items: list[Solution]
+    next_before: int | None = Field(description=NEXT_BEFORE)
+
+
+class WorkerPage(Body):
+    items: list[Worker]
+    next_before: int | None = Field(description=NEXT_BEFORE)
+
+
+class WorkerStats(Body):
+    hardware_id: str
+    window_seconds: NonNegativeInt
+    connections: NonNegativeInt
+    connected: NonNegativeInt
+    last_seen_at: datetime | None
+    solutions: NonNegativeInt = Field(description="Solutions within the window.")
+    solutions_total: NonNegativeInt
+
+
+class Accepted(Body):
+    """A job RabbitMQ confirmed; poll `poll` for its solutions."""
+
+    status: Literal["accepted"]
+    block_height: Int64
+    challenge_digest: Digest
+    poll: str
+
+
+class CurrentJob(Body):
+    task_id: uuid.UUID
+    block_height: Int64
+
+
+class Retired(Body):
+    retired: uuid.UUID
+    block_height: Int64
+    current: CurrentJob | None = Field(description="The job workers were moved to, if any.")
+
+
+class HeightSolutions(Body):
+    block_height: Int64
+    solutions: list[dict[str, Any]] = Field(description="`solution` objects as workers sent them.")
+    next_after: NonNegativeInt = Field(description="Pass as `after` to poll for newer ones.")
+
+
+class Login(Body):
+    """The body of `POST /api/session`."""
+
+    token: str
+
+
+class Session(Body):
+    status: Literal["logged_in", "logged_out"]
