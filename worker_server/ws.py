@@ -139,12 +139,8 @@ async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
 
 async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
     received_at = now_ns()
-    app, welcome, limits, connection = (
-        session.app,
-        session.welcome,
-        session.limits,
-        session.connection,
-    )
+    app, limits, connection = session.app, session.limits, session.connection
+    welcome = session.welcome
     assert welcome is not None  # frames are dispatched only after the welcome
     if limits.over_rate(connection):  # before the task lookup: a flood costs no queries
         return
