@@ -39,6 +39,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_TASK = "unknown_task"
     CONFLICTING_JOB = "conflicting_job"  # another challenge holds the job's height
     IMPLAUSIBLE_HEIGHT = "implausible_height"  # far above the newest job
+    RATE_LIMITED = "rate_limited"  # a worker over a solution limit; not published
+    DUPLICATE_SOLUTION = "duplicate_solution"  # the same task and nonce again
+    BANNED = "banned"  # the worker (or its address) is banned; the close follows
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"
 

@@ -90,6 +90,21 @@ REFUSED_JOBS = Counter(
     "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",
     ["code"],
 )
+SOLUTIONS_LIMITED = Counter(
+    "wspool_solutions_limited",
+    "Solutions not published because the worker was over a limit (per_second, per_task).",
+    ["limit"],
+)
+BANS = Counter(
+    "wspool_bans",
+    "Bans imposed (mode enforce) or only logged (mode dry_run), by key (identity, ip).",
+    ["key", "mode"],
+)
+ACTIVE_BANS = Gauge(
+    "wspool_active_bans",
+    "Bans in force that this process knows (its own and other instances'), by key.",
+    ["key"],
+)
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:

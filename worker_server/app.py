@@ -7,10 +7,13 @@ from shared.rabbit import SOLUTION_EXCHANGE
 from shared.updates import JOB_STREAM
 from shared.websocket_app import create_websocket_app
 from worker_server.admission import Admission
+from worker_server.bans import Bans
+from worker_server.enforce import BANS, keep_bans
+from worker_server.limits import TaskCounts
 from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks
-from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASKS, worker_socket
+from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASK_COUNTS, TASKS, worker_socket
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
@@ -21,6 +24,9 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     app[TASKS] = KnownTasks()
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
+    app[TASK_COUNTS] = TaskCounts()
+    app[BANS] = Bans(settings)
     app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
+    app.cleanup_ctx.append(background("worker-bans", keep_bans))
     return app

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -38,4 +40,48 @@ class WorkerServerSettings(WebsocketServerSettings):
     )
     stale_after_seconds: float = Field(
         180.0, gt=0, description="Open worker rows not seen for this long are closed."
+    )
+    solutions_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="Sustained solutions per second per connection (token bucket); one "
+        "over it is not published and answered rate_limited. A prover sends a few a minute.",
+    )
+    solutions_burst: int = Field(
+        200, ge=1, description="Token bucket size of solutions_per_second."
+    )
+    max_solutions_per_task: int = Field(
+        100_000,
+        ge=1,
+        description="Solutions accepted per worker (hardware_id) and task in this process; "
+        "more are answered rate_limited.",
+    )
+    ban_mode: Literal["enforce", "dry_run", "off"] = Field(
+        "enforce",
+        description="enforce: ban workers that keep sending bad solutions (and addresses "
+        "that keep failing the welcome); dry_run: only log would_ban and count it; off.",
+    )
+    ban_window_seconds: float = Field(
+        60.0, gt=0, description="Time window over which good and bad solutions are counted."
+    )
+    ban_min_bad: int = Field(
+        20, ge=1, description="Bad solutions (or welcomes) in the window before a ban is possible."
+    )
+    ban_bad_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of bad among all solutions (or welcomes) in the window that bans.",
+    )
+    ban_seconds: float = Field(600.0, gt=0, description="How long a ban lasts.")
+    ban_ip_after_identities: int = Field(
+        10,
+        ge=0,
+        description="Ban an address once this many worker identities from it are banned at "
+        "once (0: never for that reason); whole farms share one NAT address.",
+    )
+    ban_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often address bans stored by other instances are read from Postgres.",
     )

@@ -40,6 +40,20 @@ UPDATE worker SET disconnected_at = last_seen_at, close_code = 1006
 WHERE disconnected_at IS NULL AND last_seen_at < now() - make_interval(secs => $1)
 """
 
+STORE_BAN = """
+INSERT INTO worker_ban (kind, key, banned_until, reason, server_instance)
+VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5)
+ON CONFLICT (kind, key) DO UPDATE SET banned_at = now(),
+    banned_until = EXCLUDED.banned_until, reason = EXCLUDED.reason,
+    server_instance = EXCLUDED.server_instance
+"""
+
+# Seconds left rather than the end time: instances' clocks need not agree.
+ACTIVE_BANS = """
+SELECT kind, key, extract(epoch FROM banned_until - now())::float8 AS seconds_left, reason
+FROM worker_ban WHERE banned_until > now()
+"""
+
 
 @_database
 async def open_worker_row(
@@ -77,6 +91,23 @@ async def close_rows_left_open(pool: asyncpg.Pool, server_instance: str) -> int:
 async def close_stale_rows(pool: asyncpg.Pool, stale_after_seconds: float) -> int:
     status = await pool.execute(CLOSE_STALE, stale_after_seconds)
     return int(status.split()[-1])
+
+
+@_database
+async def store_ban(
+    pool: asyncpg.Pool, kind: str, key: str, seconds: float, reason: str, server_instance: str
+) -> None:
+    await pool.execute(STORE_BAN, kind, key, seconds, reason, server_instance)
+
+
+@_database
+async def find_ban(pool: asyncpg.Pool, kind: str, key: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(f"{ACTIVE_BANS} AND kind = $1 AND key = $2", kind, key)
+
+
+@_database
+async def address_bans(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(f"{ACTIVE_BANS} AND kind = 'ip'")
 
 
 class KnownTasks:

@@ -28,6 +28,9 @@ from shared.updates import JobUpdate
 from shared.websocket_app import PUBLISHER
 from shared.ws import Connection
 from worker_server.admission import Admission, refused
+from worker_server.bans import IDENTITY, IP
+from worker_server.enforce import BANS, close_banned, identity_ban, imposed, refused_banned
+from worker_server.limits import SolutionLimits, TaskCounts
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, close_worker_row, open_worker_row
 
@@ -35,6 +38,7 @@ SETTINGS = web.AppKey("settings", WorkerServerSettings)
 TASKS = web.AppKey("known_tasks", KnownTasks)
 ADMISSION = web.AppKey("admission", Admission)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
+TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
 ROLE = "worker"
 JOB_LATENCY = LATENCY.labels(kind="job")
 log = logging.getLogger(__name__)
@@ -50,6 +54,13 @@ class WorkerSession:
         self.welcome: Welcome | None = None
         self.row_id: int | None = None
         self.joined_at = now_ns()
+        self.limits = SolutionLimits(self.app[SETTINGS], self.app[TASK_COUNTS])
+
+    @property
+    def identity(self) -> str:
+        """Who the worker is, for limits and bans: not its address, which farms share."""
+        assert self.welcome is not None  # frames are dispatched only after the welcome
+        return self.welcome.hardware_id
 
     def offer(self, update: JobUpdate) -> None:
         if self.newer.accept(update):
@@ -61,13 +72,42 @@ class WorkerSession:
     async def opened(self) -> Mapping[str, object]:
         """Wait for the welcome, then record the worker's row."""
         settings = self.app[SETTINGS]
-        self.welcome = await _receive_welcome(self.connection, settings.welcome_timeout_seconds)
+        self.welcome = await self._judged_welcome(settings.welcome_timeout_seconds)
+        self.connection.hardware_id = self.welcome.hardware_id
+        if (ban := await identity_ban(self.app, self.identity)) is not None:
+            REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
+            log.info(
+                "banned_worker_refused", extra={**self.connection.log_context, "reason": ban.reason}
+            )
+            close_banned(self.connection, ban, self.app[BANS].seconds_left(ban))
         self.row_id = await open_worker_row(
             self.app[POOL], self.welcome, self.connection.remote, settings.server_instance
         )
         self.app[OPEN_ROWS].add(self.row_id)
-        self.connection.hardware_id = self.welcome.hardware_id
         return {"worker_row": self.row_id}
+
+    async def _judged_welcome(self, timeout: float) -> Welcome:
+        """The welcome; missing or invalid ones count against the address."""
+        bans, remote = self.app[BANS], self.connection.remote
+        try:
+            welcome = await _receive_welcome(self.connection, timeout)
+        except CloseConnection:
+            await imposed(self.app, bans.judge_welcome(remote, bad=True))
+            raise
+        await imposed(self.app, bans.judge_welcome(remote, bad=False))
+        return welcome
+
+    def close_if_banned(self) -> None:
+        """Another connection of this identity got it banned: this one ends too."""
+        bans = self.app[BANS]
+        if (ban := bans.enforced(IDENTITY, self.identity)) is not None:
+            close_banned(self.connection, ban, bans.seconds_left(ban))
+
+    async def judged(self, bad: bool) -> None:
+        """Count a solution for or against this worker; close the connection if it is banned."""
+        verdicts = self.app[BANS].judge_solution(self.identity, self.connection.remote, bad)
+        await imposed(self.app, verdicts)
+        self.close_if_banned()
 
     async def closed(self) -> None:
         row_id = self.row_id
@@ -99,11 +139,20 @@ async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
 
 async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
     received_at = now_ns()
-    app, welcome = session.app, session.welcome
+    app, limits, connection = session.app, session.limits, session.connection
+    welcome = session.welcome
     assert welcome is not None  # frames are dispatched only after the welcome
-    check_size("solution", solution.solution, session.connection.settings.max_object_bytes)
+    if limits.over_rate(connection):  # before the task lookup: a flood costs no queries
+        return
+    check_size("solution", solution.solution, connection.settings.max_object_bytes)
     if not await app[TASKS].exists(app[POOL], solution.task_id):
         raise ProtocolError(ErrorCode.UNKNOWN_TASK, f"task {solution.task_id} does not exist")
+    if (solution.task_id, solution.nonce) in limits.recent:
+        raise ProtocolError(
+            ErrorCode.DUPLICATE_SOLUTION, f"nonce {solution.nonce} already sent for this task"
+        )
+    if limits.over_task(connection, welcome.hardware_id, solution.task_id):
+        return
     message = SolutionMessage(
         task_id=solution.task_id,
         solution=solution.solution,
@@ -112,12 +161,32 @@ async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
         caption=welcome.caption,
     )
     await app[PUBLISHER].publish(encode(message), received_at)
+    limits.accepted(welcome.hardware_id, solution.task_id, solution.nonce)
+    await session.judged(bad=False)
+
+
+class JudgedFrames(FrameTable[WorkerSession]):
+    """A worker's frames: each one refused counts against the worker (bans)."""
+
+    async def dispatch(self, session: WorkerSession, frame: bytes) -> None:
+        session.close_if_banned()
+        try:
+            await super().dispatch(session, frame)
+        except ProtocolError:
+            await session.judged(bad=True)  # closes instead when that bans the worker
+            raise
 
 
 @contextlib.contextmanager
 def admitted(request: web.Request) -> Iterator[web.StreamResponse | None]:
-    """Refuse (503) past the connection caps; else count the connection while it lasts."""
+    """Refuse a banned address (429) and past the connection caps (503); else count the
+    connection while it lasts."""
     remote = request.remote or "unknown"
+    bans = request.app[BANS]
+    if (ban := bans.enforced(IP, remote)) is not None:
+        REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
+        yield refused_banned(ban, bans.seconds_left(ban))
+        return
     admission = request.app[ADMISSION]
     if (refusal := admission.refusal(remote)) is not None:
         REFUSED_CONNECTIONS.labels(role=ROLE, reason=refusal).inc()
@@ -131,7 +200,7 @@ WORKER = Role(
     name=ROLE,
     settings=SETTINGS,
     # After the welcome, a worker's frames are solutions, typed or not.
-    frames=FrameTable({WorkerSolution: on_solution}, default=WorkerSolution),
+    frames=JudgedFrames({WorkerSolution: on_solution}, default=WorkerSolution),
     session=WorkerSession,
     log=log,
     admit=admitted,

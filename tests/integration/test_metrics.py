@@ -98,7 +98,11 @@ async def _traffic(node_url: str, worker_url: str) -> None:
             task_id = await job_sent(node, worker, height)
         await worker.send(solution(task_id, target=500, body=body))
         assert await node.receive() == body
-        await worker.send(solution(task_id, target=500, body=body))  # a duplicate
+        # A duplicate from another connection (the same one's is refused before
+        # publishing) reaches the deduplication in Postgres.
+        async with worker_client(worker_url) as other:
+            await other.job_for(height)
+            await other.send(solution(task_id, target=500, body=body))
 
 
 async def _dead_letter(rabbitmq_url: str) -> None:

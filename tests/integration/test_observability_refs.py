@@ -64,9 +64,6 @@ NOT_OURS: dict[str, tuple[set[str], str]] = {
         {"vhost", "queue"},
         "RabbitMQ's rabbitmq_prometheus plugin, /metrics/per-object",
     ),
-    # Added by the bans work (worker bans, developed in parallel): drop this
-    # entry once it is merged and worker_server exports the counter.
-    "wspool_bans_total": ({"key", "mode"}, "added by the bans work"),
 }
 Expression = tuple[str, str, set[str]]  # where, PromQL, extra label names it relies on
 

@@ -115,6 +115,16 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
         await worker.send(solution(task_id, body=body))
         assert await node.receive() == body
         assert await node.nothing_within(0.7)
+        refused = await worker.receive()
+        assert (refused["code"], refused["detail"]) == (
+            "duplicate_solution",
+            f"nonce {body['partial_solution']['nonce']} already sent for this task",
+        )
+        # From another connection it is published, and Postgres keeps it once.
+        async with worker_client(stack.worker_url) as other:
+            await other.job_for(height)
+            await other.send(solution(task_id, body=body))
+            assert await node.nothing_within(0.7)
     count = await db.fetchval(
         "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)
     )

@@ -127,8 +127,12 @@ async def job_sent(
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-    async with aiohttp.ClientSession() as session:
+async def connect(
+    url: str, source: str | None = None, **kwargs: Any
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A websocket to `url`; from the loopback address `source` (127.0.0.x) when given."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+    async with aiohttp.ClientSession(connector=connector) as session:
         async with session.ws_connect(url, autoclose=False, **kwargs) as ws:
             yield ws
 
@@ -141,9 +145,9 @@ async def node_client(url: str, **kwargs: Any) -> AsyncIterator[Client]:
 
 @contextlib.asynccontextmanager
 async def worker_client(
-    url: str, hello: dict[str, Any] | None = None, **kwargs: Any
+    url: str, hello: dict[str, Any] | None = None, source: str | None = None, **kwargs: Any
 ) -> AsyncIterator[Worker]:
-    async with connect(url, **kwargs) as ws:
+    async with connect(url, source, **kwargs) as ws:
         worker = Worker(ws)
         await worker.send(hello or welcome())
         yield worker

@@ -30,6 +30,8 @@ SERVER_SETTINGS = {
     "RATE_LIMIT_BURST": "100000",
     "SEND_QUEUE_SIZE": "10000",
 }
+# A Round streams all its solutions through one worker connection.
+WORKER_SETTINGS = {"SOLUTIONS_PER_SECOND": "100000", "SOLUTIONS_BURST": "100000"}
 CONSUMER_SETTINGS = {"RETRY_MAX_SECONDS": "1"}
 
 
@@ -96,6 +98,7 @@ def service_env(
         **({"INTERNAL_PORT": str(internal_port)} if internal_port else {}),
         "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
         **(SERVER_SETTINGS if SERVICES[name].role == "websocket" else CONSUMER_SETTINGS),
+        **(WORKER_SETTINGS if name == "worker_server" else {}),
         **extra,
     }
     return {**os.environ, **{f"{prefix}{key}": value for key, value in settings.items()}}
