@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from node_server import api_models, params, queries
+from node_server.cluster import cluster
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
 from shared.ws import OPEN_SOCKETS
@@ -81,15 +82,19 @@ def page(model: type[Page], items: list[dict[str, Any]], limit: int, cursor: str
 
 
 async def stats(request: web.Request) -> web.Response:
-    return json_response(await current_stats(request.app))
+    everything = await cluster(request.app[POOL])
+    return json_response(await current_stats(request.app, everything.connections))
 
 
-async def current_stats(app: web.Application) -> api_models.Stats:
+async def current_stats(app: web.Application, connections: dict[str, int]) -> api_models.Stats:
     row = await queries.stats(app[POOL])
     return api_models.Stats(
-        # Workers are recorded cluster-wide in Postgres; nodes only in their own process.
+        # Workers are recorded cluster-wide in Postgres; nodes by each instance's heartbeat.
         workers=api_models.WorkerCounts(connected=row["connected_workers"]),
-        nodes=api_models.NodeCounts(connected_here=len(app[OPEN_SOCKETS])),
+        nodes=api_models.NodeCounts(
+            connected=connections.get("node_server", 0),
+            connected_here=len(app[OPEN_SOCKETS]),
+        ),
         current_height=row["current_height"],
         jobs=api_models.RecentCounts(last_minute=row["jobs_minute"], last_hour=row["jobs_hour"]),
         solutions=api_models.RecentCounts(

@@ -42,6 +42,7 @@ class WorkerCounts(Body):
 
 
 class NodeCounts(Body):
+    connected: NonNegativeInt = Field(description="Node websockets, whole cluster.")
     connected_here: NonNegativeInt = Field(description="Node websockets of this process.")
 
 
@@ -71,7 +72,7 @@ class BusyWorker(Body):
 
 
 class Latency(Body):
-    """Delivery latency of this process, estimated from its histogram (null: no data)."""
+    """Delivery latency, estimated from a histogram (null: no data)."""
 
     count: NonNegativeInt
     p50: Seconds | None
@@ -84,13 +85,55 @@ class Latencies(Body):
     solution: Latency
 
 
+class Instance(Body):
+    """One running service instance, as its last heartbeat reported it."""
+
+    role: str
+    name: str
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    ready: bool
+    stale: bool = Field(description="No heartbeat for a while: it died or hangs.")
+    connections: NonNegativeInt
+    fanout_lag: float | None = Field(description="Unread fan-out records (shared mode).")
+    current_height: int | None = Field(description="worker_server: the job its workers have.")
+
+
+class Cluster(Body):
+    instances: list[Instance]
+    connections: dict[str, NonNegativeInt] = Field(description="Open sockets by role, live.")
+    closes: dict[str, dict[str, NonNegativeInt]] = Field(
+        description="Connections closed by the server since each instance started, by role "
+        "and close code."
+    )
+    latency: Latencies = Field(description="Delivery latency of every live instance merged.")
+
+
+class CurrentJobSummary(Body):
+    task_id: uuid.UUID
+    block_height: Int64
+    age_seconds: float
+    workers_with_it: NonNegativeInt = Field(
+        description="Workers connected to a worker_server whose current job it is."
+    )
+
+
+class ClosesInMinute(Body):
+    minute: datetime
+    close_code: int | None = Field(description="null: the row was closed by the stale sweep.")
+    closes: NonNegativeInt
+
+
 class Dashboard(Body):
     """Everything the dashboard draws."""
 
     stats: Stats
+    cluster: Cluster
+    current_job: CurrentJobSummary | None
     per_minute: list[MinuteCounts]
+    worker_closes_per_minute: list[ClosesInMinute]
     busiest_workers: list[BusyWorker]
-    latency: Latencies
 
 
 class JobRow(Body):

@@ -1,27 +1,30 @@
-"""The live dashboard: a static page and the one JSON document it polls.
+"""The live dashboard: a static page, the JSON document it draws, and its live stream.
 
-The page (static/dashboard.html) has no dependencies and no build step; it
-fetches `/api/dashboard` every few seconds and redraws in place.
+The page (static/dashboard.html) has no dependencies and no build step. It
+listens to `/dashboard/events`, server-sent events carrying the same document as
+`/api/dashboard` every `PUSH_SECONDS`, and redraws in place; it falls back
+to polling `/api/dashboard` if the stream can't be held open.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import contextlib
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import Histogram
 
-from node_server import api_models, queries
+from node_server import api_models, cluster, queries
 from node_server.api import current_stats, json_response
 from shared.db import POOL
-from shared.metrics import LATENCY
 
 PAGE = Path(__file__).with_name("static") / "dashboard.html"
 CHART_MINUTES = 30
 BUSIEST_WINDOW_SECONDS = 3600
 BUSIEST_COUNT = 10
-QUANTILES = (0.5, 0.9, 0.99)
+PUSH_SECONDS = 2.0
+# Ends every open event stream at shutdown: an open stream would hold it up.
+STOPPING = web.AppKey("dashboard_stopping", asyncio.Event)
 
 
 async def page(_request: web.Request) -> web.FileResponse:
@@ -29,48 +32,48 @@ async def page(_request: web.Request) -> web.FileResponse:
 
 
 async def data(request: web.Request) -> web.Response:
-    pool = request.app[POOL]
-    return json_response(
-        api_models.Dashboard(
-            stats=await current_stats(request.app),
-            per_minute=await queries.per_minute(pool, CHART_MINUTES),
-            busiest_workers=await queries.busiest(pool, BUSIEST_WINDOW_SECONDS, BUSIEST_COUNT),
-            latency=api_models.Latencies(
-                job=latency(LATENCY, "job"), solution=latency(LATENCY, "solution")
-            ),
-        )
+    return json_response(await document(request.app))
+
+
+async def document(app: web.Application) -> api_models.Dashboard:
+    pool = app[POOL]
+    everything = await cluster.cluster(pool)
+    return api_models.Dashboard(
+        stats=await current_stats(app, everything.connections),
+        cluster=everything,
+        current_job=await cluster.current_job(pool, everything.instances),
+        per_minute=await queries.per_minute(pool, CHART_MINUTES),
+        worker_closes_per_minute=await queries.closes_per_minute(pool, CHART_MINUTES),
+        busiest_workers=await queries.busiest(pool, BUSIEST_WINDOW_SECONDS, BUSIEST_COUNT),
     )
 
 
-def latency(histogram: Histogram, kind: str) -> api_models.Latency:
-    """Count and estimated quantiles (seconds) of one `kind` in this process's histogram."""
-    buckets = [
-        (float(sample.labels["le"]), sample.value)
-        for metric in histogram.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_bucket") and sample.labels.get("kind") == kind
-    ]
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0.0
-    estimates = {f"p{round(q * 100)}": quantile(buckets, q) for q in QUANTILES}
-    return api_models.Latency(count=int(total), **estimates)
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /dashboard/events: the dashboard document as server-sent events, until either side stops.
+
+    A document that can't be built (the database is down) is sent as an
+    `error` event instead, and the stream goes on.
+    """
+    stopping = request.app[STOPPING]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    while not stopping.is_set():
+        try:
+            body = (await document(request.app)).model_dump_json().encode()
+            event = b"event: dashboard\ndata: " + body + b"\n\n"
+        except Exception as error:  # the page shows it; the next push may succeed
+            event = b"event: error\ndata: " + str(error)[:200].encode() + b"\n\n"
+        try:
+            await response.write(event)
+        except ConnectionError:  # the page went away
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), PUSH_SECONDS)
+    return response
 
 
-def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
-    """Linear interpolation inside the bucket holding the q-th observation (like
-    Prometheus' histogram_quantile); None without observations."""
-    if not buckets or buckets[-1][1] == 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if math.isinf(bound):
-                return lower_bound  # beyond the largest finite bucket: its bound is all we know
-            if count == lower_count:
-                return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
-                count - lower_count
-            )
-        lower_bound, lower_count = bound, count
-    return lower_bound
+async def end_streams(app: web.Application) -> None:
+    """On shutdown, before the open handlers are waited for."""
+    app[STOPPING].set()

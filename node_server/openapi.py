@@ -87,14 +87,18 @@ TASK_ID = _path("task_id", UUID)
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/api/openapi.json"): Operation("This description.", (200, "OK", None)),
     ("GET", "/api/stats"): Operation(
-        "Connected workers (cluster, from Postgres) and nodes (this process), current "
-        "height, jobs and solutions in the last minute and hour.",
+        "Connected workers (cluster, from Postgres) and nodes (cluster, from the instances' "
+        "heartbeats, and this process), current height, jobs and solutions in the last "
+        "minute and hour.",
         (200, "OK", api_models.Stats),
         errors={503: DOWN},
     ),
     ("GET", "/api/dashboard"): Operation(
-        "Everything the dashboard shows: stats, per-minute counts for 30 minutes, "
-        "busiest workers of the last hour, delivery latency quantiles of this process.",
+        "Everything the dashboard shows: stats, every instance with its heartbeat, "
+        "connections and closes per role, cluster-wide delivery latency quantiles, the "
+        "current job and how many workers have it, per-minute jobs, solutions and worker "
+        "closes for 30 minutes, the busiest workers of the last hour. Also pushed as "
+        "server-sent events (`event: dashboard`) by GET /dashboard/events.",
         (200, "OK", api_models.Dashboard),
         errors={503: DOWN},
     ),

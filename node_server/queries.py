@@ -55,6 +55,27 @@ FROM solution WHERE created_at > now() - make_interval(secs => $1)
 GROUP BY hardware_id ORDER BY solutions DESC, hardware_id LIMIT $2
 """
 
+# Rows of instances that stopped cleanly, or were last heard of an hour ago, are history.
+INSTANCES = """
+SELECT role, name, version, started_at, heartbeat_at, ready, stats,
+  heartbeat_at < now() - make_interval(secs => $1) AS stale
+FROM instance
+WHERE stopped_at IS NULL AND heartbeat_at > now() - interval '1 hour'
+ORDER BY role, name
+"""
+
+CURRENT_JOB = """
+SELECT task_id, block_height, created_at FROM job
+WHERE retired_at IS NULL ORDER BY block_height DESC LIMIT 1
+"""
+
+# Worker connections closed per minute, by close code (NULL: the row was swept).
+CLOSES_PER_MINUTE = """
+SELECT date_trunc('minute', disconnected_at) AS minute, close_code, count(*) AS closes
+FROM worker WHERE disconnected_at > date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
 
 def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return [dict(record) for record in records]
@@ -173,3 +194,16 @@ async def per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
 
 async def busiest(pool: asyncpg.Pool, window_seconds: int, limit: int) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(BUSIEST, float(window_seconds), limit))
+
+
+async def instances(pool: asyncpg.Pool, stale_after_seconds: float) -> list[dict[str, Any]]:
+    return _rows(await pool.fetch(INSTANCES, stale_after_seconds))
+
+
+async def current_job(pool: asyncpg.Pool) -> dict[str, Any] | None:
+    row = await pool.fetchrow(CURRENT_JOB)
+    return None if row is None else dict(row)
+
+
+async def closes_per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
+    return _rows(await pool.fetch(CLOSES_PER_MINUTE, minutes))

@@ -26,6 +26,7 @@ ROUTES: list[tuple[str, str, api.Handler, str]] = [
     ("POST", "/api/session", access.log_in, "login"),
     ("DELETE", "/api/session", access.log_out, "login"),
     ("GET", "/dashboard", dashboard.page, "login"),
+    ("GET", "/dashboard/events", dashboard.events, "admin"),
 ]
 
 

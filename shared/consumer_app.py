@@ -22,6 +22,7 @@ from shared.consumer import BatchConsumer, Delivery
 from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.health import add_check, add_health_routes
+from shared.instances import heartbeat
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
 from shared.lifecycle import background, postgres, retry
 from shared.metrics import DEAD_LETTERED
@@ -57,6 +58,7 @@ def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.A
     DEAD_LETTERED.labels(queue=pipeline.queue)
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
+    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
     app.cleanup_ctx.append(background("pipeline", functools.partial(_run, settings)))
     app.on_shutdown.append(functools.partial(_stop_consuming, settings))
 

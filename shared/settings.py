@@ -121,6 +121,17 @@ class ServiceSettings(BaseSettings):
         name = prefix.removeprefix("WSPOOL_").strip("_").lower().replace("_", "-")
         return f"wspool-{name}" if name else "wspool"
 
+    @property
+    def program(self) -> str:
+        """This program's module in `shared.catalogue`: `node_server`, ..."""
+        prefix = self.model_config.get("env_prefix")
+        return next((p.module for p in PROGRAMS.values() if p.env_prefix == prefix), "wspool")
+
+    @property
+    def instance_name(self) -> str:
+        """How this instance names itself in the `instance` table: host and port."""
+        return f"{socket.gethostname()}:{self.port}"
+
 
 class WebsocketServerSettings(ServiceSettings):
     """What both websocket servers (node and worker) share."""

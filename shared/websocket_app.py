@@ -17,6 +17,7 @@ from aiohttp import web
 
 from shared.fanout import Fanout, PerConnectionFanout, SharedFanout, Stream
 from shared.health import add_check, add_health_routes
+from shared.instances import heartbeat
 from shared.lifecycle import background, postgres
 from shared.listeners import Handler, add_public_websocket
 from shared.rabbit import Publisher
@@ -44,6 +45,7 @@ def create_websocket_app(
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher
     app.cleanup_ctx.append(postgres(settings))
+    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
     fanout: SharedFanout[Any] | PerConnectionFanout[Any]
     if settings.fanout_mode == "shared":

@@ -85,3 +85,8 @@ class WorkerServerSettings(WebsocketServerSettings):
         gt=0,
         description="How often address bans stored by other instances are read from Postgres.",
     )
+
+    @property
+    def instance_name(self) -> str:
+        """The name on its worker rows, so the fleet view and the instances agree."""
+        return self.server_instance

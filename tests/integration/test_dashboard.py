@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from node_server.dashboard import quantile
+from node_server.cluster import quantile
 from tests.support import browser
 from tests.support.clients import (
     job_sent,
@@ -64,11 +64,11 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
                 busiest_row = page.locator("#busiest tbody tr").filter(has_text=hardware[0])
                 await expect(busiest_row).to_have_count(1)
                 await expect(page.locator("#nodes")).to_have_text("1")
-                await expect(page.locator("#chart path")).to_have_count(2)
+                await expect(page.locator("#chart path")).to_have_count(3)
                 # a poll may fail under load; the page must recover by itself
                 status = page.locator("#status")
                 await expect(status).not_to_have_class(re.compile(r"\berror\b"))
-                await expect(status).to_have_text(re.compile(r"^updated "))
+                await expect(status).to_have_text(re.compile(r"^live · updated "))
                 await page.screenshot(path=SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 10_000
 

@@ -206,7 +206,7 @@ JOB = {
             "Stats",
             api_models.Stats(
                 workers={"connected": 1},
-                nodes={"connected_here": 0},
+                nodes={"connected": 0, "connected_here": 0},
                 current_height=None,
                 jobs={"last_minute": 0, "last_hour": 2},
                 solutions={"last_minute": 0, "last_hour": 0},
