@@ -77,7 +77,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def page(model: type[Page], items: list[dict[str, Any]], limit: int, cursor: str) -> Page:
     """A page and the `before` value of the next one (null on the last page)."""
-    following = items[-1][cursor] if len(items) == limit else None
+    following = items[-1][cursor] if len(items) >= limit else None
     return model(items=items, next_before=following)
 
 

@@ -86,11 +86,24 @@ async def stats(pool: asyncpg.Pool) -> dict[str, Any]:
 
 
 async def jobs(pool: asyncpg.Pool, limit: int, before: int | None) -> list[dict[str, Any]]:
-    """Newest first by block height; `before` is exclusive."""
+    """Newest first by block height; `before` is exclusive.
+
+    A height may hold retired jobs beside its current one; a page always ends
+    with every job of its last height (so it may hold a few more than
+    `limit`), or the next page, which starts below that height, would skip some.
+    """
     return _rows(
         await pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM job WHERE ($1::bigint IS NULL OR block_height < $1) "
-            "ORDER BY block_height DESC LIMIT $2",
+            f"""
+            WITH page AS (
+              SELECT block_height FROM job WHERE ($1::bigint IS NULL OR block_height < $1)
+              ORDER BY block_height DESC LIMIT $2
+            )
+            SELECT {JOB_COLUMNS} FROM job
+            WHERE ($1::bigint IS NULL OR block_height < $1)
+              AND block_height >= (SELECT min(block_height) FROM page)
+            ORDER BY block_height DESC, id DESC
+            """,
             before,
             limit,
         )

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest
 
@@ -117,6 +118,29 @@ async def test_jobs_are_paginated_by_block_height(servers: Stack) -> None:
     assert [j["block_height"] for j in first["items"]] == [heights[2], heights[1]]
     status, second = await call("GET", f"{base}&before={first['next_before']}")
     assert second["items"][0]["block_height"] == heights[0]
+
+
+async def test_a_page_never_splits_a_height_with_retired_jobs(
+    servers: Stack, db: asyncpg.Pool
+) -> None:
+    low, high = next_height(), next_height()
+    rows = [(low, "retired"), (low, "current"), (high, "current")]
+    for height, kind in rows:  # a retired job and its replacement share the height
+        await db.execute(
+            "INSERT INTO job (block_height, epoch_challenge, task_id, retired_at) "
+            "VALUES ($1, $2::jsonb, $3, CASE WHEN $4 THEN now() END)",
+            height,
+            orjson.dumps({"epoch_number": height, "kind": kind}).decode(),
+            uuid.uuid4(),
+            kind == "retired",
+        )
+    base = f"{servers.node_http}/api/jobs?limit=2"
+    status, first = await call("GET", f"{base}&before={high + 1}")
+    assert status == 200
+    assert [j["block_height"] for j in first["items"]] == [high, low, low]
+    assert first["next_before"] == low
+    status, second = await call("GET", f"{base}&before={low}")
+    assert low not in [j["block_height"] for j in second["items"]]
 
 
 @pytest.mark.parametrize(
