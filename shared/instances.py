@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,9 @@ from aiohttp import web
 from prometheus_client import Metric
 
 from shared.db import POOL
+from shared.errors import DEPENDENCY_DOWN
 from shared.health import readiness
+from shared.lifecycle import CleanupContext, background
 from shared.metrics import CLOSES, CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP, FANOUT_LAG, LATENCY
 from shared.ws import OPEN_SOCKETS
 
@@ -56,18 +58,17 @@ def version() -> str:
         return "unknown"
 
 
-def heartbeat(role: str, name: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context: the loop that keeps this instance's row fresh, then its stop."""
+def heartbeat(role: str, name: str) -> CleanupContext:
+    """A cleanup context: the supervised loop that keeps this instance's row fresh, then
+    the row marked stopped (before the pool it needs closes)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         started_at = datetime.now(UTC)
-        task = asyncio.create_task(_beat(app, role, name, started_at), name=f"heartbeat-{role}")
+        beating = background(f"heartbeat-{role}", lambda app: _beat(app, role, name, started_at))
         try:
-            yield
+            async with contextlib.asynccontextmanager(beating)(app):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await _mark_stopped(app, role, name)
 
     return context
@@ -77,14 +78,14 @@ async def _beat(app: web.Application, role: str, name: str, started_at: datetime
     """Upsert the row every few seconds; a failed beat is logged and the next one tried.
 
     The database being down is an outage the other loops already report; the
-    heartbeat only must not die of it.
+    heartbeat only must not stop for it.
     """
     while True:
         try:
             ready = all((await readiness(app)).values())
             stats = instance_stats(app, role)
             await app[POOL].execute(UPSERT, role, name, version(), started_at, ready, stats)
-        except Exception as error:  # the next beat tries again
+        except DEPENDENCY_DOWN as error:  # the next beat tries again
             log.warning("heartbeat_failed", extra={"role": role, "error": repr(error)})
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
