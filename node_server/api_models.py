@@ -165,6 +165,34 @@ class WorkerStats(Body):
     solutions_total: NonNegativeInt
 
 
+class Disconnect(Body):
+    disconnected_at: datetime
+    close_code: int | None = Field(description="Websocket close code; null: none recorded.")
+
+
+class FleetWorker(Body):
+    """One hardware id: its latest connection and its recent work."""
+
+    hardware_id: str
+    address: str
+    caption: str
+    remote_ip: str
+    connected: bool = Field(description="Whether its latest connection is open.")
+    connected_since: datetime | None = Field(description="When the open connection began.")
+    instance: str = Field(description="server_instance of the latest connection.")
+    solutions_last_hour: NonNegativeInt
+    shares_per_minute: Annotated[float, Field(ge=0)] = Field(
+        description="solutions_last_hour / 60, the hashrate proxy pools show."
+    )
+    last_solution_at: datetime | None
+    recent_disconnects: list[Disconnect] = Field(description="Closed connections, newest first.")
+
+
+class Fleet(Body):
+    q: str
+    items: list[FleetWorker]
+
+
 class Accepted(Body):
     """A job RabbitMQ confirmed; poll `poll` for its solutions."""
 

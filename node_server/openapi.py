@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
-from node_server import api_models
+from node_server import api_models, fleet
 from node_server.params import DEFAULT_LIMIT, MAX_LIMIT
 from shared.protocol import NodeJob
 
@@ -76,11 +76,12 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-LIMIT = _query(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-    "Page size.",
-)
+def _integer(name: str, low: int, high: int, default: int, description: str) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return _query(name, schema, description)
+
+
+LIMIT = _integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT, "Page size.")
 BEFORE_ID = _query("before", INT64, "Cursor: `next_before` of the previous page (an id).")
 TASK_ID = _path("task_id", UUID)
 
@@ -192,6 +193,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
         ],
         {400: BAD, 404: UNKNOWN, 503: DOWN},
+    ),
+    ("GET", "/api/fleet"): Operation(
+        "Workers whose hardware id, address, caption or remote IP contains `q` (any case; "
+        "in the newest 100,000 connections and every open one), one per hardware id, last "
+        "seen first. Empty `q`: the most recently seen.",
+        (200, "OK", api_models.Fleet),
+        [
+            _query("q", {"type": "string", "maxLength": fleet.MAX_QUERY_CHARS}, "Text to find."),
+            _integer("limit", 1, fleet.MAX_LIMIT, fleet.DEFAULT_LIMIT, "Most workers answered."),
+        ],
+        {400: BAD, 503: DOWN},
     ),
 }
 

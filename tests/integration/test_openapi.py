@@ -63,6 +63,7 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         f"/api/workers/{HARDWARE}/stats?window=soon",
         ADMIN,
     ),
+    ("GET", "/api/fleet"): (f"/api/fleet?q={HARDWARE}", ADMIN, "/api/fleet?limit=0", ADMIN),
 }
 
 
