@@ -193,6 +193,31 @@ class Fleet(Body):
     items: list[FleetWorker]
 
 
+class DeadLetter(Body):
+    reason: str | None = Field(description="Why it was dead-lettered (x-wspool-reason).")
+    body_bytes: NonNegativeInt
+    body_preview: str = Field(description="The body's start, as UTF-8 (invalid bytes replaced).")
+
+
+class QueueDeadLetters(Body):
+    queue: Literal["job", "solution"] = Field(description="The name to requeue with.")
+    work_queue: str
+    ready: NonNegativeInt | None = Field(description="Ready messages; null: queue missing.")
+    dead_letter_queue: str
+    dead_letters: NonNegativeInt | None = Field(description="Ready dead-lettered messages.")
+    peek: list[DeadLetter] = Field(description="The oldest dead letters, left in place.")
+
+
+class DeadLetters(Body):
+    queues: list[QueueDeadLetters]
+
+
+class Requeued(Body):
+    queue: Literal["job", "solution"]
+    moved: NonNegativeInt = Field(description="Moved back to the work queue by this call.")
+    remaining: NonNegativeInt = Field(description="Still in the dead-letter queue.")
+
+
 class Accepted(Body):
     """A job RabbitMQ confirmed; poll `poll` for its solutions."""
 
