@@ -208,6 +208,62 @@ class WorkerStats(Body):
     solutions_total: NonNegativeInt
 
 
+class Disconnect(Body):
+    disconnected_at: datetime
+    close_code: int | None = Field(description="Websocket close code; null: none recorded.")
+
+
+class FleetWorker(Body):
+    """One hardware id: its latest connection and its recent work."""
+
+    hardware_id: str
+    address: str
+    caption: str
+    remote_ip: str
+    connected: bool = Field(description="Whether its latest connection is open.")
+    connected_since: datetime | None = Field(description="When the open connection began.")
+    instance: str = Field(description="server_instance of the latest connection.")
+    solutions_last_hour: NonNegativeInt
+    shares_per_minute: Annotated[float, Field(ge=0)] = Field(
+        description="solutions_last_hour / 60, the hashrate proxy pools show."
+    )
+    last_solution_at: datetime | None
+    recent_disconnects: list[Disconnect] = Field(description="Closed connections, newest first.")
+    banned_until: datetime | None = Field(
+        description="While its identity is banned (worker_server's bans), until when."
+    )
+
+
+class Fleet(Body):
+    q: str
+    items: list[FleetWorker]
+
+
+class DeadLetter(Body):
+    reason: str | None = Field(description="Why it was dead-lettered (x-wspool-reason).")
+    body_bytes: NonNegativeInt
+    body_preview: str = Field(description="The body's start, as UTF-8 (invalid bytes replaced).")
+
+
+class QueueDeadLetters(Body):
+    queue: Literal["job", "solution"] = Field(description="The name to requeue with.")
+    work_queue: str
+    ready: NonNegativeInt | None = Field(description="Ready messages; null: queue missing.")
+    dead_letter_queue: str
+    dead_letters: NonNegativeInt | None = Field(description="Ready dead-lettered messages.")
+    peek: list[DeadLetter] = Field(description="The oldest dead letters, left in place.")
+
+
+class DeadLetters(Body):
+    queues: list[QueueDeadLetters]
+
+
+class Requeued(Body):
+    queue: Literal["job", "solution"]
+    moved: NonNegativeInt = Field(description="Moved back to the work queue by this call.")
+    remaining: NonNegativeInt = Field(description="Still in the dead-letter queue.")
+
+
 class Accepted(Body):
     """A job RabbitMQ confirmed; poll `poll` for its solutions."""
 

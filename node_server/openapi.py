@@ -21,9 +21,10 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
-from node_server import api_models
+from node_server import api_models, dead_letters, fleet
 from node_server.params import DEFAULT_LIMIT, MAX_LIMIT
 from shared.protocol import NodeJob
+from shared.rabbit import QUEUES
 
 REF = "#/components/schemas/{model}"
 INT64 = TypeAdapter(api_models.Int64).json_schema()
@@ -76,11 +77,12 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-LIMIT = _query(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-    "Page size.",
-)
+def _integer(name: str, low: int, high: int, default: int, description: str) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return _query(name, schema, description)
+
+
+LIMIT = _integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT, "Page size.")
 BEFORE_ID = _query("before", INT64, "Cursor: `next_before` of the previous page (an id).")
 TASK_ID = _path("task_id", UUID)
 
@@ -196,6 +198,36 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
         ],
         {400: BAD, 404: UNKNOWN, 503: DOWN},
+    ),
+    ("GET", "/api/fleet"): Operation(
+        "Workers whose hardware id, address, caption or remote IP contains `q` (any case; "
+        "in the newest 100,000 connections and every open one), one per hardware id, last "
+        "seen first. Empty `q`: the most recently seen.",
+        (200, "OK", api_models.Fleet),
+        [
+            _query("q", {"type": "string", "maxLength": fleet.MAX_QUERY_CHARS}, "Text to find."),
+            _integer("limit", 1, fleet.MAX_LIMIT, fleet.DEFAULT_LIMIT, "Most workers answered."),
+        ],
+        {400: BAD, 503: DOWN},
+    ),
+    ("GET", "/api/dead-letters"): Operation(
+        "Per work queue: its ready messages, its dead-letter queue's, and the oldest dead "
+        "letters with their reason (peeked: left in place, in order).",
+        (200, "OK", api_models.DeadLetters),
+        [_integer("peek", 0, dead_letters.MAX_PEEK, dead_letters.DEFAULT_PEEK, "Per queue.")],
+        {400: BAD, 503: DOWN},
+    ),
+    ("POST", "/api/dead-letters/{queue}/requeue"): Operation(
+        "Move `<queue>.dead_letter` back to the work queue, each confirmed before its copy "
+        "is removed; at most `limit`. Call again while `remaining` is not 0.",
+        (200, "Moved.", api_models.Requeued),
+        [
+            _path("queue", {"type": "string", "enum": sorted(QUEUES)}),
+            _integer(
+                "limit", 1, dead_letters.MAX_REQUEUE, dead_letters.DEFAULT_REQUEUE, "Most moved."
+            ),
+        ],
+        {400: BAD, 404: "No such queue: job or solution.", 503: DOWN},
     ),
 }
 

@@ -220,3 +220,57 @@ async def current_job(pool: asyncpg.Pool) -> dict[str, Any] | None:
 
 async def closes_per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(CLOSES_PER_MINUTE, minutes))
+
+
+# The fleet search looks at the newest connection rows and every open one: a
+# bounded scan (primary key backwards, the open-rows partial index) however
+# long the table grows, and a connected worker is always found. Per matched
+# hardware id, index lookups only (migration 0006). strpos, not ILIKE: no
+# wildcards to escape in what an operator types, and faster.
+FLEET_SCAN_ROWS = 100_000
+FLEET = """
+WITH candidate AS (
+  (SELECT hardware_id, address, caption, remote_ip, last_seen_at FROM worker
+   ORDER BY id DESC LIMIT $3)
+  UNION ALL
+  (SELECT hardware_id, address, caption, remote_ip, last_seen_at FROM worker
+   WHERE disconnected_at IS NULL)
+), matched AS (
+  SELECT hardware_id, max(last_seen_at) AS seen FROM candidate
+  WHERE strpos(lower(hardware_id), lower($1)) > 0 OR strpos(lower(address), lower($1)) > 0
+    OR strpos(lower(caption), lower($1)) > 0 OR strpos(lower(remote_ip), lower($1)) > 0
+  GROUP BY hardware_id ORDER BY seen DESC, hardware_id LIMIT $2
+)
+SELECT latest.hardware_id, latest.address, latest.caption, latest.remote_ip,
+  latest.disconnected_at IS NULL AS connected,
+  CASE WHEN latest.disconnected_at IS NULL THEN latest.connected_at END AS connected_since,
+  latest.server_instance AS instance,
+  (SELECT count(*) FROM solution s WHERE s.hardware_id = m.hardware_id
+     AND s.created_at > now() - interval '1 hour') AS solutions_last_hour,
+  (SELECT max(created_at) FROM solution s WHERE s.hardware_id = m.hardware_id)
+    AS last_solution_at,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+       'disconnected_at', d.disconnected_at, 'close_code', d.close_code) ORDER BY d.id DESC),
+     '[]')
+   FROM (SELECT id, disconnected_at, close_code FROM worker w
+         WHERE w.hardware_id = m.hardware_id AND w.disconnected_at IS NOT NULL
+         ORDER BY w.id DESC LIMIT $4) d) AS recent_disconnects,
+  (SELECT banned_until FROM worker_ban b
+     WHERE b.kind = 'identity' AND b.key = m.hardware_id AND b.banned_until > now())
+    AS banned_until
+FROM matched m
+CROSS JOIN LATERAL (
+  SELECT * FROM worker w WHERE w.hardware_id = m.hardware_id ORDER BY w.id DESC LIMIT 1
+) latest
+ORDER BY m.seen DESC, m.hardware_id
+"""
+
+
+async def fleet(
+    pool: asyncpg.Pool, text: str, limit: int, disconnects: int
+) -> list[dict[str, Any]]:
+    """Workers (one per hardware id, last seen first) with a connection containing `text`.
+
+    Any case; an empty `text` matches all. The fields shown are the latest connection's.
+    """
+    return _rows(await pool.fetch(FLEET, text, limit, FLEET_SCAN_ROWS, disconnects))

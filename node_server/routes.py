@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node_server import access, api, dashboard, rest, retire
+from node_server import access, api, dashboard, dead_letters, fleet, rest, retire
 from node_server.openapi import openapi
 
 ROUTES: list[tuple[str, str, api.Handler, str]] = [
@@ -23,6 +23,9 @@ ROUTES: list[tuple[str, str, api.Handler, str]] = [
     ("POST", "/api/jobs/{task_id}/retire", retire.retire_job, "admin"),
     ("GET", "/api/workers", api.list_workers, "admin"),
     ("GET", "/api/workers/{hardware_id}/stats", api.worker_stats, "admin"),
+    ("GET", "/api/fleet", fleet.search, "admin"),
+    ("GET", "/api/dead-letters", dead_letters.overview, "admin"),
+    ("POST", "/api/dead-letters/{queue}/requeue", dead_letters.requeue, "admin"),
     ("POST", "/api/session", access.log_in, "login"),
     ("DELETE", "/api/session", access.log_out, "login"),
     ("GET", "/dashboard", dashboard.page, "login"),

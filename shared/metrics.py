@@ -42,6 +42,11 @@ DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).
 STORED = Counter("wspool_stored", "Rows stored by persist-and-broadcast.", ["kind"])
 BROADCAST = Counter("wspool_broadcast", "Records produced to Kafka.", ["kind"])
 DEAD_LETTERED = Counter("wspool_dead_lettered", "Messages sent to a dead-letter queue.", ["queue"])
+REQUEUED = Counter(
+    "wspool_requeued",
+    "Dead-lettered messages an operator moved back to their work queue, by queue.",
+    ["queue"],
+)
 DEPENDENCY_ERRORS = Counter(
     "wspool_broker_errors", "Failures of a dependency: RabbitMQ, Kafka or Postgres.", ["broker"]
 )

@@ -63,6 +63,19 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         f"/api/workers/{HARDWARE}/stats?window=soon",
         ADMIN,
     ),
+    ("GET", "/api/fleet"): (f"/api/fleet?q={HARDWARE}", ADMIN, "/api/fleet?limit=0", ADMIN),
+    ("GET", "/api/dead-letters"): (
+        "/api/dead-letters?peek=3",
+        ADMIN,
+        "/api/dead-letters?peek=-1",
+        ADMIN,
+    ),
+    ("POST", "/api/dead-letters/{queue}/requeue"): (
+        "/api/dead-letters/job/requeue?limit=5",
+        ADMIN,
+        "/api/dead-letters/nope/requeue",
+        ADMIN,
+    ),
 }
 
 
