@@ -268,7 +268,10 @@ class Connection:
         """The next data frame from the client, rate-limited; None once it closed."""
         message = await self.ws.receive()
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            if self.ws.close_code == Close.MESSAGE_TOO_BIG and self.close_code is None:
+            # aiohttp answers an oversize frame with 1009, but its close_code may then
+            # read 1006 (the closing handshake cut short); the error says what it was.
+            too_big = getattr(message.data, "code", None) == Close.MESSAGE_TOO_BIG
+            if too_big and self.close_code is None:
                 self.close_code = Close.MESSAGE_TOO_BIG
                 CLOSES.labels(role=self.role, code=str(int(Close.MESSAGE_TOO_BIG))).inc()
             return None

@@ -183,3 +183,25 @@ async def test_objects_that_would_change_are_refused_naming_the_field(
     )
     assert [orjson.loads(row["solution"]) for row in stored] == [body]
     assert not await db.fetchval("SELECT count(*) FROM job WHERE block_height = $1", refused_height)
+
+
+async def test_an_oversize_frame_is_recorded_1009_on_the_worker_row(
+    strict: Stack, db: asyncpg.Pool
+) -> None:
+    hardware_id = f"big-{uuid.uuid4().hex[:8]}"
+    async with connect(strict.worker_url) as ws:
+        client = Worker(ws)
+        await client.send(welcome(hardware_id))
+        await client.send(b'{"pad": "' + b"x" * 5000 + b'"}')
+        assert (await client.closed())[0] == 1009
+    async with asyncio.timeout(10):
+        while (code := await _row_close_code(db, hardware_id)) is None:
+            await asyncio.sleep(0.1)
+    assert code == 1009
+
+
+async def _row_close_code(db: asyncpg.Pool, hardware_id: str) -> int | None:
+    return await db.fetchval(
+        "SELECT close_code FROM worker WHERE hardware_id = $1 AND disconnected_at IS NOT NULL",
+        hardware_id,
+    )
