@@ -71,6 +71,10 @@ EXPECTATIONS_EVICTED = Counter(
 PRUNED = Counter(
     "wspool_retention_pruned", "Rows deleted by retention (retention_days), by table.", ["table"]
 )
+JOBS_REPLACED = Counter(
+    "wspool_jobs_replaced",
+    "Jobs replaced unsent in a busy worker's outbox by a newer one (never sent: outdated).",
+)
 PUBLISH_BATCH = Histogram(
     "wspool_publish_batch_messages",
     "Messages per AMQP publish (one confirm each), by exchange.",
