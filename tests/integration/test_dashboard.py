@@ -6,9 +6,10 @@ import shutil
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from node_server.dashboard import quantile
+from node_server.dashboard import BUSIEST_WINDOW_SECONDS, quantile
 from tests.support import browser
 from tests.support.clients import (
     job_sent,
@@ -34,7 +35,7 @@ def test_quantiles_interpolate_inside_the_bucket() -> None:
 
 
 @pytest.mark.browser
-async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
+async def test_dashboard_shows_connected_workers_live(start_servers, db: asyncpg.Pool) -> None:
     if shutil.which("chromium") is None:
         pytest.fail(browser.MISSING)
     async with start_servers(node={"admin_token": TOKEN}) as stack:
@@ -48,7 +49,7 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
                 worker_client(stack.worker_url, welcome(hardware[2])),
                 node_client(stack.node_url),
             ):
-                await _solve(stack, busiest)
+                await _solve(stack, busiest, await _most_solutions(db) + 1)
                 await page.wait_for(f"{_number('workers')} >= {shown + 3}")
                 busiest_table = "document.querySelector('#busiest tbody').textContent"
                 await page.wait_for(f"{busiest_table}.includes('{hardware[0]}')")
@@ -60,13 +61,30 @@ async def test_dashboard_shows_connected_workers_live(start_servers) -> None:
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-async def _solve(stack: Stack, worker) -> None:
-    """One job and one solution, so the chart and the busiest-workers table have data."""
+async def _most_solutions(db: asyncpg.Pool) -> int:
+    """The most solutions any hardware id has in the busiest-workers window so far.
+
+    Earlier tests in the session (the benchmark's) leave busy workers behind:
+    ours must outdo them to be in the table, whatever ran before.
+    """
+    query = """
+        SELECT coalesce(max(n), 0) FROM (
+            SELECT count(*) AS n FROM solution
+            WHERE created_at > now() - make_interval(secs => $1) GROUP BY hardware_id
+        ) AS counts
+    """
+    return await db.fetchval(query, float(BUSIEST_WINDOW_SECONDS))
+
+
+async def _solve(stack: Stack, worker, count: int) -> None:
+    """One job and `count` solutions, so the chart and the busiest-workers table have data."""
     height = next_height()
     async with node_client(stack.node_url) as node:
         task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500))
-        await node.receive()
+        for _ in range(count):
+            await worker.send(solution(task_id, target=500))
+        for _ in range(count):
+            await node.receive()
 
 
 def _number(element_id: str) -> str:
