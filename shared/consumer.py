@@ -14,15 +14,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared.acks import BulkAcks
 from shared.backoff import Backoff
 from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
-from shared.rabbit import connect, dead_letter, declare_topology, received_at
+from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, decode_batch, item_count
+from shared.rabbit import (
+    RECEIVED_AT_HEADER,
+    connect,
+    dead_letter,
+    dead_letter_item,
+    declare_topology,
+    received_at,
+)
 from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
@@ -31,9 +39,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Delivery(Generic[T]):
-    message: AbstractIncomingMessage
+    message: AbstractIncomingMessage  # may carry other deliveries too (a micro-batch)
     item: T
     received_at: int
+    body: bytes = b""  # the item's own JSON: what is dead-lettered if it fails alone
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 Process = Callable[[list[Delivery[T]]], Awaitable[None]]
@@ -98,7 +108,10 @@ class BatchConsumer(Generic[T]):
             await asyncio.wait_for(self._stopped.wait(), timeout)
 
     async def _loop(self, channel: AbstractChannel) -> None:
-        """Take batches while a slot is free; a full house lets the next batch grow."""
+        """Take batches while a slot is free; a full house lets the next batch grow.
+
+        `batch_size` counts items: a micro-batch message brings several.
+        """
         slots = asyncio.Semaphore(self.settings.max_in_flight_batches)
         async with asyncio.TaskGroup() as batches:  # waits for the batches in flight
             while not self._stopping:
@@ -106,13 +119,14 @@ class BatchConsumer(Generic[T]):
                 if (first := await self._inbox.get()) is None:
                     slots.release()
                     break
-                batch = [first]
-                while len(batch) < self.settings.batch_size and not self._inbox.empty():
+                batch, size = [first], _size(first)
+                while size < self.settings.batch_size and not self._inbox.empty():
                     message = self._inbox.get_nowait()
                     if message is None:
                         self._stopping = True
                         break
                     batch.append(message)
+                    size += _size(message)
                 batches.create_task(self._run_batch(channel, batch, slots))
 
     async def _run_batch(
@@ -134,17 +148,38 @@ class BatchConsumer(Generic[T]):
             slots.release()
 
     async def _handle(self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
+        """Process every item of the batch, then ack its messages (bad items dead-lettered)."""
         deliveries: list[Delivery[T]] = []
+        whole: list[AbstractIncomingMessage] = []  # messages settled here, all items done
         for message in batch:
             try:
-                item = self.decode(message.body)
-            except ProtocolError as error:
-                await self._dead_letter(channel, message, error.detail)
+                carried = items(message)
+            except BadBatch as error:
+                await self._dead_letter(channel, message, f"malformed batch: {error}")
                 continue
-            deliveries.append(Delivery(message, item, received_at(message) or 0))
+            whole.append(message)
+            for item, headers in carried:
+                delivery = await self._decode(channel, message, item, headers)
+                if delivery is not None:
+                    deliveries.append(delivery)
         if deliveries:
-            processed = await self._process(channel, deliveries)
-            await self._acks.ack(delivery.message for delivery in processed)
+            await self._process(channel, deliveries)
+        # Every item is now stored and broadcast, or dead-lettered on its own.
+        await self._acks.ack(whole)
+
+    async def _decode(
+        self,
+        channel: AbstractChannel,
+        message: AbstractIncomingMessage,
+        item: Item,
+        headers: dict[str, Any],
+    ) -> Delivery[T] | None:
+        try:
+            decoded = self.decode(item.body)
+        except ProtocolError as error:
+            await self._dead_letter_item(channel, message, item.body, headers, error.detail)
+            return None
+        return Delivery(message, decoded, item.received_at, item.body, headers)
 
     async def _process(
         self, channel: AbstractChannel, deliveries: list[Delivery[T]]
@@ -174,7 +209,8 @@ class BatchConsumer(Generic[T]):
             return [ok for d in deliveries for ok in await self._process(channel, [d])]
         reason = f"{type(error).__name__}: {error}"
         log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
-        await self._dead_letter(channel, deliveries[0].message, reason)
+        bad = deliveries[0]
+        await self._dead_letter_item(channel, bad.message, bad.body, bad.headers, reason)
         return []
 
     async def _dead_letter(
@@ -183,7 +219,35 @@ class BatchConsumer(Generic[T]):
         await dead_letter(channel, self.queue_name, message, reason)
         await self._acks.settled_elsewhere(message)
 
+    async def _dead_letter_item(
+        self,
+        channel: AbstractChannel,
+        message: AbstractIncomingMessage,
+        body: bytes,
+        headers: dict[str, Any],
+        reason: str,
+    ) -> None:
+        """One item alone; its message is acked with the batch, once every item is done."""
+        batched = message.content_type == BATCH_CONTENT_TYPE
+        content_type = "application/json" if batched else message.content_type
+        await dead_letter_item(channel, self.queue_name, body, headers, content_type, reason)
+
     @staticmethod
     async def _cancel(queue: AbstractQueue, tag: str) -> None:
         with contextlib.suppress(Exception):
             await queue.cancel(tag)
+
+
+def _size(message: AbstractIncomingMessage) -> int:
+    return item_count(message.content_type, message.headers)
+
+
+def items(message: AbstractIncomingMessage) -> list[tuple[Item, dict[str, Any]]]:
+    """The messages one AMQP message carries, each with the headers it travelled with.
+
+    Raises `BadBatch` for a micro-batch whose body is not well formed.
+    """
+    if message.content_type == BATCH_CONTENT_TYPE:
+        batch = decode_batch(message.body)
+        return [(item, {RECEIVED_AT_HEADER: item.received_at}) for item in batch]
+    return [(Item(message.body, received_at(message) or 0), dict(message.headers or {}))]

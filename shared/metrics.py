@@ -90,6 +90,19 @@ EXPECTATIONS_EVICTED = Counter(
 PRUNED = Counter(
     "wspool_retention_pruned", "Rows deleted by retention (retention_days), by table.", ["table"]
 )
+JOBS_REPLACED = Counter(
+    "wspool_jobs_replaced",
+    "Jobs replaced unsent in a busy worker's outbox by a newer one (never sent: outdated).",
+)
+PUBLISH_BATCH = Histogram(
+    "wspool_publish_batch_messages",
+    "Messages per AMQP publish (one confirm each), by exchange.",
+    ["exchange"],
+    buckets=(1, 2, 5, 10, 20, 50, 100),
+)
+PUBLISH_PENDING = Gauge(
+    "wspool_publish_pending", "Messages waiting for a publish slot, by exchange.", ["exchange"]
+)
 REFUSED_JOBS = Counter(
     "wspool_refused_jobs",
     "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",

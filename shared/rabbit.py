@@ -17,7 +17,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
-from shared.metrics import DEAD_LETTERED
+from shared.metrics import DEAD_LETTERED, PUBLISH_BATCH, PUBLISH_PENDING
+from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
 
 JOB_EXCHANGE = "job"
 SOLUTION_EXCHANGE = "solution"
@@ -27,6 +28,12 @@ QUEUES = {JOB_EXCHANGE: JOB_QUEUE, SOLUTION_EXCHANGE: SOLUTION_QUEUE}
 RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
+# A batch stays well under RabbitMQ's frame size (~100 x 0.5 KiB), and a
+# consumer's prefetch of N messages holds at most N x 100 solutions.
+MAX_BATCH_MESSAGES = 100
+# Confirms awaited at once: enough to keep the broker busy while the next
+# batch fills, few enough that batches grow under load instead of multiplying.
+MAX_BATCHES_IN_FLIGHT = 2
 # Long enough for a first connect on a busy host, short enough for a client's timeout.
 FIRST_CONNECT_GRACE_SECONDS = 2.0
 RECONNECT_INTERVAL_SECONDS = 1.0
@@ -85,7 +92,15 @@ async def declare_topology(channel: AbstractChannel) -> None:
 
 
 class Publisher:
-    """Publishes persistent JSON to one exchange and waits for the broker's confirm.
+    """Publishes persistent JSON to one exchange; each caller waits for its confirm.
+
+    Callers' messages are packed into micro-batches (`shared.microbatch`):
+    up to `max_in_flight` batches wait for their confirm at once, and whatever
+    arrives meanwhile (at most `max_batch` messages) goes out as the next
+    batch, one publish and one confirm for all of it. A lone message goes out
+    at once, in the plain format. `publish` returns only once the batch
+    holding its message was confirmed: nothing a caller was told is accepted
+    can be lost.
 
     `run()` connects in the background (the service starts even while RabbitMQ
     is down). A publish while the first connection is still being made waits
@@ -95,17 +110,31 @@ class Publisher:
     `PublishRefused` so the client is told instead of losing the message.
     """
 
-    def __init__(self, url: str, exchange_name: str, name: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        exchange_name: str,
+        name: str,
+        max_batch: int = MAX_BATCH_MESSAGES,
+        max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+    ) -> None:
         self.url = url
         self.exchange_name = exchange_name
         self.name = name
+        self.max_batch = max_batch
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._first_ready = asyncio.Event()
+        self._pending: list[tuple[Item, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._batch_size = PUBLISH_BATCH.labels(exchange=exchange_name)
+        self._waiting = PUBLISH_PENDING.labels(exchange=exchange_name)
 
     async def run(self) -> None:
-        """Connect, declare, then hold the connection until cancelled."""
+        """Connect, declare, then send batches until cancelled."""
         self._connection = await connect(self.url, self.name)
         try:
             self._channel = await self._connection.channel(
@@ -115,9 +144,12 @@ class Publisher:
             self._exchange = await self._channel.get_exchange(self.exchange_name)
             log.info("rabbitmq_publisher_ready", extra={"exchange": self.exchange_name})
             self._first_ready.set()
-            await asyncio.Future()  # until cancelled
+            await self._send_batches()
         finally:
             self._exchange = None
+            for task in self._sending:
+                task.cancel()
+            self._refuse_pending("publisher stopped")
             await self._connection.close()
 
     @property
@@ -141,20 +173,74 @@ class Publisher:
                 await asyncio.wait_for(self._first_ready.wait(), FIRST_CONNECT_GRACE_SECONDS)
         if self._exchange is None or not self.ready:
             raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((Item(body, received_at), confirmed))
+        self._waiting.inc()
+        self._wake.set()
+        await confirmed
+
+    async def _send_batches(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._slots.acquire()  # meanwhile, the next batch grows
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                self._waiting.dec(len(batch))
+                task = asyncio.create_task(self._send(batch))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[None]]]) -> None:
+        try:
+            await self._publish([item for item, _ in batch])
+        except BaseException as error:  # a nack or a return too: the caller must be told
+            _settle(batch, f"{type(error).__name__}: {error}", self.exchange_name)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        else:
+            _settle(batch, None, self.exchange_name)
+        finally:
+            self._slots.release()
+
+    async def _publish(self, items: list[Item]) -> None:
+        if self._exchange is None or not self.ready:
+            raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
+        self._batch_size.observe(len(items))
+        if len(items) == 1:
+            body, content_type = items[0].body, "application/json"
+            headers: dict[str, Any] = {RECEIVED_AT_HEADER: items[0].received_at}
+        else:
+            body, content_type = encode_batch(items), BATCH_CONTENT_TYPE
+            headers = {ITEMS_HEADER: len(items)}
         message = aio_pika.Message(
             body,
-            content_type="application/json",
+            content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={RECEIVED_AT_HEADER: received_at},
+            headers=headers,
         )
-        try:
-            await self._exchange.publish(
-                message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
-            )
-        except DEPENDENCY_DOWN as error:
-            raise PublishRefused(
-                f"{type(error).__name__}: {error}", subject=self.exchange_name
-            ) from error
+        await self._exchange.publish(
+            message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
+        )
+
+    def _refuse_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, []
+        self._waiting.dec(len(pending))
+        _settle(pending, reason, self.exchange_name)
+
+
+def _settle(
+    batch: list[tuple[Item, asyncio.Future[None]]], refusal: str | None, exchange: str
+) -> None:
+    """Answer every caller still waiting (one that gave up has a cancelled future)."""
+    for _, confirmed in batch:
+        if confirmed.done():
+            continue
+        if refusal is None:
+            confirmed.set_result(None)
+        else:  # one exception each: a shared one would collect every caller's traceback
+            confirmed.set_exception(PublishRefused(refusal, subject=exchange))
 
 
 async def dead_letter(
@@ -165,18 +251,34 @@ async def dead_letter(
     Published with a confirm before the original is acked, so it is never lost.
     """
     headers: dict[str, Any] = dict(message.headers or {})
-    headers[REASON_HEADER] = reason[:1000]
+    await dead_letter_item(channel, queue, message.body, headers, message.content_type, reason)
+    await message.ack()
+
+
+async def dead_letter_item(
+    channel: AbstractChannel,
+    queue: str,
+    body: bytes,
+    headers: dict[str, Any],
+    content_type: str | None,
+    reason: str,
+) -> None:
+    """Publish one bad item to `<queue>.dead_letter` (with a confirm); the caller acks.
+
+    An item of a micro-batch goes alone, as a plain message: the rest of its
+    batch is processed as usual.
+    """
+    headers = {**headers, REASON_HEADER: reason[:1000]}
     await channel.default_exchange.publish(
         aio_pika.Message(
-            message.body,
+            body,
             headers=headers,
-            content_type=message.content_type,
+            content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         ),
         routing_key=dead_letter_queue(queue),
         timeout=PUBLISH_TIMEOUT_SECONDS,
     )
-    await message.ack()
     DEAD_LETTERED.labels(queue=queue).inc()
     log.warning("message_dead_lettered", extra={"queue": queue, "reason": reason[:200]})
 

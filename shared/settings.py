@@ -218,10 +218,17 @@ class ConsumerSettings(ServiceSettings):
     """What both persist-and-broadcast workers share."""
 
     prefetch_count: int = Field(
-        1000, ge=1, le=65535, description="Unacked AMQP messages this replica may hold."
+        1000,
+        ge=1,
+        le=65535,
+        description="Unacked AMQP messages this replica may hold (a micro-batch is one "
+        "message of up to 100 items).",
     )
     batch_size: int = Field(
-        500, ge=1, le=10000, description="Most messages stored and produced in one batch."
+        500,
+        ge=1,
+        le=10000,
+        description="Most items (jobs or solutions) stored and produced in one batch.",
     )
     max_in_flight_batches: int = Field(
         4,

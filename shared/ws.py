@@ -4,6 +4,11 @@ A frame is written at once while the socket keeps up; otherwise it waits in a
 bounded queue drained by one sender task, so a broadcast never waits on a
 slow client. A client whose queue fills up is dropped (1008 "slow consumer"
 recorded) instead of growing server memory.
+
+Jobs (`send_newest`) skip the queue: a busy worker's outbox holds at most one,
+the newest, sent before anything else queued; a newer job replaces an unsent
+older one (an older job is worthless once a newer one exists). A worker that
+lets `send_queue_size` jobs be replaced in a row without taking one is slow.
 """
 
 from __future__ import annotations
@@ -12,21 +17,20 @@ import asyncio
 import collections
 import contextlib
 import functools
-import hashlib
-import hmac
 import itertools
 import logging
 import struct
-import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
-from pydantic import SecretStr
 
+from shared.access import TokenBucket, authorized, unauthorized
 from shared.errors import INTERNAL, Close, CloseConnection, answer, count
-from shared.metrics import CLOSES, FRAMES_IN, FRAMES_OUT, INVALID_FRAMES
+from shared.metrics import CLOSES, FRAMES_IN, FRAMES_OUT, INVALID_FRAMES, JOBS_REPLACED
 from shared.protocol import error_frame
 from shared.settings import WebsocketServerSettings
+
+__all__ = ["OPEN_SOCKETS", "Connection", "authorized", "close_all", "text_frame", "unauthorized"]
 
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
@@ -34,60 +38,6 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 # Frames are written straight to the socket while less than this is buffered
 # for it; above, they go through the outbox, whose sender waits for the drain.
 DIRECT_WRITE_LIMIT = 16 * 1024
-
-
-def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
-    """Bearer header or ?token= (a browser's websocket can't set headers) against `tokens`."""
-    tokens = list(tokens)
-    return not tokens or token_matches(bearer(request) or request.query.get("token"), tokens)
-
-
-def bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header[:7].lower() == "bearer " else None
-
-
-def token_matches(offered: str | None, tokens: Iterable[SecretStr]) -> bool:
-    """`offered` against every token in constant time.
-
-    Both sides are hashed first so the comparison does not even leak the
-    length of a configured token; every token is compared, match or not.
-    """
-    if not offered:
-        return False
-    given = _digest(offered)
-    matches = [hmac.compare_digest(given, _digest(t.get_secret_value())) for t in tokens]
-    return any(matches)
-
-
-def _digest(token: str) -> bytes:
-    # surrogateescape: header bytes that were not UTF-8 must not raise here.
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
-def unauthorized() -> web.Response:
-    return web.json_response(
-        {"error": "unauthorized", "detail": "a valid bearer token is required"},
-        status=401,
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.updated = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class Connection:
@@ -108,6 +58,8 @@ class Connection:
         self.close_code: int | None = None
         self.hardware_id: str | None = None  # a worker's, once welcomed: in every log line
         self._outbox: collections.deque[bytes] = collections.deque()
+        self._newest: bytes | None = None  # a job waiting to be sent, ahead of the outbox
+        self._replaced = 0  # jobs replaced unsent since one last went out
         self._wakeup = asyncio.Event()
         self._flushed = asyncio.Event()
         self._flushed.set()
@@ -188,17 +140,42 @@ class Connection:
         """Send or queue a frame; never blocks. A full queue marks the client as slow."""
         if self._overflowed:
             return
-        if not self._outbox and self._write_now(frame):
+        if not self._backlog and self._write_now(frame):
             return
         if len(self._outbox) >= self.settings.send_queue_size:
-            self._overflowed = True
-            log.warning("slow_consumer", extra={**self.log_context, "code": 1008})
-            if self._sender is not None:
-                self._sender.cancel()
+            self._slow()
             return
         self._outbox.append(frame)
+        self._wake()
+
+    def send_newest(self, frame: bytes) -> None:
+        """Send a job, or hold it next in line in place of an unsent older one; never blocks."""
+        if self._overflowed:
+            return
+        if not self._backlog and self._write_now(frame):
+            return
+        if self._newest is not None:
+            JOBS_REPLACED.inc()
+            self._replaced += 1
+            if self._replaced >= self.settings.send_queue_size:
+                self._slow()
+                return
+        self._newest = frame
+        self._wake()
+
+    @property
+    def _backlog(self) -> bool:
+        return bool(self._outbox) or self._newest is not None
+
+    def _wake(self) -> None:
         self._flushed.clear()
         self._wakeup.set()
+
+    def _slow(self) -> None:
+        self._overflowed = True
+        log.warning("slow_consumer", extra={**self.log_context, "code": 1008})
+        if self._sender is not None:
+            self._sender.cancel()
 
     def _write_now(self, frame: bytes) -> bool:
         """Write at once when nothing is queued and the socket keeps up.
@@ -227,8 +204,13 @@ class Connection:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._outbox:
-                    await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
+                while self._backlog:
+                    if self._newest is not None:  # the newest job before anything queued
+                        frame, self._newest = self._newest, None
+                        await self.ws.send_frame(frame, WSMsgType.TEXT)
+                        self._replaced = 0
+                    else:
+                        await self.ws.send_frame(self._outbox.popleft(), WSMsgType.TEXT)
                     self._frames_out.inc()
                 self._flushed.set()
         except asyncio.CancelledError:

@@ -64,7 +64,7 @@ class WorkerSession:
 
     def offer(self, update: JobUpdate) -> None:
         if self.newer.accept(update):
-            self.connection.send(update.frame)
+            self.connection.send_newest(update.frame)
             # The latest job sent on joining is history, not fan-out latency.
             if update.received_at >= self.joined_at:
                 JOB_LATENCY.observe((now_ns() - update.received_at) / 1e9)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from misc.bench.facts import machine_facts, raise_fd_limit
+from misc.bench.ladder import LadderPlan
 from misc.bench.report import plot, render
 from misc.bench.run import Plan, run_stack, say
 from misc.bench.stack import Endpoints, own_stack
@@ -45,6 +46,41 @@ def _modes(text: str) -> list[str]:
     if unknown or not modes:
         raise argparse.ArgumentTypeError("modes are shared and/or per_connection")
     return modes
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated rates, got {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return rates
+
+
+PHASES = {"fanout", "solutions", "recovery", "ladder"}
+
+
+def _phases(text: str) -> frozenset[str]:
+    phases = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not phases or phases - PHASES:
+        raise argparse.ArgumentTypeError(f"phases are {', '.join(sorted(PHASES))}")
+    return phases
+
+
+def _add_ladder_args(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--phases",
+        type=_phases,
+        help="phases to run (default fanout,solutions,recovery, plus ladder with --ladder)",
+    )
+    add("--ladder", type=_rates, help="offered solutions/s per ladder step, e.g. 500,1000,2000")
+    add("--step-seconds", type=float, default=10, help="seconds per ladder step")
+    add("--ceiling-p99-ms", type=float, default=1000, help="p99 bound of a sustained step")
+    add("--mixed-rate", type=float, default=0, help="shares/s of the mixed run (0: 2x ceiling)")
+    add("--candidate-rate", type=float, default=20, help="candidates/s of the mixed run")
+    add("--mixed-seconds", type=float, default=10, help="seconds of the mixed run (0: none)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,7 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--json", type=Path, help="write all figures as JSON")
     add("--plot", type=Path, help="write fan-out percentiles vs workers as PNG (matplotlib)")
     add("--logs", type=Path, default=Path("artifacts/bench"), help="own stacks' logs")
+    _add_ladder_args(parser)
     args = parser.parse_args(argv)
+    if args.phases is None:
+        ladder = {"ladder"} if args.ladder else set()
+        args.phases = frozenset({"fanout", "solutions", "recovery", *ladder})
+    if "ladder" in args.phases and not args.ladder:
+        parser.error("the ladder phase needs --ladder RATES")
     if args.modes and len(args.modes) > 1:
         args.own_stack = True
     args.modes = args.modes or ["shared"]
@@ -117,6 +159,16 @@ def plan_from(args: argparse.Namespace) -> Plan:
         postgres_dsn=args.postgres_dsn,
         recovery_rounds=args.recovery_rounds,
         admin_token=args.admin_token,
+        phases=args.phases,
+        ladder=LadderPlan(
+            rates=args.ladder or [],
+            step_seconds=args.step_seconds,
+            ceiling_p99_ms=args.ceiling_p99_ms,
+            mixed_rate=args.mixed_rate,
+            candidate_rate=args.candidate_rate,
+            mixed_seconds=args.mixed_seconds,
+            workers=args.solution_workers,
+        ),
     )
 
 

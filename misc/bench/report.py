@@ -117,23 +117,91 @@ def cpu_table(results: dict[str, Any]) -> str:
     return _table(["mode (CPU s during the throughput run)", *services], rows)
 
 
+def ladder_table(results: dict[str, Any]) -> str:
+    header = ["mode", "rate/s", "offered/s", "delivered/s", "delivered", "stored", "p50 ms"]
+    header += ["p99 ms", "max ms", "sustained", "CPU us/solution (ws, psw, ns)"]
+    rows = []
+    for mode, run in results["modes"].items():
+        for step in run.get("ladder", {}).get("steps", []):
+            cpu = step.get("cpu_us_per_solution", {})
+            services = ("worker_server", "process_solution_worker", "node_server")
+            latency = step["latency_ms"]
+            rows.append(
+                [
+                    mode,
+                    step["rate"],
+                    step["offered_per_second"],
+                    step["delivered_per_second"],
+                    f"{step['delivery_ratio']:.2%}",
+                    step["stored"],
+                    latency["p50"],
+                    latency["p99"],
+                    latency["max"],
+                    "yes" if step["sustained"] else "no",
+                    " / ".join(_cell(cpu.get(s)) for s in services),
+                ]
+            )
+    ceilings = [
+        f"{mode}: ceiling {run['ladder']['ceiling_per_second']:g}/s"
+        for mode, run in results["modes"].items()
+        if run.get("ladder")
+    ]
+    return _table(header, rows) + ("\n\n" + "; ".join(ceilings) if ceilings else "")
+
+
+def mixed_table(results: dict[str, Any]) -> str:
+    header = ["mode", "shares offered/s", "candidates offered/s", "candidates delivered"]
+    header += ["candidate p50 ms", "p99 ms", "max ms", "stored / offered"]
+    rows = []
+    for mode, run in results["modes"].items():
+        mixed = (run.get("ladder") or {}).get("mixed")
+        if not mixed:
+            continue
+        candidates = mixed["candidates"]
+        latency = candidates["latency_ms"]
+        rows.append(
+            [
+                mode,
+                mixed["shares"]["offered_per_second"],
+                candidates["offered_per_second"],
+                f"{candidates['delivery_ratio']:.2%}",
+                latency["p50"],
+                latency["p99"],
+                latency["max"],
+                f"{_cell(mixed['stored'])} / {mixed['offered_total']}",
+            ]
+        )
+    return _table(header, rows)
+
+
+SECTIONS = (
+    ("Job fan-out (node send -> each worker receive) and worker ready time", (fanout_table,)),
+    (
+        "Solutions (worker send -> node receive) and sustained throughput",
+        (solutions_table, cpu_table),
+    ),
+    ("Recovery (node reconnects and re-sends its job -> first missed solution)", (recovery_table,)),
+    ("Throughput ladder (worker send -> node receive, each step a fresh task)", (ladder_table,)),
+    ("Mixed: shares (stored, not forwarded) plus candidates (forwarded)", (mixed_table,)),
+)
+
+
 def render(results: dict[str, Any]) -> str:
+    """The tables of the phases that ran (a table without rows is left out)."""
     facts = results["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in facts["packages"].items() if v)
-    return "\n\n".join(
-        [
-            "### Job fan-out (node send -> each worker receive) and worker ready time",
-            fanout_table(results),
-            "### Solutions (worker send -> node receive) and sustained throughput",
-            solutions_table(results),
-            cpu_table(results),
-            "### Recovery (node reconnects and re-sends its job -> first missed solution)",
-            recovery_table(results),
-            f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
-            f"load {facts['load_average']}, Python {facts['python']}, {facts['platform']}; "
-            f"{packages}. Measured {facts['when']}.",
-        ]
+    parts = []
+    for title, tables in SECTIONS:
+        rendered = [table(results) for table in tables]
+        rendered = [t for t in rendered if t.count("\n") > 1]  # header, rule, rows
+        if rendered:
+            parts += [f"### {title}", *rendered]
+    parts.append(
+        f"Machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gib']} GiB, "
+        f"load {facts['load_average']}, Python {facts['python']}, {facts['platform']}; "
+        f"{packages}. Measured {facts['when']}."
     )
+    return "\n\n".join(parts)
 
 
 def plot(results: dict[str, Any], path: Path) -> str | None:

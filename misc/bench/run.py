@@ -39,6 +39,8 @@ class Plan:
     postgres_dsn: str
     recovery_rounds: int = 20
     admin_token: str = ""  # node_server's, to retire the jobs sent
+    phases: frozenset[str] = frozenset({"fanout", "solutions", "recovery"})
+    ladder: Any = None  # a misc.bench.ladder.LadderPlan for the "ladder" phase
 
 
 def say(text: str) -> None:
@@ -64,14 +66,18 @@ async def _phases(
     async with node(endpoints.node_url) as the_node:
         await the_node.send_job(heights(), PROOF_TARGET)  # a latest job for ready times
         await asyncio.sleep(1.0)
-        fanout = []
-        for count in worker_counts:
+        results: dict[str, Any] = {"fanout": []}
+        for count in worker_counts if "fanout" in plan.phases else []:
             say(f"  fan-out to {count} workers")
-            fanout.append(await fanout_phase(endpoints, plan, the_node, count, heights))
-        say(f"  solutions with {plan.solution_workers} workers")
-        solutions = await solution_phases(endpoints, plan, the_node, heights)
-    results: dict[str, Any] = {"fanout": fanout, "solutions": solutions}
-    if plan.recovery_rounds:
+            results["fanout"].append(await fanout_phase(endpoints, plan, the_node, count, heights))
+        if "solutions" in plan.phases:
+            say(f"  solutions with {plan.solution_workers} workers")
+            results["solutions"] = await solution_phases(endpoints, plan, the_node, heights)
+        if "ladder" in plan.phases and plan.ladder is not None:
+            from misc.bench.ladder import ladder_phases  # it builds on this module
+
+            results["ladder"] = await ladder_phases(endpoints, plan, plan.ladder, the_node, heights)
+    if plan.recovery_rounds and "recovery" in plan.phases:
         say(f"  recovery: {plan.recovery_rounds} reconnects")
         results["recovery"] = await recovery_phase(
             endpoints.node_url,
@@ -105,14 +111,14 @@ async def fanout_phase(
     metrics_url = f"{endpoints.worker_http}/metrics"
     processes = max(1, min(plan.processes, math.ceil(count / 250)))
     async with swarms(processes, endpoints.worker_url, plan.sources) as handles:
-        before = await _metrics(metrics_url)
+        before = await server_metrics(metrics_url)
         started = time.monotonic()
         connect = await _connect(handles, count)
         connect_seconds = time.monotonic() - started
         storm = await asyncio.gather(*(h.call("ready", 10.0) for h in handles))
         storm_ms = [ms for answer in storm for ms in answer["ready_ms"]]
         await asyncio.sleep(SETTLE_SECONDS)
-        idle = await _metrics(metrics_url)
+        idle = await server_metrics(metrics_url)
         # Ready time proper: workers joining one by one a server that holds `count`.
         joined = await handles[0].call("connect", READY_PROBES, 1)
         ready = await handles[0].call("ready", 10.0, joined["first"])
@@ -125,7 +131,7 @@ async def fanout_phase(
             sent[height] = await the_node.send_job(height, PROOF_TARGET)
             await wait_received(handles, base + connected * (number + 1), plan.drain_timeout)
             await asyncio.sleep(plan.job_gap)
-        busy = await _metrics(metrics_url)
+        busy = await server_metrics(metrics_url)
         receipts = await asyncio.gather(*(h.call("receipts") for h in handles))
     latencies = [
         (at - sent[height]) / 1e6
@@ -154,7 +160,7 @@ async def fanout_phase(
     }
 
 
-async def _metrics(url: str) -> dict[str, float]:
+async def server_metrics(url: str) -> dict[str, float]:
     """Off the event loop: the node client keeps reading meanwhile."""
     return await asyncio.to_thread(process_metrics, url)
 
@@ -184,14 +190,14 @@ async def solution_phases(
         await wait_received(handles, base + connect["connected"], plan.drain_timeout)
         await asyncio.sleep(0.5)
         say(f"  throughput: {plan.rate:g}/s for {plan.duration:g} s")
-        metrics = _pipeline_metrics(endpoints)
-        before = {name: await _metrics(url) for name, url in metrics.items()}
+        metrics = pipeline_metrics(endpoints)
+        before = {name: await server_metrics(url) for name, url in metrics.items()}
         throughput = await _solutions(handles, the_node, plan.rate, plan.duration, plan)
-        after = {name: await _metrics(url) for name, url in metrics.items()}
+        after = {name: await server_metrics(url) for name, url in metrics.items()}
     throughput["server_cpu_seconds"] = {
         name: round(after[name].get("cpu", 0) - before[name].get("cpu", 0), 2) for name in metrics
     }
-    throughput["stored"] = await _stored(plan.postgres_dsn, throughput.pop("task_id"), throughput)
+    throughput["stored"] = await stored(plan.postgres_dsn, throughput.pop("task_id"), throughput)
     throughput["lost"] = throughput["offered"] - min(throughput["delivered"], throughput["stored"])
     rtt.pop("task_id")
     return {"round_trip": rtt, "throughput": throughput, "node_errors": the_node.errors[:5]}
@@ -226,7 +232,7 @@ async def _solutions(
     }
 
 
-def _pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
+def pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
     return {
         "node_server": f"{endpoints.node_http}/metrics",
         "worker_server": f"{endpoints.worker_http}/metrics",
@@ -235,7 +241,7 @@ def _pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
     }
 
 
-async def _stored(dsn: str, task_id: str | None, result: dict[str, Any]) -> int | None:
+async def stored(dsn: str, task_id: str | None, result: dict[str, Any]) -> int | None:
     """Rows stored for the throughput task, polled until they catch up (bounded)."""
     if task_id is None:
         return None

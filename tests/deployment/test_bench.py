@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from misc.bench.cli import parse_args
 from misc.bench.facts import percentile
+from misc.bench.ladder import LadderPlan
 from misc.bench.report import render
 from misc.bench.run import READY_PROBES, Plan, run_stack
 from misc.bench.stack import Endpoints
@@ -54,6 +55,58 @@ async def test_bench_measures_a_running_stack(
     assert "### Recovery" in table and "| shared | 3 |" in table.split("### Recovery")[1]
 
 
+async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
+    start_servers: StartServers, backends: Backends
+) -> None:
+    """The tool, not the speed: every step and the mixed run count what they offered."""
+    ladder = LadderPlan(
+        rates=[20, 40],
+        step_seconds=0.5,
+        ceiling_p99_ms=60_000,  # a loaded test machine must not fail a tool check
+        mixed_rate=40,
+        candidate_rate=10,
+        mixed_seconds=0.5,
+        workers=4,
+    )
+    plan = Plan(
+        workers=[1],
+        jobs=1,
+        job_gap=0.0,
+        processes=2,
+        sources=["127.0.0.2", "127.0.0.3"],
+        solution_workers=4,
+        rtt_rate=1,
+        rtt_seconds=0.1,
+        rate=1,
+        duration=0.1,
+        drain_timeout=20,
+        postgres_dsn=backends.postgres_dsn,
+        phases=frozenset({"ladder"}),
+        ladder=ladder,
+    )
+    async with start_servers(fanout_mode="shared") as stack:
+        endpoints = Endpoints(
+            stack.node_url, stack.worker_url, stack.node_http, stack.worker_http, NOWHERE, NOWHERE
+        )
+        results = await run_stack(endpoints, plan, plan.workers)
+
+    assert results["fanout"] == [] and "solutions" not in results
+    steps = results["ladder"]["steps"]
+    assert [step["rate"] for step in steps] == [20, 40]
+    for step in steps:
+        assert step["offered"] > 0 and step["sustained"]
+        assert step["delivered"] == step["stored"] == step["offered"]
+    assert results["ladder"]["ceiling_per_second"] == steps[-1]["offered_per_second"]
+    mixed = results["ladder"]["mixed"]
+    candidates = mixed["candidates"]
+    assert candidates["offered"] > 0 and candidates["delivered"] == candidates["offered"]
+    assert mixed["shares"]["offered"] > 0
+    assert mixed["stored"] == mixed["offered_total"]
+    table = render({"machine": _facts(), "modes": {"shared": results}})
+    assert "### Throughput ladder" in table and "ceiling" in table
+    assert "### Mixed" in table and "### Job fan-out" not in table
+
+
 def _facts() -> dict[str, object]:
     return {
         "cores": 2,
@@ -73,6 +126,12 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(values, 99) == 99
     assert percentile(values, 100) == 100
     assert percentile([], 50) is None
+
+
+def test_ladder_rates_make_the_ladder_a_phase() -> None:
+    args = parse_args(["--ladder", "500,1000", "--phases", "ladder"])
+    assert args.ladder == [500, 1000] and args.phases == {"ladder"}
+    assert "ladder" in parse_args(["--ladder", "100"]).phases
 
 
 def test_several_modes_start_their_own_stacks() -> None:

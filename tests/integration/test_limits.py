@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.protocol import MAX_JSON_DEPTH
 from tests.support.clients import (
@@ -234,24 +235,7 @@ async def test_objects_larger_than_max_object_bytes_are_refused(
 
 async def _raw_worker(address: str, hello: dict[str, Any]) -> asyncio.StreamWriter:
     """A worker that sends its welcome and then never reads: tiny buffers, no reading."""
-    host, port = address.split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    payload, mask = orjson.dumps(hello), os.urandom(4)
-    assert 125 < len(payload) < 65536
-    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
-    writer.write(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    await writer.drain()
-    return writer
+    return (await _raw_worker_with_reader(address, hello, limit=1024))[1]
 
 
 async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
@@ -277,3 +261,74 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
             writer.close()
     assert close_code == 1008  # the client can't read the reason: its buffers are full
     assert any(r.getMessage() == "slow_consumer" for r in caplog.records)
+
+
+async def test_a_busy_worker_gets_the_newest_job_next_never_an_older_one(start_servers) -> None:
+    """Jobs that pile up for a worker that reads slowly are replaced, not queued."""
+    hello = welcome()
+    big_objects = {"max_object_bytes": 16384}
+    worker_settings = {"send_queue_size": 1000}  # replaced jobs only; it is not closed here
+    async with start_servers(node=big_objects, worker=worker_settings) as servers:
+        address = servers.worker_address
+        reader, writer = await _raw_worker_with_reader(address, hello)
+        replaced_before = _jobs_replaced()
+        heights: list[int] = []
+        try:
+            async with connect(servers.node_url) as ws, asyncio.timeout(60):
+                node = Worker(ws)
+                while _jobs_replaced() < replaced_before + 3:  # the worker's buffers are full
+                    heights.append(next_height())
+                    padded = {"pad": "x" * 15000, "height": heights[-1]}
+                    await node.send({**job(heights[-1]), "epoch_challenge": padded})
+                    await asyncio.sleep(0.05)
+                received = []
+                while not received or received[-1] != heights[-1]:
+                    received.append(await _job_height(reader))
+        finally:
+            writer.close()
+    ours = [height for height in received if height in heights]
+    assert ours == sorted(ours) and len(set(ours)) == len(ours)  # in height order, once
+    assert ours[-1] == heights[-1]  # the newest arrived
+    assert len(ours) < len(heights)  # replaced ones were never sent
+
+
+def _jobs_replaced() -> float:
+    return REGISTRY.get_sample_value("wspool_jobs_replaced_total") or 0.0
+
+
+async def _job_height(reader: asyncio.StreamReader) -> int | None:
+    """The `height` of the next job frame (server frames are unmasked); pings are skipped."""
+    while True:
+        first, second = await reader.readexactly(2)
+        size = second & 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        elif size == 127:
+            size = int.from_bytes(await reader.readexactly(8), "big")
+        payload = await reader.readexactly(size)
+        if first & 0x0F == 0x1:
+            return orjson.loads(payload)["epoch_challenge"].get("height")
+
+
+async def _raw_worker_with_reader(
+    address: str, hello: dict[str, Any], limit: int = 65536
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A worker with tiny buffers that sends its welcome; it reads only when the test does."""
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    payload, mask = orjson.dumps(hello), os.urandom(4)
+    assert 125 < len(payload) < 65536
+    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
+    writer.write(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    await writer.drain()
+    return reader, writer

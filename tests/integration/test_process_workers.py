@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 import pytest
 
+from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
 from shared.protocol import now_ns
 from shared.rabbit import (
     JOB_EXCHANGE,
@@ -107,3 +108,48 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
     assert any(r.startswith("UnknownTask: unknown task") for r in reasons)
     assert "solution: Value error, partial_solution must be an object" in reasons
     assert await db.fetchval("SELECT count(*) FROM solution WHERE task_id = $1", unknown) == 0
+
+
+async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
+    channel, db: asyncpg.Pool
+) -> None:
+    height = next_height()
+    job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    await publish(channel, JOB_EXCHANGE, orjson.dumps(job))
+    task_id = (await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
+        "task_id"
+    ]
+    unknown = uuid.uuid4()
+
+    def item(task: uuid.UUID) -> Item:
+        body = {"task_id": str(task), "solution": solution_body(), "solution_target": 5}
+        return Item(orjson.dumps({**body, "hardware_id": "gpu-b", "caption": "c"}), now_ns())
+
+    marker = uuid.uuid4().hex
+    batch = [item(task_id), Item(f"not json {marker}".encode(), 7), item(unknown), item(task_id)]
+    target = await channel.get_exchange(SOLUTION_EXCHANGE)
+    message = aio_pika.Message(
+        encode_batch(batch), content_type=BATCH_CONTENT_TYPE, headers={ITEMS_HEADER: 4}
+    )
+    await target.publish(message, routing_key="")
+    async with asyncio.timeout(10):
+        query = "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NOT NULL"
+        while await db.fetchval(query, task_id) < 2:
+            await asyncio.sleep(0.05)
+    (garbage,) = await dead_letters(channel, SOLUTION_QUEUE, marker, 1)
+    assert garbage.body == f"not json {marker}".encode()  # the item alone, not the batch
+    assert garbage.headers["received_at"] == 7
+    assert garbage.headers[REASON_HEADER].startswith("not valid JSON")
+    (orphan,) = await dead_letters(channel, SOLUTION_QUEUE, str(unknown), 1)
+    assert orjson.loads(orphan.body)["task_id"] == str(unknown)
+    assert orphan.headers[REASON_HEADER].startswith("UnknownTask")
+
+
+async def test_a_malformed_micro_batch_is_dead_lettered_whole(channel) -> None:
+    marker = uuid.uuid4().hex.encode()
+    body = encode_batch([Item(b'{"a":1}', 1)])[:-2] + marker  # its length runs past the end
+    target = await channel.get_exchange(SOLUTION_EXCHANGE)
+    await target.publish(aio_pika.Message(body, content_type=BATCH_CONTENT_TYPE), routing_key="")
+    (dead,) = await dead_letters(channel, SOLUTION_QUEUE, marker.decode(), 1)
+    assert dead.body == body
+    assert dead.headers[REASON_HEADER].startswith("malformed batch")
