@@ -1,4 +1,7 @@
-"""Retention: solutions and closed worker rows older than `retention_days` are deleted.
+"""Retention: rows older than `retention_days` are deleted.
+
+Solutions and closed worker rows by age; bans that ended, and instances not
+heard of, that long ago.
 
 In small batches, each its own short statement, so the inserts of live
 traffic never wait behind one long delete. Accounting reads what is kept:
@@ -29,6 +32,17 @@ PRUNE = {
             SELECT id FROM worker
             WHERE disconnected_at < now() - make_interval(days => $1)
             ORDER BY id LIMIT $2)
+    """,
+    # No id column: ctid picks the batch's rows.
+    "worker_ban": """
+        DELETE FROM worker_ban WHERE ctid IN (
+            SELECT ctid FROM worker_ban
+            WHERE banned_until < now() - make_interval(days => $1) LIMIT $2)
+    """,
+    "instance": """
+        DELETE FROM instance WHERE ctid IN (
+            SELECT ctid FROM instance
+            WHERE heartbeat_at < now() - make_interval(days => $1) LIMIT $2)
     """,
 }
 BATCH_ROWS = 1000

@@ -41,3 +41,26 @@ async def test_old_solutions_and_closed_worker_rows_go_the_rest_stays(db: asyncp
         "SELECT id FROM worker WHERE id = ANY($1::bigint[])", [old_closed, new_closed, old_open]
     )
     assert sorted(row["id"] for row in kept) == sorted([new_closed, old_open])
+
+
+async def test_ended_bans_and_unheard_instances_go_the_rest_stays(db: asyncpg.Pool) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ban = (
+        "INSERT INTO worker_ban (kind, key, banned_until, reason, server_instance) "
+        "VALUES ('identity', $1, now() - make_interval(days => $2), 'test', 'test')"
+    )
+    await db.execute(ban, f"old-{tag}", 40)
+    await db.execute(ban, f"recent-{tag}", 1)
+    beat = (
+        "INSERT INTO instance (role, name, version, started_at, heartbeat_at, ready) "
+        "VALUES ('worker_server', $1, 'x', now(), now() - make_interval(days => $2), false)"
+    )
+    await db.execute(beat, f"old-{tag}", 40)
+    await db.execute(beat, f"recent-{tag}", 1)
+
+    await prune_once(db, days=30)
+
+    bans = await db.fetch("SELECT key FROM worker_ban WHERE key LIKE $1", f"%-{tag}")
+    assert [row["key"] for row in bans] == [f"recent-{tag}"]
+    instances = await db.fetch("SELECT name FROM instance WHERE name LIKE $1", f"%-{tag}")
+    assert [row["name"] for row in instances] == [f"recent-{tag}"]
