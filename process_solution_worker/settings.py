@@ -19,6 +19,6 @@ class ProcessSolutionWorkerSettings(ConsumerSettings):
     retention_days: int = Field(
         30,
         ge=0,
-        description="Solutions and closed worker rows older than this many days are deleted "
-        "(in small batches, hourly); 0 keeps everything.",
+        description="Solutions, closed worker rows, ended bans and silent instances older "
+        "than this many days are deleted (in small batches, hourly); 0 keeps everything.",
     )
