@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from shared.consumer import Delivery
-from shared.kafka import SOLUTION_TOPIC
+from shared.kafka import CANDIDATE_TOPIC, SOLUTION_TOPIC
 from shared.persist import Persisted, ids
 from shared.protocol import SolutionMessage, SolutionRecord, encode
 
@@ -80,3 +81,8 @@ SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
     mark_broadcast=MARK_BROADCAST,
     unstorable=lambda key: UnknownTask(f"unknown task {key[0]}"),
 )
+
+# The candidate lane: the same rows (a solution sent down both lanes is stored
+# once, broadcast once) and metrics (`kind="solution"`: rows of one table),
+# produced to a topic of their own.
+CANDIDATES: Persisted[SolutionMessage, Key] = dataclasses.replace(SOLUTIONS, topic=CANDIDATE_TOPIC)

@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import SETUP
 from shared.db import migrate
-from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
+from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
 from shared.logging import configure_logging
 from shared.rabbit import connect, declare_topology
 from shared.settings import KAFKA_RETENTION_MS, ServiceSettings, load_settings
@@ -58,7 +58,11 @@ async def setup(settings: SetupSettings) -> None:
         "kafka",
         ensure_topics(
             settings,
-            {JOB_TOPIC: settings.job_partitions, SOLUTION_TOPIC: settings.solution_partitions},
+            {
+                JOB_TOPIC: settings.job_partitions,
+                SOLUTION_TOPIC: settings.solution_partitions,
+                CANDIDATE_TOPIC: settings.solution_partitions,
+            },
             settings.retention_ms,
             settings.replication_factor,
         ),
