@@ -96,6 +96,13 @@ async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
         assert await node.receive() == candidate
         assert await node.nothing_within(0.3)
     await eventually_stored(db, task_id, {99: 1, 100: 1})
+    # The share is done once stored: marked broadcast, though no node wants it on Kafka.
+    async with asyncio.timeout(10):
+        while await db.fetchval(
+            "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL",
+            uuid.UUID(task_id),
+        ):
+            await asyncio.sleep(0.05)
     after = await lanes(stack.worker_http)
     assert after.get("candidate", 0) - before.get("candidate", 0) == 1
     assert after.get("share", 0) - before.get("share", 0) == 1
