@@ -12,10 +12,11 @@ from shared.lifecycle import background
 from shared.protocol import SolutionMessage
 from shared.rabbit import CANDIDATE_QUEUE, SOLUTION_QUEUE
 
-# Candidates are few (one per block found, per node's target): small batches
-# and a small prefetch keep each one's wait to a single short batch, on a
-# channel, consumer and Kafka producer of their own.
-CANDIDATE_LIMITS = {"batch_size": 20, "prefetch_count": 20, "max_in_flight_batches": 2}
+# Candidates are few (one per block found, per node's target) and travel on a
+# channel, consumer and Kafka producer of their own. Batches never wait to
+# fill, so a lone candidate is a batch of one; the caps (a fifth of the share
+# lane's) only bound what a burst of candidates holds at once.
+CANDIDATE_LIMITS = {"batch_size": 100, "prefetch_count": 20, "max_in_flight_batches": 4}
 
 
 def create_app(settings: ProcessSolutionWorkerSettings) -> web.Application:
