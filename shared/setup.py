@@ -33,7 +33,9 @@ class SetupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=SETUP.env_prefix)
 
     job_partitions: int = Field(1, ge=1, description="Partitions of topic `job`.")
-    solution_partitions: int = Field(3, ge=1, description="Partitions of topic `solution`.")
+    solution_partitions: int = Field(
+        3, ge=1, description="Partitions of topics `solution` and `solution.candidate`."
+    )
     retention_ms: int = Field(KAFKA_RETENTION_MS, ge=1000, description="Topic retention.")
     replication_factor: int = Field(1, ge=1, description="Replication of new topics.")
     timeout_seconds: float = Field(30.0, gt=0, description="Give up on a dependency after this.")
