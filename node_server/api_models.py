@@ -246,7 +246,9 @@ class DeadLetter(Body):
 
 
 class QueueDeadLetters(Body):
-    queue: Literal["job", "solution"] = Field(description="The name to requeue with.")
+    queue: Literal["job", "solution", "solution.candidate"] = Field(
+        description="The name to requeue with."
+    )
     work_queue: str
     ready: NonNegativeInt | None = Field(description="Ready messages; null: queue missing.")
     dead_letter_queue: str
@@ -259,7 +261,7 @@ class DeadLetters(Body):
 
 
 class Requeued(Body):
-    queue: Literal["job", "solution"]
+    queue: Literal["job", "solution", "solution.candidate"]
     moved: NonNegativeInt = Field(description="Moved back to the work queue by this call.")
     remaining: NonNegativeInt = Field(description="Still in the dead-letter queue.")
 

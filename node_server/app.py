@@ -11,7 +11,7 @@ from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.ws import SETTINGS, node_socket
 from shared.rabbit import JOB_EXCHANGE
-from shared.updates import SOLUTION_STREAM
+from shared.updates import CANDIDATE_STREAM, SOLUTION_STREAM
 from shared.websocket_app import FANOUT, create_websocket_app
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: NodeServerSettings) -> web.Application:
     app = create_websocket_app(
-        settings, exchange=JOB_EXCHANGE, stream=SOLUTION_STREAM, socket=node_socket
+        settings,
+        exchange=JOB_EXCHANGE,
+        stream=SOLUTION_STREAM,
+        socket=node_socket,
+        more_streams=[CANDIDATE_STREAM],  # the candidate lane: never behind shares
     )
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:

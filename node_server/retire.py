@@ -28,7 +28,7 @@ RETIRE = (
     "RETURNING block_height"
 )
 CURRENT = """
-SELECT task_id, block_height, epoch_challenge, created_at FROM job
+SELECT task_id, block_height, epoch_challenge, created_at, proof_target FROM job
 WHERE retired_at IS NULL ORDER BY block_height DESC LIMIT 1
 """
 # The broker must answer within this, or the operator is told to call again.
@@ -55,6 +55,7 @@ async def retire_job(request: web.Request) -> web.Response:
             block_height=row["block_height"],
             created_at=row["created_at"].timestamp(),
             received_at=now_ns(),
+            proof_target=row["proof_target"],
         )
     record = CurrentJobRecord(retired=task_id, current=current, received_at=now_ns())
     await _announce(request.app, record)

@@ -1,6 +1,11 @@
 """Persist-and-broadcast for jobs: one current row per block height, first one wins.
 
 A retired job no longer holds its height: a new job there gets a row of its own.
+The row's `proof_target` is the lowest any node sent for the height: a job
+with a lower one than stored lowers it and is broadcast again (workers, who
+only take higher heights, are not sent it twice; worker_server learns the
+lower target, which tells block candidates from shares). Two jobs for one
+height in the same batch count as one (the first), as for everything else.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from shared.persist import Persisted, ids
 from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
 
 INSERT = """
-INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest)
-SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[], $4::text[])
-ON CONFLICT (block_height) WHERE retired_at IS NULL DO NOTHING
-RETURNING id
+INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest, proof_target)
+SELECT * FROM unnest($1::bigint[], $2::jsonb[], $3::uuid[], $4::text[], $5::bigint[])
+ON CONFLICT (block_height) WHERE retired_at IS NULL DO UPDATE
+    SET proof_target = EXCLUDED.proof_target, broadcast_at = NULL
+    WHERE EXCLUDED.proof_target < job.proof_target
+RETURNING id, xmax = 0 AS inserted
 """
 
 FIND = """
-SELECT id, block_height, task_id, epoch_challenge, created_at, broadcast_at
+SELECT id, block_height, task_id, epoch_challenge, created_at, broadcast_at, proof_target
 FROM job WHERE block_height = ANY($1::bigint[]) AND retired_at IS NULL
 """
 
@@ -38,8 +45,10 @@ async def insert(connection: asyncpg.Connection, jobs: list[JobMessage]) -> set[
         [job.epoch_challenge for job in jobs],
         [uuid.uuid4() for _ in jobs],
         [challenge_digest(job.epoch_challenge) for job in jobs],
+        [job.proof_target for job in jobs],
     )
-    return ids(rows)
+    # Rows whose target was lowered come back too: only new ones count as stored.
+    return ids([row for row in rows if row["inserted"]])
 
 
 async def find(connection: asyncpg.Connection, heights: list[int]) -> Sequence[asyncpg.Record]:
@@ -56,6 +65,7 @@ def record(
         block_height=row["block_height"],
         created_at=row["created_at"].timestamp(),
         received_at=delivery.received_at,
+        proof_target=row["proof_target"],
     )
     return str(row["block_height"]).encode(), encode(job)
 

@@ -1,19 +1,30 @@
 """Wiring of process_solution_worker: queue `solution.persist_and_broadcast` to topic
-`solution`, and the retention of old rows."""
+`solution`, the candidate lane (queue `solution.candidate.persist_and_broadcast` to
+topic `solution.candidate`), and the retention of old rows."""
 
 from aiohttp import web
 
-from process_solution_worker.persist import SOLUTIONS
+from process_solution_worker.persist import CANDIDATES, SOLUTIONS
 from process_solution_worker.retention import keep_pruning
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.consumer_app import Pipeline, create_consumer_app
 from shared.lifecycle import background
 from shared.protocol import SolutionMessage
-from shared.rabbit import SOLUTION_QUEUE
+from shared.rabbit import CANDIDATE_QUEUE, SOLUTION_QUEUE
+
+# Candidates are few (one per block found, per node's target) and travel on a
+# channel, consumer and Kafka producer of their own. Batches never wait to
+# fill, so a lone candidate is a batch of one; the caps (a fifth of the share
+# lane's) only bound what a burst of candidates holds at once.
+CANDIDATE_LIMITS = {"batch_size": 100, "prefetch_count": 20, "max_in_flight_batches": 4}
 
 
 def create_app(settings: ProcessSolutionWorkerSettings) -> web.Application:
-    app = create_consumer_app(settings, Pipeline(SOLUTION_QUEUE, SolutionMessage, SOLUTIONS))
+    app = create_consumer_app(
+        settings,
+        Pipeline(SOLUTION_QUEUE, SolutionMessage, SOLUTIONS),
+        Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
+    )
     if settings.retention_days:
         app.cleanup_ctx.append(background("retention", keep_pruning(settings.retention_days)))
     return app

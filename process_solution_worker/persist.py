@@ -1,14 +1,22 @@
-"""Persist-and-broadcast for solutions: one row per (task_id, nonce)."""
+"""Persist-and-broadcast for solutions: one row per (task_id, nonce).
+
+Only solutions some node may wait for are produced to Kafka: a share (below
+the lowest proof target sent for its height) is stored and marked broadcast,
+never produced, so shares cost node_server nothing and can't fill the
+partitions candidates travel through. A node that later sends a lower target
+for the height gets the shares it now wants from Postgres (recovery).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from shared.consumer import Delivery
-from shared.kafka import SOLUTION_TOPIC
+from shared.kafka import CANDIDATE_TOPIC, SOLUTION_TOPIC
 from shared.persist import Persisted, ids
 from shared.protocol import SolutionMessage, SolutionRecord, encode
 
@@ -25,7 +33,8 @@ RETURNING id
 """
 
 FIND = """
-SELECT s.id, s.task_id, s.nonce, s.broadcast_at, j.block_height, j.challenge_digest
+SELECT s.id, s.task_id, s.nonce, s.broadcast_at, s.solution_target,
+    j.block_height, j.challenge_digest, j.proof_target
 FROM unnest($1::uuid[], $2::text[]) AS k(task_id, nonce)
 JOIN solution s ON s.task_id = k.task_id AND s.nonce = k.nonce
 JOIN job j ON j.task_id = s.task_id
@@ -69,6 +78,11 @@ def record(
     return row["task_id"].bytes, encode(solution)
 
 
+def wanted(row: asyncpg.Record) -> bool:
+    """Could a node wait for it: at or above the job's target, or the target not known."""
+    return row["proof_target"] is None or row["solution_target"] >= row["proof_target"]
+
+
 SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
     kind="solution",
     topic=SOLUTION_TOPIC,
@@ -79,4 +93,10 @@ SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
     record=record,
     mark_broadcast=MARK_BROADCAST,
     unstorable=lambda key: UnknownTask(f"unknown task {key[0]}"),
+    wanted=wanted,
 )
+
+# The candidate lane: the same rows (a solution sent down both lanes is stored
+# once, broadcast once) and metrics (`kind="solution"`: rows of one table),
+# produced to a topic of their own.
+CANDIDATES: Persisted[SolutionMessage, Key] = dataclasses.replace(SOLUTIONS, topic=CANDIDATE_TOPIC)

@@ -1,9 +1,12 @@
 """The persist-and-broadcast service shape both process_* workers share.
 
-An HTTP app for /healthz, /readyz and /metrics, with the pipeline (Kafka
+An HTTP app for /healthz, /readyz and /metrics, with each pipeline (Kafka
 producer, then the batch consumer of one queue) running as a background task
 it owns, so the health endpoints answer while dependencies are still coming
 up. What is stored and broadcast is the kind's `Persisted` (`shared.persist`).
+A service may run several pipelines (process_solution_worker: shares and
+block candidates), each with its own RabbitMQ channel, prefetch and Kafka
+producer, so one's backlog never holds up the other.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Pipeline:
     queue: str
     message: type[BaseModel]
     persisted: Persisted[Any, Any]
+    # Settings this pipeline overrides (e.g. a smaller `batch_size`, `prefetch_count`).
+    overrides: dict[str, Any] = field(default_factory=dict)
     consumer: BatchConsumer[Any] | None = None
     kafka: Broadcaster | None = field(default=None, repr=False)
 
@@ -45,36 +50,43 @@ class Pipeline:
         return parse(self.message, body)
 
 
-PIPELINE = web.AppKey("pipeline", Pipeline)
+PIPELINE = web.AppKey("pipeline", Pipeline)  # the first one
+PIPELINES = web.AppKey("pipelines", list)
 TOPIC_CHECK_TIMEOUT_SECONDS = 10.0
 PERSIST_TIMEOUT_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
 
-def create_consumer_app(settings: ConsumerSettings, pipeline: Pipeline) -> web.Application:
+def create_consumer_app(
+    settings: ConsumerSettings, pipeline: Pipeline, *more: Pipeline
+) -> web.Application:
     app = web.Application()
+    pipelines = [pipeline, *more]
     app[PIPELINE] = pipeline
-    # Exported at 0 from the start, so an alert on increase() sees the first one.
-    DEAD_LETTERED.labels(queue=pipeline.queue)
+    app[PIPELINES] = pipelines
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
     app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
-    app.cleanup_ctx.append(background("pipeline", functools.partial(_run, settings)))
+    for each in pipelines:
+        # Exported at 0 from the start, so an alert on increase() sees the first one.
+        DEAD_LETTERED.labels(queue=each.queue)
+        name = "pipeline" if each is pipeline else f"pipeline-{each.queue}"
+        own = settings.model_copy(update=each.overrides) if each.overrides else settings
+        app.cleanup_ctx.append(background(name, functools.partial(_run, own, each)))
     app.on_shutdown.append(functools.partial(_stop_consuming, settings))
 
     async def consuming() -> bool:
-        return pipeline.consumer is not None and pipeline.consumer.ready
+        return all(p.consumer is not None and p.consumer.ready for p in pipelines)
 
     async def producing() -> bool:
-        return pipeline.kafka is not None
+        return all(p.kafka is not None for p in pipelines)
 
     add_check(app, "rabbitmq", consuming)
     add_check(app, "kafka", producing)
     return app
 
 
-async def _run(settings: ConsumerSettings, app: web.Application) -> None:
-    pipeline = app[PIPELINE]
+async def _run(settings: ConsumerSettings, pipeline: Pipeline, app: web.Application) -> None:
     topic = pipeline.persisted.topic
 
     async def ensure_topic() -> None:
@@ -113,7 +125,6 @@ async def _recreate_topic(ensure_topic: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _stop_consuming(settings: ConsumerSettings, app: web.Application) -> None:
-    """on_shutdown: stop taking messages and let the batch in flight finish."""
-    consumer = app[PIPELINE].consumer
-    if consumer is not None:
-        await consumer.stop(settings.shutdown_timeout_seconds / 2)
+    """on_shutdown: stop taking messages and let the batches in flight finish."""
+    consumers = [p.consumer for p in app[PIPELINES] if p.consumer is not None]
+    await asyncio.gather(*(c.stop(settings.shutdown_timeout_seconds / 2) for c in consumers))

@@ -318,6 +318,36 @@ class PerConnectionFanout(Generic[T]):
             await self.unsubscribe(subscriber)
 
 
+class MergedFanout(Generic[T]):
+    """Several fan-outs as one: a subscriber is offered the items of each.
+
+    Each reads its own topic with its own consumer, so a backlog on one topic
+    (shares) never delays another (block candidates).
+    """
+
+    def __init__(self, fanouts: list[Fanout[T]]) -> None:
+        self.fanouts = fanouts
+
+    @property
+    def ready(self) -> bool:
+        return all(fanout.ready for fanout in self.fanouts)
+
+    async def subscribe(self, subscriber: Subscriber[T]) -> None:
+        subscribed: list[Fanout[T]] = []
+        try:
+            for fanout in self.fanouts:
+                await fanout.subscribe(subscriber)
+                subscribed.append(fanout)
+        except BaseException:
+            for fanout in subscribed:
+                await fanout.unsubscribe(subscriber)
+            raise
+
+    async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
+        for fanout in self.fanouts:
+            await fanout.unsubscribe(subscriber)
+
+
 async def _start(consumer: AIOKafkaConsumer) -> None:
     """Start a consumer, retrying while the broker is unreachable."""
     backoff = Backoff()

@@ -108,6 +108,12 @@ REFUSED_JOBS = Counter(
     "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",
     ["code"],
 )
+SOLUTION_LANES = Counter(
+    "wspool_solution_lanes",
+    "Solutions published by worker_server, by lane: candidate (at or above the lowest proof "
+    "target waiting at its height), share (below it), unknown (no target known: ordinary lane).",
+    ["lane"],
+)
 SOLUTIONS_LIMITED = Counter(
     "wspool_solutions_limited",
     "Solutions not published because the worker was over a limit (per_second, per_task).",

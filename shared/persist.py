@@ -45,6 +45,9 @@ class Persisted(Generic[M, K]):
     # consumer dead-letters that message alone.
     unstorable: Callable[[K], Exception] | None = None
     broadcast: Callable[[list[asyncpg.Record]], None] | None = None  # after the marking
+    # Whether a row's record is of use to anyone (None: every row's is). A row
+    # that isn't is marked broadcast without a record: stored, and done.
+    wanted: Callable[[asyncpg.Record], bool] | None = None
 
 
 async def persist_and_broadcast(
@@ -70,12 +73,14 @@ async def persist_and_broadcast(
     pending = [row for row in rows if row["broadcast_at"] is None]
     if not pending:
         return
-    await kafka.send_all(
-        kind.topic,
-        [kind.record(row, first[kind.row_key(row)], row["id"] in inserted) for row in pending],
-    )
+    wanted = pending if kind.wanted is None else [row for row in pending if kind.wanted(row)]
+    if wanted:
+        await kafka.send_all(
+            kind.topic,
+            [kind.record(row, first[kind.row_key(row)], row["id"] in inserted) for row in wanted],
+        )
     await pool.execute(kind.mark_broadcast, [row["id"] for row in pending])
-    BROADCAST.labels(kind=kind.kind).inc(len(pending))
+    BROADCAST.labels(kind=kind.kind).inc(len(wanted))
     if kind.broadcast is not None:
         kind.broadcast(pending)
 

@@ -161,6 +161,10 @@ class JobRecord(_Message):
     block_height: int
     created_at: float
     received_at: int
+    # The lowest proof target any node sent for this height (None: not known,
+    # a record from before it was carried). A record for a height already sent
+    # carries a lowered target.
+    proof_target: int | None = None
 
 
 class CurrentJobRecord(_Message):

@@ -24,7 +24,15 @@ JOB_EXCHANGE = "job"
 SOLUTION_EXCHANGE = "solution"
 JOB_QUEUE = "job.persist_and_broadcast"
 SOLUTION_QUEUE = "solution.persist_and_broadcast"
-QUEUES = {JOB_EXCHANGE: JOB_QUEUE, SOLUTION_EXCHANGE: SOLUTION_QUEUE}
+# The candidate lane: solutions that meet the lowest proof target waiting at
+# their height, on an exchange and queue of their own so shares can't delay them.
+CANDIDATE_EXCHANGE = "solution.candidate"
+CANDIDATE_QUEUE = "solution.candidate.persist_and_broadcast"
+QUEUES = {
+    JOB_EXCHANGE: JOB_QUEUE,
+    SOLUTION_EXCHANGE: SOLUTION_QUEUE,
+    CANDIDATE_EXCHANGE: CANDIDATE_QUEUE,
+}
 RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0

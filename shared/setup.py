@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import SETUP
 from shared.db import migrate
-from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
+from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
 from shared.logging import configure_logging
 from shared.rabbit import connect, declare_topology
 from shared.settings import KAFKA_RETENTION_MS, ServiceSettings, load_settings
@@ -33,7 +33,9 @@ class SetupSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=SETUP.env_prefix)
 
     job_partitions: int = Field(1, ge=1, description="Partitions of topic `job`.")
-    solution_partitions: int = Field(3, ge=1, description="Partitions of topic `solution`.")
+    solution_partitions: int = Field(
+        3, ge=1, description="Partitions of topics `solution` and `solution.candidate`."
+    )
     retention_ms: int = Field(KAFKA_RETENTION_MS, ge=1000, description="Topic retention.")
     replication_factor: int = Field(1, ge=1, description="Replication of new topics.")
     timeout_seconds: float = Field(30.0, gt=0, description="Give up on a dependency after this.")
@@ -58,7 +60,11 @@ async def setup(settings: SetupSettings) -> None:
         "kafka",
         ensure_topics(
             settings,
-            {JOB_TOPIC: settings.job_partitions, SOLUTION_TOPIC: settings.solution_partitions},
+            {
+                JOB_TOPIC: settings.job_partitions,
+                SOLUTION_TOPIC: settings.solution_partitions,
+                CANDIDATE_TOPIC: settings.solution_partitions,
+            },
             settings.retention_ms,
             settings.replication_factor,
         ),

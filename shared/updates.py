@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shared.errors import ProtocolError
 from shared.fanout import Stream
-from shared.kafka import JOB_TOPIC, SOLUTION_TOPIC
+from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC
 from shared.metrics import CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP
 from shared.protocol import (
     CurrentJobRecord,
@@ -32,6 +32,8 @@ class JobUpdate:
     received_at: int
     # A job made current again because a newer one was retired: filters reset to it.
     reset: bool = False
+    # The lowest proof target waiting at this height (None: not known).
+    proof_target: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +53,23 @@ def decode_job(value: bytes) -> JobUpdate:
     except ProtocolError:  # not a job: then it must say which job is current (rare)
         reset = parse(CurrentJobRecord, value)
     else:
-        return JobUpdate(record.block_height, record.task_id, job_frame(record), record.received_at)
+        return JobUpdate(
+            record.block_height,
+            record.task_id,
+            job_frame(record),
+            record.received_at,
+            proof_target=record.proof_target,
+        )
     if reset.current is None:
         return JobUpdate(-1, None, b"", reset.received_at, reset=True)
     current = reset.current
     return JobUpdate(
-        current.block_height, current.task_id, job_frame(current), reset.received_at, reset=True
+        current.block_height,
+        current.task_id,
+        job_frame(current),
+        reset.received_at,
+        reset=True,
+        proof_target=current.proof_target,
     )
 
 
@@ -104,3 +117,5 @@ JOB_STREAM = Stream(
     observe=CurrentJob().observe,
 )
 SOLUTION_STREAM = Stream(SOLUTION_TOPIC, decode_solution)
+# Block candidates, read beside SOLUTION_STREAM by a fan-out of their own.
+CANDIDATE_STREAM = Stream(CANDIDATE_TOPIC, decode_solution)

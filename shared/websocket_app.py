@@ -10,12 +10,12 @@ one connection goes through is `shared.socket`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from shared.fanout import Fanout, PerConnectionFanout, SharedFanout, Stream
+from shared.fanout import Fanout, MergedFanout, PerConnectionFanout, SharedFanout, Stream
 from shared.health import add_check, add_health_routes
 from shared.instances import heartbeat
 from shared.lifecycle import background, postgres
@@ -35,9 +35,11 @@ def create_websocket_app(
     exchange: str,
     stream: Stream[Any],
     socket: Handler,
+    more_streams: Sequence[Stream[Any]] = (),
 ) -> web.Application:
     """`socket` on the public port; Postgres, a publisher to `exchange`, a fan-out of
-    `stream`, and health checks on the internal one."""
+    `stream` (and of each of `more_streams`, each with a consumer of its own, merged
+    into one), and health checks on the internal one."""
     app = web.Application()
     add_public_websocket(app, settings.internal_port, socket)
     add_health_routes(app, settings.task_failure_limit)
@@ -47,13 +49,8 @@ def create_websocket_app(
     app.cleanup_ctx.append(postgres(settings))
     app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
-    fanout: SharedFanout[Any] | PerConnectionFanout[Any]
-    if settings.fanout_mode == "shared":
-        fanout = SharedFanout(settings, stream, settings.fetch_max_wait_ms)
-        app.cleanup_ctx.append(background(f"fanout-{stream.topic}", lambda _app: fanout.run()))
-    else:
-        fanout = PerConnectionFanout(settings, stream, settings.fetch_max_wait_ms)
-        app.cleanup_ctx.append(_closing(fanout))
+    fanouts = [_fanout(app, settings, each) for each in (stream, *more_streams)]
+    fanout: Fanout[Any] = fanouts[0] if len(fanouts) == 1 else MergedFanout(fanouts)
     app[FANOUT] = fanout
     app.on_shutdown.append(close_all)
 
@@ -68,6 +65,18 @@ def create_websocket_app(
     if not settings.auth_tokens:
         log.warning("auth_disabled", extra={"detail": "no auth tokens set: anyone may connect"})
     return app
+
+
+def _fanout(
+    app: web.Application, settings: WebsocketServerSettings, stream: Stream[Any]
+) -> Fanout[Any]:
+    if settings.fanout_mode == "shared":
+        shared = SharedFanout(settings, stream, settings.fetch_max_wait_ms)
+        app.cleanup_ctx.append(background(f"fanout-{stream.topic}", lambda _app: shared.run()))
+        return shared
+    own = PerConnectionFanout(settings, stream, settings.fetch_max_wait_ms)
+    app.cleanup_ctx.append(_closing(own))
+    return own
 
 
 def _closing(fanout: PerConnectionFanout[Any]) -> Callable[[web.Application], AsyncIterator[None]]:

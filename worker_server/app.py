@@ -3,17 +3,25 @@
 from aiohttp import web
 
 from shared.lifecycle import background
-from shared.rabbit import SOLUTION_EXCHANGE
+from shared.rabbit import CANDIDATE_EXCHANGE, SOLUTION_EXCHANGE, Publisher
 from shared.updates import JOB_STREAM
-from shared.websocket_app import create_websocket_app
+from shared.websocket_app import FANOUT, create_websocket_app
 from worker_server.admission import Admission
 from worker_server.bans import Bans
 from worker_server.enforce import BANS, keep_bans
 from worker_server.limits import TaskCounts
 from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
 from worker_server.settings import WorkerServerSettings
-from worker_server.store import KnownTasks
-from worker_server.ws import ADMISSION, OPEN_ROWS, SETTINGS, TASK_COUNTS, TASKS, worker_socket
+from worker_server.store import KnownTasks, keep_tasks_known
+from worker_server.ws import (
+    ADMISSION,
+    CANDIDATE_PUBLISHER,
+    OPEN_ROWS,
+    SETTINGS,
+    TASK_COUNTS,
+    TASKS,
+    worker_socket,
+)
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
@@ -22,6 +30,15 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TASKS] = KnownTasks()
+    app.cleanup_ctx.append(background("known-tasks", keep_tasks_known(app[FANOUT], app[TASKS])))
+    # The candidate lane: block candidates on an exchange and queue of their own.
+    candidates = Publisher(
+        settings.rabbitmq_url.get_secret_value(), CANDIDATE_EXCHANGE, settings.client_name
+    )
+    app[CANDIDATE_PUBLISHER] = candidates
+    app.cleanup_ctx.append(
+        background(f"publisher-{CANDIDATE_EXCHANGE}", lambda _app: candidates.run())
+    )
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
     app[TASK_COUNTS] = TaskCounts()

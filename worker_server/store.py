@@ -6,13 +6,22 @@ hand it to the error catalogue instead of listing the driver's errors.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
+from aiohttp import web
 
 from shared.errors import DatabaseUnavailable, down_as
+from shared.fanout import Fanout
 from shared.protocol import Welcome
+from shared.updates import JobUpdate
+
+log = logging.getLogger(__name__)
 
 _database = down_as(DatabaseUnavailable)
 
@@ -111,28 +120,67 @@ async def address_bans(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 
 
 class KnownTasks:
-    """Task ids that exist: a bounded in-memory cache in front of the job table.
+    """Task ids that exist, with their proof target: a bounded in-memory cache in front
+    of the job table.
 
     Only hits are cached, so a flood of made-up ids costs queries, not memory.
+    The proof target is the lowest any node sent for the task's height (None:
+    not known): a solution at or above it is a block candidate. It is also a
+    subscriber of the job fan-out, so a job's target is known before its first
+    solution arrives, and a lowered one replaces the cached one.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
         # Insertion order is recency: the oldest id is dropped first.
-        self._ids: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._ids: collections.OrderedDict[uuid.UUID, int | None] = collections.OrderedDict()
 
-    def add(self, task_id: uuid.UUID) -> None:
-        self._ids[task_id] = None
+    def add(self, task_id: uuid.UUID, proof_target: int | None = None) -> None:
+        known = self._ids.get(task_id)
+        if known is not None and (proof_target is None or known < proof_target):
+            proof_target = known  # targets only go down
+        self._ids[task_id] = proof_target
         self._ids.move_to_end(task_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+    def proof_target(self, task_id: uuid.UUID) -> int | None:
+        """The cached target of a task `exists` found (None: not known)."""
+        return self._ids.get(task_id)
 
     @_database
     async def exists(self, pool: asyncpg.Pool, task_id: uuid.UUID) -> bool:
         if task_id in self._ids:
             return True
-        found = await pool.fetchval("SELECT true FROM job WHERE task_id = $1", task_id)
-        if found is None:
+        row = await pool.fetchrow("SELECT proof_target FROM job WHERE task_id = $1", task_id)
+        if row is None:
             return False
-        self.add(task_id)
+        self.add(task_id, row["proof_target"])
         return True
+
+    def offer(self, update: JobUpdate) -> None:
+        """From the job fan-out: a job's task and target."""
+        if update.task_id is not None:
+            self.add(update.task_id, update.proof_target)
+
+    def failed(self, error: Exception) -> None:
+        log.error("known_tasks_offer_failed", extra={"error": repr(error)})
+
+
+def keep_tasks_known(
+    fanout: Fanout[JobUpdate], tasks: KnownTasks
+) -> Callable[[web.Application], Coroutine[Any, Any, None]]:
+    """Background task: `tasks` subscribed to the job fan-out while the app runs.
+
+    In the background, so a per-connection fan-out that can't reach Kafka yet
+    is retried without holding up the start.
+    """
+
+    async def run(_app: web.Application) -> None:
+        await fanout.subscribe(tasks)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fanout.unsubscribe(tasks)
+
+    return run

@@ -10,10 +10,17 @@ from collections.abc import Iterator, Mapping
 from aiohttp import web
 
 from shared.db import POOL
-from shared.errors import Close, CloseConnection, DatabaseUnavailable, ErrorCode, ProtocolError
+from shared.errors import (
+    Close,
+    CloseConnection,
+    DatabaseUnavailable,
+    ErrorCode,
+    ProtocolError,
+    PublishRefused,
+)
 from shared.errors import count as count_failure
 from shared.filters import NewerJobsOnly
-from shared.metrics import LATENCY, REFUSED_CONNECTIONS
+from shared.metrics import LATENCY, REFUSED_CONNECTIONS, SOLUTION_LANES
 from shared.protocol import (
     SolutionMessage,
     Welcome,
@@ -23,6 +30,7 @@ from shared.protocol import (
     now_ns,
     parse,
 )
+from shared.rabbit import Publisher
 from shared.socket import FrameTable, Role, socket_handler
 from shared.updates import JobUpdate
 from shared.websocket_app import PUBLISHER
@@ -39,8 +47,12 @@ TASKS = web.AppKey("known_tasks", KnownTasks)
 ADMISSION = web.AppKey("admission", Admission)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
+CANDIDATE_PUBLISHER = web.AppKey("candidate_publisher", Publisher)
 ROLE = "worker"
 JOB_LATENCY = LATENCY.labels(kind="job")
+CANDIDATE = SOLUTION_LANES.labels(lane="candidate")
+SHARE = SOLUTION_LANES.labels(lane="share")
+UNKNOWN_TARGET = SOLUTION_LANES.labels(lane="unknown")
 log = logging.getLogger(__name__)
 
 
@@ -160,9 +172,31 @@ async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
         hardware_id=welcome.hardware_id,
         caption=welcome.caption,
     )
-    await app[PUBLISHER].publish(encode(message), received_at)
+    await publish(app, message, received_at)
     limits.accepted(welcome.hardware_id, solution.task_id, solution.nonce)
     await session.judged(bad=False)
+
+
+async def publish(app: web.Application, message: SolutionMessage, received_at: int) -> None:
+    """A block candidate down its own lane, anything else down the ordinary one.
+
+    A candidate whose lane refuses it (its publisher not connected, a nack)
+    takes the ordinary lane instead: slower, never lost. Should both lanes
+    end up holding it, it is still stored and broadcast once.
+    """
+    body = encode(message)
+    target = app[TASKS].proof_target(message.task_id)
+    if target is not None and message.solution_target >= target:
+        try:
+            await app[CANDIDATE_PUBLISHER].publish(body, received_at)
+        except PublishRefused as refused:
+            count_failure(refused)
+            log.warning("candidate_lane_refused", extra={"error": str(refused)})
+        else:
+            CANDIDATE.inc()
+            return
+    await app[PUBLISHER].publish(body, received_at)
+    (UNKNOWN_TARGET if target is None else SHARE).inc()
 
 
 class JudgedFrames(FrameTable[WorkerSession]):

@@ -50,7 +50,7 @@ async def channel(backends: Backends, servers: Stack):
 async def solution_letters(stack: Stack, peek: int = 10) -> dict[str, Any]:
     status, body = await call("GET", f"{stack.node_http}/api/dead-letters?peek={peek}")
     assert status == 200, body
-    assert [q["queue"] for q in body["queues"]] == ["job", "solution"]
+    assert [q["queue"] for q in body["queues"]] == ["job", "solution", "solution.candidate"]
     return body["queues"][1]
 
 

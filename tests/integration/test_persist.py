@@ -171,3 +171,33 @@ def same(read: Any, sent: Any) -> bool:
     if isinstance(sent, float) and not isinstance(read, bool):
         return isinstance(read, int | float) and float(read) == sent
     return type(read) is type(sent) and read == sent
+
+
+async def test_a_share_is_stored_and_marked_but_only_what_a_node_may_want_is_produced(
+    settings: ConsumerSettings,
+) -> None:
+    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, {topic: 1})
+    solutions = dataclasses.replace(SOLUTIONS, topic=topic)
+    height, task = next_height(), uuid.uuid4()
+
+    def sent(target: int) -> Delivery[SolutionMessage]:
+        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
+        item = SolutionMessage(
+            task_id=task, solution=body, solution_target=target, hardware_id="h", caption="c"
+        )
+        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
+
+    share, candidate = sent(99), sent(100)
+    dsn = settings.postgres_dsn.get_secret_value()
+    async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
+        await pool.execute(INSERT_ROW, height, challenge(height), task, True)
+        await pool.execute("UPDATE job SET proof_target = 100 WHERE task_id = $1", task)
+        await persist_and_broadcast(solutions, pool, kafka, [share, candidate])
+        records = await produced(settings, topic)
+        assert [r["solution"] for r in records] == [candidate.item.solution]
+        rows = await pool.fetch(
+            "SELECT solution_target, broadcast_at FROM solution WHERE task_id = $1", task
+        )
+        assert sorted(row["solution_target"] for row in rows) == [99, 100]
+        assert all(row["broadcast_at"] is not None for row in rows)

@@ -60,11 +60,13 @@ async def test_publisher_fanout_and_liveness_recover_from_an_injected_failure(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Both servers' publishers and fan-outs fail once each at start; the sweep once.
+    # Both servers' publishers (worker_server has two: shares and candidates) and
+    # fan-outs (node_server has two: solutions and candidates) fail once each at
+    # start; the sweep once.
     monkeypatch.setattr(
-        shared.rabbit, "declare_topology", failing_first(2, shared.rabbit.declare_topology)
+        shared.rabbit, "declare_topology", failing_first(3, shared.rabbit.declare_topology)
     )
-    monkeypatch.setattr(shared.fanout, "consume", failing_first(2, shared.fanout.consume))
+    monkeypatch.setattr(shared.fanout, "consume", failing_first(3, shared.fanout.consume))
     monkeypatch.setattr(
         worker_server.liveness,
         "touch_worker_rows",
@@ -92,8 +94,10 @@ async def test_publisher_fanout_and_liveness_recover_from_an_injected_failure(
     assert sorted(failed_tasks(caplog)) == [
         "fanout-job",
         "fanout-solution",
+        "fanout-solution.candidate",
         "publisher-job",
         "publisher-solution",
+        "publisher-solution.candidate",
         "worker-liveness",
     ]
 
