@@ -8,9 +8,15 @@ from misc.bench.ladder import LadderPlan
 from misc.bench.report import render
 from misc.bench.run import READY_PROBES, Plan, run_stack
 from misc.bench.stack import Endpoints
-from tests.support.stack import Backends, StartServers
+from tests.support.stack import Backends, Stack, StartServers
 
 NOWHERE = "http://127.0.0.1:9"  # the in-process consumers serve their metrics elsewhere
+
+
+def endpoints(stack: Stack) -> Endpoints:
+    return Endpoints(
+        stack.node_url, stack.worker_url, stack.node_http, stack.worker_http, NOWHERE, NOWHERE
+    )
 
 
 async def test_bench_measures_a_running_stack(
@@ -33,10 +39,7 @@ async def test_bench_measures_a_running_stack(
     )
     # Shared mode only: per_connection gives the same figures here, only slower.
     async with start_servers(fanout_mode="shared") as stack:
-        endpoints = Endpoints(
-            stack.node_url, stack.worker_url, stack.node_http, stack.worker_http, NOWHERE, NOWHERE
-        )
-        results = await run_stack(endpoints, plan, plan.workers)
+        results = await run_stack(endpoints(stack), plan, plan.workers)
 
     fanout = results["fanout"][0]
     assert fanout["connected"] == 3 + READY_PROBES
@@ -85,10 +88,7 @@ async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
         ladder=ladder,
     )
     async with start_servers(fanout_mode="shared") as stack:
-        endpoints = Endpoints(
-            stack.node_url, stack.worker_url, stack.node_http, stack.worker_http, NOWHERE, NOWHERE
-        )
-        results = await run_stack(endpoints, plan, plan.workers)
+        results = await run_stack(endpoints(stack), plan, plan.workers)
 
     assert results["fanout"] == [] and "solutions" not in results
     steps = results["ladder"]["steps"]

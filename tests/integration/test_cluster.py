@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import asyncpg
 
 from node_server.cluster import merged_latency
-from shared.instances import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
+from shared.instances import STALE_AFTER_SECONDS
+from tests.integration.test_api import call, until
 from tests.support.clients import node_client, welcome, worker_client
 from tests.support.stack import Stack, StartServers
 
 
-async def dashboard(stack: Stack) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{stack.node_http}/api/dashboard") as response:
-            assert response.status == 200
-            return await response.json()
-
-
-async def until(stack: Stack, condition, timeout: float = 20.0) -> dict[str, Any]:
+async def until_shown(stack: Stack, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The dashboard document once `condition` holds for it (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not condition(document := await dashboard(stack)):
-            await asyncio.sleep(HEARTBEAT_SECONDS / 2)
-    return document
+
+    async def shown() -> dict[str, Any] | None:
+        status, document = await call("GET", f"{stack.node_http}/api/dashboard")
+        assert status == 200
+        return document if condition(document) else None
+
+    return await until(shown, timeout=20.0)
 
 
 def instance(document: dict[str, Any], role: str, name: str) -> dict[str, Any] | None:
@@ -41,7 +37,7 @@ async def test_one_node_server_sees_every_instance_and_their_connections(
     b_instance = f"cluster-{uuid.uuid4().hex[:6]}"
     async with start_servers() as a, start_servers(worker={"server_instance": b_instance}) as b:
         b_port = b.node_address.rsplit(":", 1)[1]
-        document = await until(
+        document = await until_shown(
             a, lambda d: any(i["name"].endswith(f":{b_port}") for i in d["cluster"]["instances"])
         )
         roles = {i["role"] for i in document["cluster"]["instances"]}
@@ -52,7 +48,7 @@ async def test_one_node_server_sees_every_instance_and_their_connections(
             node_client(b.node_url),
         ):
             # Counted on B, seen from A: through B's heartbeat, not A's own sockets.
-            seen = await until(
+            seen = await until_shown(
                 a,
                 lambda d: (instance(d, "worker_server", b_instance) or {}).get("connections") == 2,
             )
@@ -72,7 +68,7 @@ async def test_a_silent_instance_is_stale_and_a_stopped_one_leaves(
             name,
             STALE_AFTER_SECONDS + 5,
         )
-        document = await until(a, lambda d: instance(d, "worker_server", name) is not None)
+        document = await until_shown(a, lambda d: instance(d, "worker_server", name) is not None)
         silent = instance(document, "worker_server", name)
         assert silent is not None and silent["stale"] is True
         live = [i for i in document["cluster"]["instances"] if not i["stale"]]
@@ -81,7 +77,7 @@ async def test_a_silent_instance_is_stale_and_a_stopped_one_leaves(
         live_workers = sum(i["connections"] for i in live if i["role"] == "worker_server")
         assert document["cluster"]["connections"].get("worker_server", 0) == live_workers
         await db.execute("UPDATE instance SET stopped_at = now() WHERE name = $1", name)
-        await until(a, lambda d: instance(d, "worker_server", name) is None)
+        await until_shown(a, lambda d: instance(d, "worker_server", name) is None)
 
 
 def test_latency_histograms_of_instances_add_up() -> None:
