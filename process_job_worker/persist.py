@@ -38,7 +38,9 @@ FROM job WHERE block_height = ANY($1::bigint[]) AND retired_at IS NULL
 MARK_BROADCAST = "UPDATE job SET broadcast_at = now() WHERE id = ANY($1::bigint[])"
 
 
-async def insert(connection: asyncpg.Connection, jobs: list[JobMessage]) -> set[int]:
+async def store(
+    connection: asyncpg.Connection, jobs: list[JobMessage]
+) -> tuple[set[int], Sequence[asyncpg.Record]]:
     rows = await connection.fetch(
         INSERT,
         [job.block_height for job in jobs],
@@ -48,7 +50,8 @@ async def insert(connection: asyncpg.Connection, jobs: list[JobMessage]) -> set[
         [job.proof_target for job in jobs],
     )
     # Rows whose target was lowered come back too: only new ones count as stored.
-    return ids([row for row in rows if row["inserted"]])
+    # Jobs are few: `find` reads every row back.
+    return ids([row for row in rows if row["inserted"]]), ()
 
 
 async def find(connection: asyncpg.Connection, heights: list[int]) -> Sequence[asyncpg.Record]:
@@ -78,7 +81,7 @@ JOBS: Persisted[JobMessage, int] = Persisted(
     kind="job",
     topic=JOB_TOPIC,
     key=lambda job: job.block_height,
-    insert=insert,
+    store=store,
     find=find,
     row_key=lambda row: row["block_height"],
     record=record,

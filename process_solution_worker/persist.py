@@ -1,8 +1,8 @@
 """Persist-and-broadcast for solutions: one row per (task_id, nonce).
 
 Only solutions some node may wait for are produced to Kafka: a share (below
-the lowest proof target sent for its height) is stored and marked broadcast,
-never produced, so shares cost node_server nothing and can't fill the
+the lowest proof target sent for its height) is stored already marked
+broadcast, never produced, so shares cost node_server nothing and can't fill the
 partitions candidates travel through. A node that later sends a lower target
 for the height gets the shares it now wants from Postgres (recovery).
 """
@@ -22,16 +22,28 @@ from shared.protocol import SolutionMessage, SolutionRecord, encode
 
 Key = tuple[uuid.UUID, str]  # (task_id, nonce)
 
-# Only solutions for known tasks are stored; the others are dead-lettered.
-INSERT = """
-INSERT INTO solution (task_id, nonce, hardware_id, caption, solution, solution_target)
-SELECT s.* FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bigint[])
-    AS s(task_id, nonce, hardware_id, caption, solution, solution_target)
-WHERE EXISTS (SELECT 1 FROM job WHERE job.task_id = s.task_id)
-ON CONFLICT (task_id, nonce) DO NOTHING
-RETURNING id
+# One statement stores a batch and gives back what its Kafka records need.
+# Only solutions for known tasks are stored (the others are dead-lettered). A
+# share is stored already marked broadcast: it is never produced, so it costs
+# no second write. The columns are FIND's.
+STORE = """
+WITH stored AS (
+    INSERT INTO solution
+        (task_id, nonce, hardware_id, caption, solution, solution_target, broadcast_at)
+    SELECT s.task_id, s.nonce, s.hardware_id, s.caption, s.solution, s.solution_target,
+        CASE WHEN s.solution_target < j.proof_target THEN now() END
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bigint[])
+        AS s(task_id, nonce, hardware_id, caption, solution, solution_target)
+    JOIN job j ON j.task_id = s.task_id
+    ON CONFLICT (task_id, nonce) DO NOTHING
+    RETURNING id, task_id, nonce, broadcast_at, solution_target
+)
+SELECT s.id, s.task_id, s.nonce, s.broadcast_at, s.solution_target,
+    j.block_height, j.challenge_digest, j.proof_target
+FROM stored s JOIN job j ON j.task_id = s.task_id
 """
 
+# Solutions the batch did not store: sent before, or by the other lane.
 FIND = """
 SELECT s.id, s.task_id, s.nonce, s.broadcast_at, s.solution_target,
     j.block_height, j.challenge_digest, j.proof_target
@@ -47,9 +59,11 @@ class UnknownTask(Exception):
     """The solution names a task that was never stored: it can't be accounted."""
 
 
-async def insert(connection: asyncpg.Connection, solutions: list[SolutionMessage]) -> set[int]:
+async def store(
+    connection: asyncpg.Connection, solutions: list[SolutionMessage]
+) -> tuple[set[int], Sequence[asyncpg.Record]]:
     rows = await connection.fetch(
-        INSERT,
+        STORE,
         [s.task_id for s in solutions],
         [s.nonce for s in solutions],
         [s.hardware_id for s in solutions],
@@ -57,7 +71,7 @@ async def insert(connection: asyncpg.Connection, solutions: list[SolutionMessage
         [s.solution for s in solutions],
         [s.solution_target for s in solutions],
     )
-    return ids(rows)
+    return ids(rows), rows
 
 
 async def find(connection: asyncpg.Connection, keys: list[Key]) -> Sequence[asyncpg.Record]:
@@ -87,7 +101,7 @@ SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
     kind="solution",
     topic=SOLUTION_TOPIC,
     key=lambda solution: (solution.task_id, solution.nonce),
-    insert=insert,
+    store=store,
     find=find,
     row_key=lambda row: (row["task_id"], row["nonce"]),
     record=record,

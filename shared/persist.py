@@ -32,9 +32,14 @@ class Persisted(Generic[M, K]):
     kind: str  # `kind` label of the stored/dedup/broadcast metrics
     topic: str
     key: Callable[[M], K]  # identity of a message: one row per key
-    # Stores the messages whose key has no row yet; returns the ids of the new rows.
-    insert: Callable[[asyncpg.Connection, list[M]], Awaitable[set[int]]]
-    # The rows of these keys, each with `id` and `broadcast_at`.
+    # Stores the messages whose key has no row yet. Returns the ids of the new
+    # rows, and whichever rows it can give back with `find`'s columns (a kind
+    # whose insert can return them saves a lookup; the others return none).
+    store: Callable[
+        [asyncpg.Connection, list[M]], Awaitable[tuple[set[int], Sequence[asyncpg.Record]]]
+    ]
+    # The rows of these keys, each with `id` and `broadcast_at`: those `store`
+    # did not give back (stored earlier, or by a concurrent batch).
     find: Callable[[asyncpg.Connection, list[K]], Awaitable[Sequence[asyncpg.Record]]]
     row_key: Callable[[asyncpg.Record], K]
     # The Kafka (key, value) of a row, from the delivery that brought it and
@@ -62,8 +67,13 @@ async def persist_and_broadcast(
         first.setdefault(kind.key(delivery.item), delivery)
     keys = list(first)
     async with pool.acquire() as connection:
-        inserted = await kind.insert(connection, [first[key].item for key in keys])
-        rows = await kind.find(connection, keys)
+        inserted, given = await kind.store(connection, [first[key].item for key in keys])
+        rows = list(given)
+        given_keys = {kind.row_key(row) for row in rows}
+        if not_given := [key for key in keys if key not in given_keys]:
+            # A separate statement: it sees rows a concurrent batch committed
+            # after the insert's snapshot was taken.
+            rows.extend(await kind.find(connection, not_given))
     found = {kind.row_key(row) for row in rows}
     missing = [key for key in keys if key not in found]
     if missing and kind.unstorable is not None:

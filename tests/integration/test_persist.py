@@ -197,7 +197,45 @@ async def test_a_share_is_stored_and_marked_but_only_what_a_node_may_want_is_pro
         records = await produced(settings, topic)
         assert [r["solution"] for r in records] == [candidate.item.solution]
         rows = await pool.fetch(
-            "SELECT solution_target, broadcast_at FROM solution WHERE task_id = $1", task
+            "SELECT solution_target, created_at, broadcast_at FROM solution"
+            " WHERE task_id = $1 ORDER BY solution_target",
+            task,
         )
-        assert sorted(row["solution_target"] for row in rows) == [99, 100]
-        assert all(row["broadcast_at"] is not None for row in rows)
+        assert [row["solution_target"] for row in rows] == [99, 100]
+        # The share was marked by the statement that stored it (one write); the
+        # candidate once Kafka had it.
+        assert rows[0]["broadcast_at"] == rows[0]["created_at"]
+        assert rows[1]["broadcast_at"] > rows[1]["created_at"]
+
+
+async def test_a_solution_stored_but_not_broadcast_before_is_found_and_produced_once(
+    settings: ConsumerSettings,
+) -> None:
+    """The other lane (or a batch that crashed before producing) stored it: the
+    insert skips it, the lookup finds it, and it is produced with the new one."""
+    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, {topic: 1})
+    solutions = dataclasses.replace(SOLUTIONS, topic=topic)
+    height, task = next_height(), uuid.uuid4()
+
+    def sent() -> Delivery[SolutionMessage]:
+        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
+        item = SolutionMessage(
+            task_id=task, solution=body, solution_target=5, hardware_id="h", caption="c"
+        )
+        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
+
+    earlier, new = sent(), sent()
+    dsn = settings.postgres_dsn.get_secret_value()
+    async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
+        await pool.execute(INSERT_ROW, height, challenge(height), task, True)
+        async with pool.acquire() as connection:
+            await solutions.store(connection, [earlier.item])  # stored, not produced
+        await persist_and_broadcast(solutions, pool, kafka, [earlier, new])
+        await persist_and_broadcast(solutions, pool, kafka, [earlier, new])  # redelivered
+        records = await produced(settings, topic)
+        assert sorted(r["solution"]["partial_solution"]["nonce"] for r in records) == sorted(
+            d.item.nonce for d in (earlier, new)
+        )
+        unmarked = "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL"
+        assert await pool.fetchval(unmarked, task) == 0
