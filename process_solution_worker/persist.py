@@ -81,7 +81,7 @@ async def find(connection: asyncpg.Connection, keys: list[Key]) -> Sequence[asyn
 def record(
     row: asyncpg.Record, delivery: Delivery[SolutionMessage], _stored_now: bool
 ) -> tuple[bytes, bytes]:
-    solution = SolutionRecord(
+    solution = SolutionRecord.model_construct(  # from the stored row and a validated item
         task_id=row["task_id"],
         solution_target=delivery.item.solution_target,
         solution=delivery.item.solution,  # the worker's object, key order intact

@@ -30,7 +30,7 @@ from shared.kafka import Broadcaster, broadcaster, ensure_topics
 from shared.lifecycle import background, postgres, retry
 from shared.metrics import DEAD_LETTERED
 from shared.persist import Persisted, persist_and_broadcast
-from shared.protocol import parse
+from shared.protocol import parse_internal
 from shared.settings import ConsumerSettings
 
 
@@ -47,7 +47,7 @@ class Pipeline:
     kafka: Broadcaster | None = field(default=None, repr=False)
 
     def decode(self, body: bytes) -> Any:
-        return parse(self.message, body)
+        return parse_internal(self.message, body)
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)  # the first one

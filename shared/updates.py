@@ -19,7 +19,7 @@ from shared.protocol import (
     JobRecord,
     SolutionRecord,
     job_frame,
-    parse,
+    parse_internal,
     solution_frame,
 )
 
@@ -49,9 +49,9 @@ class SolutionUpdate:
 def decode_job(value: bytes) -> JobUpdate:
     """A job, or (a record naming the job it `retired`) the job that is current again."""
     try:
-        record = parse(JobRecord, value)
+        record = parse_internal(JobRecord, value)
     except ProtocolError:  # not a job: then it must say which job is current (rare)
-        reset = parse(CurrentJobRecord, value)
+        reset = parse_internal(CurrentJobRecord, value)
     else:
         return JobUpdate(
             record.block_height,
@@ -74,7 +74,7 @@ def decode_job(value: bytes) -> JobUpdate:
 
 
 def decode_solution(value: bytes) -> SolutionUpdate:
-    record = parse(SolutionRecord, value)
+    record = parse_internal(SolutionRecord, value)
     return SolutionUpdate(
         record.solution_height,
         record.solution_target,

@@ -165,7 +165,9 @@ async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
         )
     if limits.over_task(connection, welcome.hardware_id, solution.task_id):
         return
-    message = SolutionMessage(
+    # Built from values already validated above: checking them again is the
+    # process worker's job, not the busiest loop's.
+    message = SolutionMessage.model_construct(
         task_id=solution.task_id,
         solution=solution.solution,
         solution_target=solution.solution_target,

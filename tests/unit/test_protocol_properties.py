@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from shared.protocol import (
     MAX_INT64,
     MAX_JSON_DEPTH,
+    CurrentJobRecord,
     JobMessage,
     JobRecord,
     NodeJob,
@@ -37,6 +38,7 @@ from shared.protocol import (
     job_frame,
     now_ns,
     parse,
+    parse_internal,
     solution_frame,
 )
 from tests.support import json_text
@@ -85,6 +87,9 @@ def _parses_or_refuses(model: type[BaseModel], data: bytes | str) -> None:
         return
     assert isinstance(result, model)
     assert parse(model, encode(result)) == result  # what we accept, we can pass on
+    # `encode` skips pydantic's serializer: it must write what that would have.
+    assert encode(result) == orjson.dumps(result.model_dump(mode="json"))
+    assert parse_internal(model, encode(result)) == result
 
 
 @pytest.mark.parametrize("model", INBOUND, ids=lambda m: m.__name__)
@@ -208,6 +213,23 @@ def test_valid_solutions_round_trip_unchanged(message: dict[str, Any]) -> None:
         received_at=0,
     )
     assert parse(SolutionRecord, encode(record)).solution == message["solution"]
+
+
+def test_a_nested_record_encodes_as_pydantic_would() -> None:
+    job = JobRecord(
+        task_id=uuid.uuid4(),
+        epoch_challenge={"b": 1, "a": [1.5, None]},
+        block_height=7,
+        created_at=time.time(),
+        received_at=now_ns(),
+        proof_target=None,
+    )
+    for record in (
+        CurrentJobRecord(retired=uuid.uuid4(), current=job, received_at=1),
+        CurrentJobRecord(retired=uuid.uuid4(), current=None, received_at=1),
+    ):
+        assert encode(record) == orjson.dumps(record.model_dump(mode="json"))
+        assert parse_internal(CurrentJobRecord, encode(record)) == record
 
 
 # --- objects reach the other side exactly as written, or are refused ------------
