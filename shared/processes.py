@@ -20,6 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from shared.backoff import Backoff
 
 PROCESS_INDEX = "WSPOOL_PROCESS_INDEX"
@@ -138,8 +140,6 @@ class Supervisor:
         return 0
 
     def _ended(self, child: Child, code: int) -> None:
-        from prometheus_client.multiprocess import mark_process_dead
-
         assert child.process is not None
         pid = child.process.pid
         log.warning("child_exited", extra={"index": child.index, "pid": pid, "exit_code": code})
