@@ -18,7 +18,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.catalogue import WORKER_SERVER
+from shared.catalogue import SERVICES
 from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID
 from tests.integration.test_api import until
 from tests.support.clients import welcome, worker_client
@@ -62,22 +62,26 @@ def alive(pid: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def two_processes(
-    backends: Backends, root: Path, instance: str, port: int | None = None
+    backends: Backends,
+    root: Path,
+    instance: str,
+    port: int | None = None,
+    name: str = "worker_server",
 ) -> AsyncIterator[Service]:
-    """worker_server with PROCESSES=2 as a subprocess; it and its children end with the block."""
-    prefix = WORKER_SERVER.env_prefix
+    """A service with PROCESSES=2 as a subprocess; it and its children end with the block."""
+    prefix = SERVICES[name].env_prefix
     port = port or free_port()
-    internal_port = free_port()
+    internal_port = free_port() if SERVICES[name].internal_port else None
     settings = {
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "INTERNAL_PORT": str(internal_port),
         "PROCESSES": "2",
-        "SERVER_INSTANCE": instance,
         "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
+        **({"INTERNAL_PORT": str(internal_port)} if internal_port else {}),
+        **({"SERVER_INSTANCE": instance} if name == "worker_server" else {}),
     }
     env = {**os.environ, **backends.env(prefix), **{prefix + k: v for k, v in settings.items()}}
-    service = Service("worker_server", env, port, root / "worker_server.log", internal_port)
+    service = Service(name, env, port, root / f"{name}.log", internal_port)
     service.start()
     assert service.process is not None
     try:
@@ -245,3 +249,26 @@ async def test_children_end_when_their_supervisor_is_killed(
             return not any(alive(pid) for pid in pids)
 
         await until(gone, timeout=SHUTDOWN_TIMEOUT_SECONDS + STOP_MARGIN_SECONDS)
+
+
+async def test_a_consumer_runs_as_two_processes_on_its_one_port(
+    backends: Backends, db: asyncpg.Pool, tmp_path: Path, instance: str
+) -> None:
+    async with two_processes(backends, tmp_path, instance, name="process_job_worker") as service:
+        await service.ready()
+        pids = await two_children(service)
+
+        async def rows() -> list[str] | None:
+            names = await db.fetch(
+                "SELECT name FROM instance WHERE role = 'process_job_worker' "
+                "AND name LIKE '%:' || $1 || '/%' AND stopped_at IS NULL",
+                str(service.port),
+            )
+            found = sorted(row["name"].rsplit(":", 1)[1] for row in names)
+            return found if len(found) == 2 else None
+
+        assert await until(rows) == [f"{service.port}/0", f"{service.port}/1"]
+        samples = await scrape(service)
+        by_child = [rss(pid) for pid in pids]
+        memory = samples["process_resident_memory_bytes"]
+        assert 0.7 * sum(by_child) < memory < 1.3 * sum(by_child), (memory, by_child)
