@@ -172,6 +172,8 @@ async def test_connections_spread_over_both_processes_and_metrics_sum_them(
             counts = await until(shares, timeout=20.0)
             print(f"connections per process: {counts}")
             assert len(counts) == 2 and min(counts) > 0, "the kernel gave one process them all"
+        log = service.log_text()
+        assert '"process":0' in log and '"process":1' in log, "lines name their process"
         # The process metrics add up the children: more memory than either alone.
         memory = samples["process_resident_memory_bytes"]
         by_child = [rss(pid) for pid in pids]
