@@ -19,9 +19,12 @@ from shared.db import POOL, create_pool, migrate
 from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
 from shared.listeners import listening
 from shared.logging import configure_logging
+from shared.processes import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+# Per child of a service run as several processes: the variables it gets besides the parent's.
+Children = Callable[[Any], list[dict[str, str]]]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # After the graceful shutdown: how long tasks no cleanup owned get to end once cancelled.
 CANCEL_DEADLINE_SECONDS = 2.0
@@ -141,7 +144,8 @@ async def _serve(app: web.Application, settings: ServiceSettings, stopping: asyn
             await stopping.wait()
     except OSError as error:  # a port taken or not ours to bind: say so in one line
         log.error("cannot_listen", extra={**_ports(settings), "error": str(error)})
-        raise SystemExit(1) from None
+        # A supervised child says so with its own code: its supervisor must not retry forever.
+        raise SystemExit(1 if process_index() is None else CANNOT_LISTEN_EXIT) from None
 
 
 def _ports(settings: ServiceSettings) -> dict[str, object]:
@@ -181,8 +185,22 @@ def run(app: web.Application, settings: ServiceSettings) -> None:
             signal.signal(signum, signal.SIG_IGN)
 
 
-def serve(service: Service, create_app: Callable[[Any], web.Application]) -> None:
-    """Entry point of every `python -m <service>`: settings, logging, serve."""
+def serve(
+    service: Service,
+    create_app: Callable[[Any], web.Application],
+    children: Children | None = None,
+) -> None:
+    """Entry point of every `python -m <service>`: settings, logging, serve.
+
+    With `processes` > 1 this process only supervises that many children
+    (`shared.processes`), each serving the same ports; `children` gives each
+    one's extra environment, so a service can give one child another job.
+    """
     settings = load_settings(service.settings_class())
     configure_logging(service.module, settings.log_level)
+    if settings.processes > 1 and process_index() is None:
+        extra_env = children(settings) if children else [{}] * settings.processes
+        raise SystemExit(supervise(service.module, extra_env, settings.shutdown_timeout_seconds))
+    if process_index() is not None:
+        die_with_parent()
     run(create_app(settings), settings)

@@ -54,13 +54,24 @@ def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
 
 
 def sites(runner: web.AppRunner, settings: ServiceSettings) -> list[web.TCPSite]:
-    """The public port (TLS when configured) and, for a websocket server, the internal one."""
+    """The public port (TLS when configured) and, for a websocket server, the internal one.
+
+    With several processes each binds every port with SO_REUSEPORT: the kernel
+    hands each new connection to one of them.
+    """
+    reuse_port = True if settings.processes > 1 else None
     if not isinstance(settings, WebsocketServerSettings):
-        return [web.TCPSite(runner, settings.host, settings.port)]
+        return [web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)]
     return [
-        web.TCPSite(runner, settings.host, settings.port, ssl_context=tls_context(settings)),
+        web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            ssl_context=tls_context(settings),
+            reuse_port=reuse_port,
+        ),
         # Plain HTTP: probes and scrapers reach it from inside the cluster.
-        web.TCPSite(runner, settings.host, settings.internal_port),
+        web.TCPSite(runner, settings.host, settings.internal_port, reuse_port=reuse_port),
     ]
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from shared.processes import process_index
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
@@ -15,6 +17,8 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        # Which of several processes of the service wrote the line (none when it runs as one).
+        self.process = process_index()
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -24,6 +28,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             "logger": record.name,
         }
+        if self.process is not None:
+            entry["process"] = self.process
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

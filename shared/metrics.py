@@ -8,8 +8,24 @@ kept because dashboards scrape them (README, "Operations"):
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from shared.processes import MULTIPROC_DIR
 
 LATENCY_BUCKETS = (
     0.001,
@@ -27,7 +43,14 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-OPEN_CONNECTIONS = Gauge("wspool_open_connections", "Open websocket connections.", ["role"])
+# Gauge modes say how the processes of one service add up (README, "Several processes
+# per service"); a single process reads its own value whatever the mode.
+OPEN_CONNECTIONS = Gauge(
+    "wspool_open_connections",
+    "Open websocket connections.",
+    ["role"],
+    multiprocess_mode="livesum",
+)
 ACCEPTED_CONNECTIONS = Counter(
     "wspool_accepted_connections", "Accepted websocket connections.", ["role"]
 )
@@ -60,28 +83,45 @@ LATENCY = Histogram(
     ["kind"],
     buckets=LATENCY_BUCKETS,
 )
-CURRENT_HEIGHT = Gauge("wspool_current_block_height", "Highest block height seen.")
+CURRENT_HEIGHT = Gauge(
+    "wspool_current_block_height", "Highest block height seen.", multiprocess_mode="max"
+)
 CURRENT_JOB_HEIGHT = Gauge(
     "wspool_current_job_height",
     "Block height of the job workers are sent now, as this worker_server's fan-out saw it.",
+    # The latest change wins: a retired job can make a lower height current again.
+    multiprocess_mode="livemostrecent",
 )
 CURRENT_JOB_TIMESTAMP = Gauge(
     "wspool_current_job_timestamp_seconds",
     "When the gateway received the current job (or the retire that made it current), Unix time.",
+    multiprocess_mode="livemostrecent",
 )
 FANOUT_LAG = Gauge(
     "wspool_fanout_lag_records",
     "Kafka records the shared fan-out has not read yet (log end minus position), by topic.",
     ["topic"],
+    # Every process reads the whole topic: the one furthest behind is the lag.
+    multiprocess_mode="livemax",
 )
-READY = Gauge("wspool_ready", "1 when the readiness check's dependency answers, else 0.", ["check"])
+READY = Gauge(
+    "wspool_ready",
+    "1 when the readiness check's dependency answers, else 0.",
+    ["check"],
+    # Ready only if every live process is: one that cannot reach Postgres shows 0.
+    multiprocess_mode="livemin",
+)
 RECOVERED = Counter(
     "wspool_recovered_solutions",
     "Solutions a node missed, sent when it (re)submitted its job, by source.",
     ["source"],
 )
 RECOVERY_WINDOW = Gauge(
-    "wspool_recovery_window_solutions", "Recent solutions held in memory for recovery."
+    "wspool_recovery_window_solutions",
+    "Recent solutions held in memory for recovery.",
+    # Each process holds the window of the same stream: what a node can recover is one
+    # window, not their sum.
+    multiprocess_mode="livemax",
 )
 EXPECTATIONS_EVICTED = Counter(
     "wspool_node_expectations_evicted",
@@ -101,7 +141,10 @@ PUBLISH_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100),
 )
 PUBLISH_PENDING = Gauge(
-    "wspool_publish_pending", "Messages waiting for a publish slot, by exchange.", ["exchange"]
+    "wspool_publish_pending",
+    "Messages waiting for a publish slot, by exchange.",
+    ["exchange"],
+    multiprocess_mode="livesum",
 )
 REFUSED_JOBS = Counter(
     "wspool_refused_jobs",
@@ -128,8 +171,60 @@ ACTIVE_BANS = Gauge(
     "wspool_active_bans",
     "Bans in force that this process knows (its own and other instances'), by key.",
     ["key"],
+    # Every process reads all bans from Postgres: the best informed one counts.
+    multiprocess_mode="livemax",
 )
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    directory = os.environ.get(MULTIPROC_DIR)
+    registry = multiprocess_registry(directory) if directory else None
+    body = generate_latest(registry) if registry else generate_latest()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@functools.cache
+def multiprocess_registry(directory: str) -> CollectorRegistry:
+    """Every process of the service added up (each gauge by its `multiprocess_mode`)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, directory)
+    registry.register(SiblingProcesses(directory, os.getppid()))
+    return registry
+
+
+class SiblingProcesses:
+    """CPU seconds and resident memory summed over the service's live processes.
+
+    The benchmark divides them by the work done, so they must cover every
+    process. The processes are those with metric files in `directory` whose
+    parent is `supervisor` (a dead child's pid may since name anything else);
+    a child that died takes its CPU seconds out of the sum.
+    """
+
+    TICKS = os.sysconf("SC_CLK_TCK")
+    PAGE = os.sysconf("SC_PAGE_SIZE")
+
+    def __init__(self, directory: str, supervisor: int) -> None:
+        self.directory = Path(directory)
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = memory = 0.0
+        for pid in {path.stem.rsplit("_", 1)[-1] for path in self.directory.glob("*.db")}:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                statm = Path(f"/proc/{pid}/statm").read_text()
+            except OSError:  # ended since the files were written
+                continue
+            # After the command name (in parentheses, may hold spaces): state, ppid, ...
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) != self.supervisor:
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / self.TICKS  # utime + stime
+            memory += int(statm.split()[1]) * self.PAGE
+        yield CounterMetricFamily(
+            "process_cpu_seconds", "CPU seconds of the live processes, summed.", value=cpu
+        )
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of the live processes.", value=memory
+        )

@@ -20,6 +20,7 @@ from pydantic import Field, FilePath, SecretStr, ValidationError, field_validato
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.catalogue import PROGRAMS
+from shared.processes import process_index
 
 # Where the local stack (`make run`) finds its dependencies; every tool reads these.
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
@@ -112,6 +113,14 @@ class ServiceSettings(BaseSettings):
         description="Failures in a row of a background task (publisher, consumer, fan-out, "
         "liveness) after which /healthz answers 503, so the orchestrator restarts the process.",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes serving the same ports (SO_REUSEPORT; the kernel spreads "
+        "connections). Above 1, a supervisor starts them, restarts one that dies and "
+        '/metrics sums them (README, "Several processes per service").',
+    )
 
     @property
     def client_name(self) -> str:
@@ -129,8 +138,9 @@ class ServiceSettings(BaseSettings):
 
     @property
     def instance_name(self) -> str:
-        """How this instance names itself in the `instance` table: host and port."""
-        return f"{socket.gethostname()}:{self.port}"
+        """How this instance names itself in the `instance` table: host and port
+        (and `/<index>` in each process of a service run as several)."""
+        return f"{socket.gethostname()}:{self.port}{process_suffix()}"
 
 
 class WebsocketServerSettings(ServiceSettings):
@@ -250,6 +260,13 @@ class ConsumerSettings(ServiceSettings):
 
 def default_instance_name() -> str:
     return socket.gethostname()
+
+
+def process_suffix() -> str:
+    """`/<index>` in a child of a service run as several processes, else nothing:
+    each child keeps its own `instance` row (and worker rows) apart from its siblings'."""
+    index = process_index()
+    return "" if index is None else f"/{index}"
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -1,10 +1,10 @@
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import WORKER_SERVER
-from shared.settings import WebsocketServerSettings, default_instance_name
+from shared.settings import WebsocketServerSettings, default_instance_name, process_suffix
 
 
 class WorkerServerSettings(WebsocketServerSettings):
@@ -33,7 +33,8 @@ class WorkerServerSettings(WebsocketServerSettings):
     server_instance: str = Field(
         default_factory=default_instance_name,
         description="Name recorded on worker rows; rows left open by the same name are "
-        "closed at start-up. Defaults to the host name.",
+        "closed at start-up. Defaults to the host name; each of several processes adds "
+        "`/<index>`.",
     )
     liveness_interval_seconds: float = Field(
         30.0, gt=0, description="How often worker rows get last_seen_at refreshed."
@@ -85,6 +86,13 @@ class WorkerServerSettings(WebsocketServerSettings):
         gt=0,
         description="How often address bans stored by other instances are read from Postgres.",
     )
+
+    @field_validator("server_instance")
+    @classmethod
+    def _own_per_process(cls, value: str) -> str:
+        """Each process of several names its rows apart: at start-up it closes the rows
+        left open under its name, which must never be a sibling's live ones."""
+        return value + process_suffix()
 
     @property
     def instance_name(self) -> str:
