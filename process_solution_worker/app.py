@@ -7,6 +7,7 @@ from aiohttp import web
 from process_solution_worker.persist import CANDIDATES, SOLUTIONS
 from process_solution_worker.retention import keep_pruning
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
+from shared.catalogue import PROCESS_SOLUTION_WORKER
 from shared.consumer_app import Pipeline, create_consumer_app
 from shared.lifecycle import background
 from shared.protocol import SolutionMessage
@@ -20,11 +21,18 @@ CANDIDATE_LIMITS = {"batch_size": 100, "prefetch_count": 20, "max_in_flight_batc
 
 
 def create_app(settings: ProcessSolutionWorkerSettings) -> web.Application:
-    app = create_consumer_app(
-        settings,
-        Pipeline(SOLUTION_QUEUE, SolutionMessage, SOLUTIONS),
-        Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
-    )
-    if settings.retention_days:
+    shares = Pipeline(SOLUTION_QUEUE, SolutionMessage, SOLUTIONS)
+    candidates = Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS)
+    lanes = {"all": [shares, candidates], "shares": [shares], "candidates": [candidates]}
+    app = create_consumer_app(settings, *lanes[settings.lanes])
+    # Pruning is bulk work: never in the candidates' own process.
+    if settings.retention_days and settings.lanes != "candidates":
         app.cleanup_ctx.append(background("retention", keep_pruning(settings.retention_days)))
     return app
+
+
+def lanes_per_process(settings: ProcessSolutionWorkerSettings) -> list[dict[str, str]]:
+    """With several processes, the first takes the candidate lane alone: a busy
+    share lane then costs candidates no wait for the event loop."""
+    lane = f"{PROCESS_SOLUTION_WORKER.env_prefix}LANES"
+    return [{lane: "candidates"}] + [{lane: "shares"}] * (settings.processes - 1)

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -21,4 +23,10 @@ class ProcessSolutionWorkerSettings(ConsumerSettings):
         ge=0,
         description="Solutions, closed worker rows, ended bans and silent instances older "
         "than this many days are deleted (in small batches, hourly); 0 keeps everything.",
+    )
+    lanes: Literal["all", "shares", "candidates"] = Field(
+        "all",
+        description="Which queues this process consumes. With processes > 1 it is set per "
+        "process: the first consumes block candidates only, the others shares, so "
+        "candidates have a process (and CPU time) shares can't take.",
     )

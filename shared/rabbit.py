@@ -182,9 +182,17 @@ class Publisher:
         if self._exchange is None or not self.ready:
             raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((Item(body, received_at), confirmed))
-        self._waiting.inc()
-        self._wake.set()
+        item = (Item(body, received_at), confirmed)
+        if not self._pending and not self._slots.locked():
+            # Nothing to batch with: send it from this task. Handing it to the
+            # batching task would cost two turns of a busy event loop, which is
+            # what a lone message (a block candidate) would wait for.
+            await self._slots.acquire()
+            await self._send([item])
+        else:
+            self._pending.append(item)
+            self._waiting.inc()
+            self._wake.set()
         await confirmed
 
     async def _send_batches(self) -> None:

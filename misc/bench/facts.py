@@ -12,6 +12,8 @@ import time
 import urllib.request
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 PACKAGES = (
     "aiohttp",
     "aiokafka",
@@ -78,6 +80,40 @@ def process_metrics(metrics_url: str) -> dict[str, float]:
         if name in wanted:
             values[wanted[name]] = float(value)
     return values
+
+
+def latency_buckets(metrics_url: str, kind: str) -> dict[float, float]:
+    """The cumulative buckets (seconds -> count) of a service's end-to-end latency
+    histogram for `kind`, from its Prometheus /metrics; empty when unreachable."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "wspool_end_to_end_latency_seconds_bucket"
+                and sample.labels.get("kind") == kind
+            ):
+                buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def bucket_quantile(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """The bucket bound (ms) within which `q` (0..1) of the observations made between
+    the two readings fall: an upper bound, as fine as the histogram's buckets."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= q * counts[-1]:
+            return bound * 1000
+    return None
 
 
 def percentile(values: list[float], q: float) -> float | None:

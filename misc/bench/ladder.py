@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from misc.bench.clients import Node, SwarmHandle, received, swarms, wait_received
-from misc.bench.facts import summary
+from misc.bench.facts import bucket_quantile, latency_buckets, summary
 from misc.bench.heights import Heights
 from misc.bench.run import connect_shares, pipeline_metrics, say, server_metrics, stored
 from misc.bench.stack import Endpoints
@@ -86,7 +86,7 @@ async def ladder_phases(
         if mixed_rate > 0 and ladder.mixed_seconds > 0:
             await _fresh_job(handles, the_node, heights, connected, plan.drain_timeout)
             say(f"  mixed: shares {mixed_rate:g}/s + candidates {ladder.candidate_rate:g}/s")
-            mixed = await _mixed(handles, the_node, ladder, mixed_rate, plan)
+            mixed = await _mixed(endpoints, handles, the_node, ladder, mixed_rate, plan)
     return {"steps": steps, "ceiling_per_second": ceiling, "mixed": mixed}
 
 
@@ -158,15 +158,29 @@ def _cpu_per_solution(
 
 
 async def _mixed(
-    handles: list[SwarmHandle], the_node: Node, ladder: LadderPlan, rate: float, plan: Any
+    endpoints: Endpoints,
+    handles: list[SwarmHandle],
+    the_node: Node,
+    ladder: LadderPlan,
+    rate: float,
+    plan: Any,
 ) -> dict[str, Any]:
     seconds = ladder.mixed_seconds
+    # Only candidates reach node_server in this run: its latency histogram is
+    # theirs, from worker_server's receipt to the node's socket, without the
+    # clients' own scheduling (all on the same cores).
+    node_metrics = f"{endpoints.node_http}/metrics"
+    before = await asyncio.to_thread(latency_buckets, node_metrics, "solution")
     candidates, shares = await asyncio.gather(
         _offer(handles[:1], the_node, ladder.candidate_rate, seconds, CANDIDATE_TARGET),
         _offer(handles[1:], the_node, rate, seconds, SHARE_TARGET),
     )
     await the_node.wait_for(candidates["offered"], plan.drain_timeout)
     candidates.update(_delivered(the_node, candidates))
+    after = await asyncio.to_thread(latency_buckets, node_metrics, "solution")
+    candidates["server_ms_at_most"] = {
+        f"p{q}": bucket_quantile(before, after, q / 100) for q in (50, 99)
+    }
     shares.pop("started")
     task_id = shares.pop("task_id")
     candidates.pop("task_id")

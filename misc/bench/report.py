@@ -151,7 +151,8 @@ def ladder_table(results: dict[str, Any]) -> str:
 
 def mixed_table(results: dict[str, Any]) -> str:
     header = ["mode", "shares offered/s", "candidates offered/s", "candidates delivered"]
-    header += ["candidate p50 ms", "p99 ms", "max ms", "stored / offered"]
+    header += ["candidate p50 ms", "p99 ms", "max ms", "server p50 / p99 ms (at most)"]
+    header += ["stored / offered"]
     rows = []
     for mode, run in results["modes"].items():
         mixed = (run.get("ladder") or {}).get("mixed")
@@ -159,6 +160,7 @@ def mixed_table(results: dict[str, Any]) -> str:
             continue
         candidates = mixed["candidates"]
         latency = candidates["latency_ms"]
+        server = candidates.get("server_ms_at_most") or {}
         rows.append(
             [
                 mode,
@@ -168,6 +170,7 @@ def mixed_table(results: dict[str, Any]) -> str:
                 latency["p50"],
                 latency["p99"],
                 latency["max"],
+                " / ".join(_cell(server.get(q)) for q in ("p50", "p99")),
                 f"{_cell(mixed['stored'])} / {mixed['offered_total']}",
             ]
         )

@@ -100,6 +100,9 @@ async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
     mixed = results["ladder"]["mixed"]
     candidates = mixed["candidates"]
     assert candidates["offered"] > 0 and candidates["delivered"] == candidates["offered"]
+    # node_server's own view of the same candidates: read from its histogram.
+    server = candidates["server_ms_at_most"]
+    assert server["p50"] is not None and server["p50"] <= server["p99"]
     assert mixed["shares"]["offered"] > 0
     assert mixed["stored"] == mixed["offered_total"]
     table = render({"machine": _facts(), "modes": {"shared": results}})
