@@ -1,0 +1,44 @@
+"""The benchmark's CPU budget reads what each program spent from /proc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from misc.bench.cpu_budget import budget, program
+
+
+def test_a_module_run_with_dash_m_is_named_by_its_module() -> None:
+    child = subprocess.Popen([sys.executable, "-m", "http.server", "0", "-b", "127.0.0.1"])
+    try:
+        deadline = time.monotonic() + 10
+        name = program(Path(f"/proc/{child.pid}"))
+        while name != "http.server" and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the fork has exec'd the interpreter
+            name = program(Path(f"/proc/{child.pid}"))
+        assert name == "http.server"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_busy_program_shows_its_cores_and_an_idle_one_does_not_count() -> None:
+    stop = time.monotonic() + 0.6
+
+    def spin() -> None:
+        while time.monotonic() < stop:
+            pass
+
+    busy = threading.Thread(target=spin)
+    busy.start()
+    try:
+        cores = budget(0.5)
+    finally:
+        busy.join()
+    this = program(Path(f"/proc/{os.getpid()}"))
+    assert cores[this] > 0.3  # the spinning thread: most of one core
+    assert all(used > 0 for used in cores.values())  # idle programs are left out
