@@ -25,7 +25,7 @@ from aiohttp import web
 from prometheus_client import Metric
 
 from shared.db import POOL
-from shared.errors import DEPENDENCY_DOWN
+from shared.errors import transient
 from shared.health import readiness
 from shared.lifecycle import CleanupContext, background
 from shared.metrics import CLOSES, CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP, FANOUT_LAG, LATENCY
@@ -85,7 +85,11 @@ async def _beat(app: web.Application, role: str, name: str, started_at: datetime
             ready = all((await readiness(app)).values())
             stats = instance_stats(app, role)
             await app[POOL].execute(UPSERT, role, name, version(), started_at, ready, stats)
-        except DEPENDENCY_DOWN as error:  # the next beat tries again
+        except Exception as error:
+            # Postgres restarting ("the database system is starting up") is a
+            # Postgres error, not a connection one: `transient` knows both.
+            if not transient(error):
+                raise
             log.warning("heartbeat_failed", extra={"role": role, "error": repr(error)})
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
