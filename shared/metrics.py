@@ -25,7 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.processes import MULTIPROC_DIR
+from shared.processes import MULTIPROC_DIR, usage
 
 LATENCY_BUCKETS = (
     0.001,
@@ -201,9 +201,6 @@ class SiblingProcesses:
     a child that died takes its CPU seconds out of the sum.
     """
 
-    TICKS = os.sysconf("SC_CLK_TCK")
-    PAGE = os.sysconf("SC_PAGE_SIZE")
-
     def __init__(self, directory: str, supervisor: int) -> None:
         self.directory = Path(directory)
         self.supervisor = supervisor
@@ -212,16 +209,13 @@ class SiblingProcesses:
         cpu = memory = 0.0
         for pid in {path.stem.rsplit("_", 1)[-1] for path in self.directory.glob("*.db")}:
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-                statm = Path(f"/proc/{pid}/statm").read_text()
+                process = usage(pid)
             except OSError:  # ended since the files were written
                 continue
-            # After the command name (in parentheses, may hold spaces): state, ppid, ...
-            fields = stat.rpartition(")")[2].split()
-            if int(fields[1]) != self.supervisor:
+            if process.parent != self.supervisor:
                 continue
-            cpu += (int(fields[11]) + int(fields[12])) / self.TICKS  # utime + stime
-            memory += int(statm.split()[1]) * self.PAGE
+            cpu += process.cpu_seconds
+            memory += process.resident_bytes
         yield CounterMetricFamily(
             "process_cpu_seconds", "CPU seconds of the live processes, summed.", value=cpu
         )

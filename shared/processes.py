@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
@@ -43,6 +44,32 @@ def process_index() -> int | None:
     """This child's index, or None in a process that is not a supervised child."""
     value = os.environ.get(PROCESS_INDEX)
     return None if value is None else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What /proc says of one process."""
+
+    parent: int
+    cpu_seconds: float  # user + system
+    resident_bytes: int
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def usage(pid: int | str) -> Usage:
+    """A process's parent, CPU time and memory; OSError when it has ended."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    statm = Path(f"/proc/{pid}/statm").read_text()
+    # After the command name (in parentheses, may hold spaces): state, ppid, ...
+    fields = stat.rpartition(")")[2].split()
+    return Usage(
+        parent=int(fields[1]),
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / TICKS,
+        resident_bytes=int(statm.split()[1]) * PAGE,
+    )
 
 
 def die_with_parent() -> None:

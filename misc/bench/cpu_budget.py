@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import time
 from pathlib import Path
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from shared.processes import usage
 
 
 def program(pid: Path) -> str:
@@ -33,13 +32,12 @@ def program(pid: Path) -> str:
 
 
 def cpu_seconds() -> dict[int, tuple[str, float]]:
-    """utime + stime of every process, by pid, with its program."""
+    """CPU seconds of every process, by pid, with its program."""
     found = {}
     for pid in Path("/proc").glob("[0-9]*"):
         try:
-            fields = (pid / "stat").read_text().rpartition(")")[2].split()
-            found[int(pid.name)] = (program(pid), (int(fields[11]) + int(fields[12])) / TICKS)
-        except (OSError, IndexError, ValueError):
+            found[int(pid.name)] = (program(pid), usage(pid.name).cpu_seconds)
+        except OSError:  # ended meanwhile
             continue
     return found
 

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.catalogue import SERVICES
-from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID
+from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
 from tests.integration.test_api import until
 from tests.support.clients import welcome, worker_client
 from tests.support.instances import Service
@@ -34,10 +34,10 @@ INSTANCES = "SELECT name, stats FROM instance WHERE role = 'worker_server' AND n
 def children(parent: int) -> set[int]:
     """Pids whose parent is `parent`, from /proc."""
     found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError):
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == parent:
-                found.add(int(stat.parent.name))
+    for pid in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if usage(pid.name).parent == parent:
+                found.add(int(pid.name))
     return found
 
 
@@ -135,7 +135,7 @@ def is_dir(path: str) -> bool:
 
 
 def rss(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return usage(pid).resident_bytes
 
 
 @pytest.fixture
