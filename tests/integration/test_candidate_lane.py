@@ -13,11 +13,9 @@ import asyncio
 import uuid
 
 import aio_pika
-import aiohttp
 import asyncpg
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from node_server.app import create_app as create_node_app
 from node_server.settings import NodeServerSettings
@@ -40,6 +38,7 @@ from tests.support.clients import (
     solution_body,
     worker_client,
 )
+from tests.support.metrics import scrape
 from tests.support.ports import free_port
 from tests.support.stack import (
     RABBITMQ_SERVER,
@@ -57,13 +56,10 @@ from worker_server.settings import WorkerServerSettings
 
 async def lanes(worker_http: str) -> dict[str, float]:
     """worker_server's `wspool_solution_lanes_total` by lane."""
-    async with aiohttp.ClientSession() as session, session.get(f"{worker_http}/metrics") as got:
-        text = await got.text()
     return {
-        sample.labels["lane"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "wspool_solution_lanes_total"
+        dict(labels)["lane"]: value
+        for (name, labels), value in (await scrape(worker_http)).items()
+        if name == "wspool_solution_lanes_total"
     }
 
 

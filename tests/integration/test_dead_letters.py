@@ -22,9 +22,9 @@ from shared.rabbit import (
     dead_letter_queue,
 )
 from tests.integration.test_api import call, until
-from tests.integration.test_metrics import scrape
 from tests.integration.test_process_workers import publish, wait_for_row
 from tests.support.clients import challenge, next_height, solution_body
+from tests.support.metrics import scrape
 from tests.support.ports import free_port
 from tests.support.stack import Backends, Stack, server_ports, serving_server
 

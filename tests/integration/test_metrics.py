@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
@@ -25,10 +23,10 @@ from tests.support.clients import (
     solution_body,
     worker_client,
 )
+from tests.support.metrics import Sample, scrape
 from tests.support.ports import free_port
 from tests.support.stack import Backends, server_ports, serving_server
 
-Sample = tuple[str, tuple[tuple[str, str], ...]]
 WATCHED: list[Sample] = [
     ("wspool_accepted_connections_total", (("role", "node"),)),
     ("wspool_accepted_connections_total", (("role", "worker"),)),
@@ -44,18 +42,6 @@ WATCHED: list[Sample] = [
     ("wspool_end_to_end_latency_seconds_count", (("kind", "solution"),)),
     ("wspool_stored_total", (("kind", "solution"),)),
 ]
-
-
-async def scrape(base: str) -> dict[Sample, float]:
-    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
-        assert response.status == 200
-        assert response.content_type == "text/plain"
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def test_metrics_move_with_real_traffic(start_servers, backends: Backends) -> None:

@@ -12,22 +12,22 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.catalogue import SERVICES
 from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
 from tests.integration.test_api import until
 from tests.support.clients import welcome, worker_client
 from tests.support.instances import Service
+from tests.support.metrics import Sample, scrape
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 CONNECTIONS = 40
+OPEN_WORKERS: Sample = ("wspool_open_connections", (("role", "worker"),))
 INSTANCES = "SELECT name, stats FROM instance WHERE role = 'worker_server' AND name LIKE $1 || '/%'"
 
 
@@ -109,22 +109,6 @@ async def _ready_pair(pids: set[int]) -> set[int] | None:
     return pids if len(pids) == 2 else None
 
 
-async def scrape(service: Service) -> dict[str, float]:
-    """Every sample of /metrics by name and labels, as `name{a="b"}`."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{service.http}/metrics") as response:
-            text = await response.text()
-    return {
-        sample.name + _labels(sample.labels): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _labels(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
-
-
 def environment(pid: int) -> dict[str, str]:
     variables = Path(f"/proc/{pid}/environ").read_text().split("\0")
     return dict(line.split("=", 1) for line in variables if "=" in line)
@@ -155,9 +139,9 @@ async def test_connections_spread_over_both_processes_and_metrics_sum_them(
                     worker_client(service.ws, welcome(f"procs-{number}-{uuid.uuid4().hex[:6]}"))
                 )
 
-            async def summed() -> dict[str, float] | None:
-                samples = await scrape(service)
-                open_ = samples.get('wspool_open_connections{role="worker"}')
+            async def summed() -> dict[Sample, float] | None:
+                samples = await scrape(service.http)
+                open_ = samples.get(OPEN_WORKERS)
                 return samples if open_ == CONNECTIONS else None
 
             samples = await until(summed, timeout=20.0)
@@ -175,10 +159,10 @@ async def test_connections_spread_over_both_processes_and_metrics_sum_them(
         log = service.log_text()
         assert '"process":0' in log and '"process":1' in log, "lines name their process"
         # The process metrics add up the children: more memory than either alone.
-        memory = samples["process_resident_memory_bytes"]
+        memory = samples[("process_resident_memory_bytes", ())]
         by_child = [rss(pid) for pid in pids]
         assert 0.7 * sum(by_child) < memory < 1.3 * sum(by_child), (memory, by_child)
-        assert samples["process_cpu_seconds_total"] > 0
+        assert samples[("process_cpu_seconds_total", ())] > 0
 
 
 async def test_a_killed_child_is_restarted_and_the_service_keeps_serving(
@@ -204,7 +188,7 @@ async def test_a_killed_child_is_restarted_and_the_service_keeps_serving(
         async with worker_client(service.ws, welcome(f"procs-after-{uuid.uuid4().hex[:6]}")):
 
             async def counted() -> bool:
-                return (await scrape(service)).get('wspool_open_connections{role="worker"}') == 1
+                return (await scrape(service.http)).get(OPEN_WORKERS) == 1
 
             await until(counted, timeout=20.0)
 
@@ -270,7 +254,7 @@ async def test_a_consumer_runs_as_two_processes_on_its_one_port(
             return found if len(found) == 2 else None
 
         assert await until(rows) == [f"{service.port}/0", f"{service.port}/1"]
-        samples = await scrape(service)
+        samples = await scrape(service.http)
         by_child = [rss(pid) for pid in pids]
-        memory = samples["process_resident_memory_bytes"]
+        memory = samples[("process_resident_memory_bytes", ())]
         assert 0.7 * sum(by_child) < memory < 1.3 * sum(by_child), (memory, by_child)
