@@ -66,16 +66,20 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _exposition(metrics_url: str) -> str:
+    """A service's Prometheus /metrics text; empty when it can't be read."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
 def process_metrics(metrics_url: str) -> dict[str, float]:
     """RSS bytes and CPU seconds of a service, from its Prometheus /metrics."""
     wanted = {"process_resident_memory_bytes": "rss", "process_cpu_seconds_total": "cpu"}
     values: dict[str, float] = {}
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return values
-    for line in text.splitlines():
+    for line in _exposition(metrics_url).splitlines():
         name, _, value = line.partition(" ")
         if name in wanted:
             values[wanted[name]] = float(value)
@@ -85,13 +89,8 @@ def process_metrics(metrics_url: str) -> dict[str, float]:
 def latency_buckets(metrics_url: str, kind: str) -> dict[float, float]:
     """The cumulative buckets (seconds -> count) of a service's end-to-end latency
     histogram for `kind`, from its Prometheus /metrics; empty when unreachable."""
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
     buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_exposition(metrics_url)):
         for sample in family.samples:
             if (
                 sample.name == "wspool_end_to_end_latency_seconds_bucket"
