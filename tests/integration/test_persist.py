@@ -37,6 +37,21 @@ def delivery(height: int, epoch_challenge: dict[str, Any]) -> Delivery[JobMessag
     return Delivery(message=None, item=job, received_at=now_ns())  # type: ignore[arg-type]
 
 
+def solution_delivery(task_id: uuid.UUID, target: int = 1) -> Delivery[SolutionMessage]:
+    body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
+    item = SolutionMessage(
+        task_id=task_id, solution=body, solution_target=target, hardware_id="h", caption="c"
+    )
+    return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
+
+
+async def private_topic(settings: ConsumerSettings) -> str:
+    """A fresh one-partition topic: what a test produced is all that is on it."""
+    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings, {topic: 1})
+    return topic
+
+
 async def produced(settings: ConsumerSettings, topic: str) -> list[dict[str, Any]]:
     """Every record on the (one-partition) topic, up to its end."""
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
@@ -63,8 +78,7 @@ async def settings(backends: Backends) -> AsyncIterator[ConsumerSettings]:
 async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_produced(
     settings: ConsumerSettings,
 ) -> None:
-    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(settings, {topic: 1})
+    topic = await private_topic(settings)
     jobs = dataclasses.replace(JOBS, topic=topic)
     done, stuck, new = next_height(), next_height(), next_height()
     stored_challenge = {"stored": "before the crash"}
@@ -102,19 +116,11 @@ async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_pro
 async def test_a_solution_for_an_unknown_task_fails_its_batch_and_the_retry_broadcasts_once(
     settings: ConsumerSettings,
 ) -> None:
-    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(settings, {topic: 1})
+    topic = await private_topic(settings)
     solutions = dataclasses.replace(SOLUTIONS, topic=topic)
     height, task = next_height(), uuid.uuid4()
 
-    def found(task_id: uuid.UUID) -> Delivery[SolutionMessage]:
-        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
-        item = SolutionMessage(
-            task_id=task_id, solution=body, solution_target=1, hardware_id="h", caption="c"
-        )
-        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
-
-    known, unknown = found(task), found(uuid.uuid4())
+    known, unknown = solution_delivery(task), solution_delivery(uuid.uuid4())
     dsn = settings.postgres_dsn.get_secret_value()
     async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
         await pool.execute(INSERT_ROW, height, challenge(height), task, True)
@@ -176,19 +182,11 @@ def same(read: Any, sent: Any) -> bool:
 async def test_a_share_is_stored_and_marked_but_only_what_a_node_may_want_is_produced(
     settings: ConsumerSettings,
 ) -> None:
-    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(settings, {topic: 1})
+    topic = await private_topic(settings)
     solutions = dataclasses.replace(SOLUTIONS, topic=topic)
     height, task = next_height(), uuid.uuid4()
 
-    def sent(target: int) -> Delivery[SolutionMessage]:
-        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
-        item = SolutionMessage(
-            task_id=task, solution=body, solution_target=target, hardware_id="h", caption="c"
-        )
-        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
-
-    share, candidate = sent(99), sent(100)
+    share, candidate = solution_delivery(task, 99), solution_delivery(task, 100)
     dsn = settings.postgres_dsn.get_secret_value()
     async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
         await pool.execute(INSERT_ROW, height, challenge(height), task, True)
@@ -213,19 +211,11 @@ async def test_a_solution_stored_but_not_broadcast_before_is_found_and_produced_
 ) -> None:
     """The other lane (or a batch that crashed before producing) stored it: the
     insert skips it, the lookup finds it, and it is produced with the new one."""
-    topic = f"persist-test-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(settings, {topic: 1})
+    topic = await private_topic(settings)
     solutions = dataclasses.replace(SOLUTIONS, topic=topic)
     height, task = next_height(), uuid.uuid4()
 
-    def sent() -> Delivery[SolutionMessage]:
-        body = {"partial_solution": {"nonce": uuid.uuid4().hex}}
-        item = SolutionMessage(
-            task_id=task, solution=body, solution_target=5, hardware_id="h", caption="c"
-        )
-        return Delivery(message=None, item=item, received_at=now_ns())  # type: ignore[arg-type]
-
-    earlier, new = sent(), sent()
+    earlier, new = solution_delivery(task, 5), solution_delivery(task, 5)
     dsn = settings.postgres_dsn.get_secret_value()
     async with create_pool(dsn) as pool, broadcaster(settings) as kafka:
         await pool.execute(INSERT_ROW, height, challenge(height), task, True)
