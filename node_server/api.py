@@ -1,7 +1,8 @@
 """The read API of node_server, and what every HTTP route shares.
 
-The routes themselves, with who may call each, are listed in
-`node_server.routes` and the access check is `node_server.access`; REST job
+The routes themselves, with who may call each and the parameters each is
+called with (`node_server.params`), are listed in `node_server.routes` and
+the access check is `node_server.access`; REST job
 submission is `node_server.rest`, the dashboard `node_server.dashboard`, the
 OpenAPI document `node_server.openapi`, the bodies every route answers with
 `node_server.api_models`. Here: JSON responses, the error middleware (JSON
@@ -18,8 +19,16 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from node_server import api_models, params, queries
+from node_server import api_models, queries
 from node_server.cluster import cluster
+from node_server.params import (
+    ApiError,
+    JobsParams,
+    TaskParams,
+    TaskSolutionsParams,
+    WorkersParams,
+    WorkerStatsParams,
+)
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
 from shared.ws import OPEN_SOCKETS
@@ -49,7 +58,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     try:
         return await handler(request)
-    except params.ApiError as error:
+    except ApiError as error:
         return error_response(error.status, error.error, error.detail)
     except web.HTTPException as error:
         if error.status < 400:
@@ -103,46 +112,36 @@ async def current_stats(app: web.Application, connections: dict[str, int]) -> ap
     )
 
 
-async def list_jobs(request: web.Request) -> web.Response:
-    limit = params.limit(request)
-    before = params.integer(request, "before", None)
-    rows = await queries.jobs(request.app[POOL], limit, before)
-    return json_response(page(api_models.JobPage, rows, limit, "block_height"))
+async def list_jobs(request: web.Request, params: JobsParams) -> web.Response:
+    rows = await queries.jobs(request.app[POOL], params.limit, params.before)
+    return json_response(page(api_models.JobPage, rows, params.limit, "block_height"))
 
 
-async def get_job(request: web.Request) -> web.Response:
-    task_id = params.task_id(request)
-    job = await queries.job(request.app[POOL], task_id)
+async def get_job(request: web.Request, params: TaskParams) -> web.Response:
+    job = await queries.job(request.app[POOL], params.task_id)
     if job is None:
-        raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
+        raise ApiError(404, "not_found", f"no job with task_id {params.task_id}")
     return json_response(api_models.Job.model_validate(job))
 
 
-async def job_solutions(request: web.Request) -> web.Response:
-    task_id = params.task_id(request)
-    limit = params.limit(request)
-    before = params.integer(request, "before", None)
+async def job_solutions(request: web.Request, params: TaskSolutionsParams) -> web.Response:
     pool = request.app[POOL]
-    if await queries.job(pool, task_id) is None:
-        raise params.ApiError(404, "not_found", f"no job with task_id {task_id}")
-    rows = await queries.solutions(pool, task_id, limit, before)
-    return json_response(page(api_models.SolutionPage, rows, limit, "id"))
+    if await queries.job(pool, params.task_id) is None:
+        raise ApiError(404, "not_found", f"no job with task_id {params.task_id}")
+    rows = await queries.solutions(pool, params.task_id, params.limit, params.before)
+    return json_response(page(api_models.SolutionPage, rows, params.limit, "id"))
 
 
-async def list_workers(request: web.Request) -> web.Response:
-    connected = params.boolean(request, "connected")
-    limit = params.limit(request)
-    before = params.integer(request, "before", None)
-    rows = await queries.workers(request.app[POOL], connected, limit, before)
-    return json_response(page(api_models.WorkerPage, rows, limit, "id"))
+async def list_workers(request: web.Request, params: WorkersParams) -> web.Response:
+    rows = await queries.workers(request.app[POOL], params.connected, params.limit, params.before)
+    return json_response(page(api_models.WorkerPage, rows, params.limit, "id"))
 
 
-async def worker_stats(request: web.Request) -> web.Response:
-    hardware_id = request.match_info["hardware_id"]
-    window = params.window_seconds(request)
-    row = await queries.worker_stats(request.app[POOL], hardware_id, window)
+async def worker_stats(request: web.Request, params: WorkerStatsParams) -> web.Response:
+    hardware_id = params.hardware_id
+    row = await queries.worker_stats(request.app[POOL], hardware_id, params.window)
     if row is None:
-        raise params.ApiError(404, "not_found", f"no worker with hardware_id {hardware_id[:255]!r}")
+        raise ApiError(404, "not_found", f"no worker with hardware_id {hardware_id[:255]!r}")
     return json_response(
-        api_models.WorkerStats(hardware_id=hardware_id, window_seconds=window, **row)
+        api_models.WorkerStats(hardware_id=hardware_id, window_seconds=params.window, **row)
     )

@@ -6,7 +6,9 @@ Schemas. A field added to a query without its model fails the handler (every
 model forbids unknown fields), and `tests/integration/test_openapi.py`
 validates real answers against the generated document.
 
-The request body of `POST /api/jobs` is the websocket's `shared.protocol.NodeJob`.
+Those of `GET /api/dashboard` are `node_server.dashboard_models`; the request
+body of `POST /api/jobs` is the websocket's `shared.protocol.NodeJob`; path
+and query parameters are `node_server.params`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 from shared.protocol import MAX_INT64
 
 Int64 = Annotated[int, Field(ge=0, le=MAX_INT64)]
-Seconds = Annotated[float, Field(ge=0)]
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -57,83 +58,6 @@ class Stats(Body):
     current_height: int | None = Field(description="Highest job not retired; null without one.")
     jobs: RecentCounts
     solutions: RecentCounts
-
-
-class MinuteCounts(Body):
-    minute: datetime
-    jobs: NonNegativeInt
-    solutions: NonNegativeInt
-
-
-class BusyWorker(Body):
-    hardware_id: str
-    solutions: NonNegativeInt
-    last_solution_at: datetime
-
-
-class Latency(Body):
-    """Delivery latency, estimated from a histogram (null: no data)."""
-
-    count: NonNegativeInt
-    p50: Seconds | None
-    p90: Seconds | None
-    p99: Seconds | None
-
-
-class Latencies(Body):
-    job: Latency
-    solution: Latency
-
-
-class Instance(Body):
-    """One running service instance, as its last heartbeat reported it."""
-
-    role: str
-    name: str
-    version: str
-    started_at: datetime
-    heartbeat_at: datetime
-    ready: bool
-    stale: bool = Field(description="No heartbeat for a while: it died or hangs.")
-    connections: NonNegativeInt
-    fanout_lag: float | None = Field(description="Unread fan-out records (shared mode).")
-    current_height: int | None = Field(description="worker_server: the job its workers have.")
-
-
-class Cluster(Body):
-    instances: list[Instance]
-    connections: dict[str, NonNegativeInt] = Field(description="Open sockets by role, live.")
-    closes: dict[str, dict[str, NonNegativeInt]] = Field(
-        description="Connections closed by the server since each instance started, by role "
-        "and close code."
-    )
-    latency: Latencies = Field(description="Delivery latency of every live instance merged.")
-
-
-class CurrentJobSummary(Body):
-    task_id: uuid.UUID
-    block_height: Int64
-    age_seconds: float
-    workers_with_it: NonNegativeInt = Field(
-        description="Workers connected to a worker_server whose current job it is."
-    )
-
-
-class ClosesInMinute(Body):
-    minute: datetime
-    close_code: int | None = Field(description="null: the row was closed by the stale sweep.")
-    closes: NonNegativeInt
-
-
-class Dashboard(Body):
-    """Everything the dashboard draws."""
-
-    stats: Stats
-    cluster: Cluster
-    current_job: CurrentJobSummary | None
-    per_minute: list[MinuteCounts]
-    worker_closes_per_minute: list[ClosesInMinute]
-    busiest_workers: list[BusyWorker]
 
 
 class JobRow(Body):

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from node_server import api_models, queries
+from node_server import dashboard_models, queries
 from shared.instances import STALE_AFTER_SECONDS
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -22,7 +22,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 TIMED_BY = {"job": "worker_server", "solution": "node_server"}
 
 
-async def cluster(pool: asyncpg.Pool) -> api_models.Cluster:
+async def cluster(pool: asyncpg.Pool) -> dashboard_models.Cluster:
     rows = await queries.instances(pool, STALE_AFTER_SECONDS)
     live = [row for row in rows if not row["stale"]]
     connections: Counter[str] = Counter()
@@ -31,19 +31,19 @@ async def cluster(pool: asyncpg.Pool) -> api_models.Cluster:
         connections[row["role"]] += row["stats"].get("connections", 0)
         for code, count in row["stats"].get("closes", {}).items():
             closes[row["role"]][code] += int(count)
-    return api_models.Cluster(
+    return dashboard_models.Cluster(
         instances=[_instance(row) for row in rows],
         connections=dict(connections),
         closes={role: dict(by_code) for role, by_code in closes.items()},
-        latency=api_models.Latencies(
+        latency=dashboard_models.Latencies(
             **{kind: merged_latency(live, role) for kind, role in TIMED_BY.items()}
         ),
     )
 
 
-def _instance(row: dict[str, Any]) -> api_models.Instance:
+def _instance(row: dict[str, Any]) -> dashboard_models.Instance:
     stats = row["stats"]
-    return api_models.Instance(
+    return dashboard_models.Instance(
         role=row["role"],
         name=row["name"],
         version=row["version"],
@@ -62,8 +62,8 @@ def _height(value: float | None) -> int | None:
 
 
 async def current_job(
-    pool: asyncpg.Pool, instances: list[api_models.Instance]
-) -> api_models.CurrentJobSummary | None:
+    pool: asyncpg.Pool, instances: list[dashboard_models.Instance]
+) -> dashboard_models.CurrentJobSummary | None:
     job = await queries.current_job(pool)
     if job is None:
         return None
@@ -72,7 +72,7 @@ async def current_job(
         for i in instances
         if i.role == "worker_server" and not i.stale and i.current_height == job["block_height"]
     )
-    return api_models.CurrentJobSummary(
+    return dashboard_models.CurrentJobSummary(
         task_id=job["task_id"],
         block_height=job["block_height"],
         age_seconds=(datetime.now(UTC) - job["created_at"]).total_seconds(),
@@ -80,7 +80,7 @@ async def current_job(
     )
 
 
-def merged_latency(rows: list[dict[str, Any]], role: str) -> api_models.Latency:
+def merged_latency(rows: list[dict[str, Any]], role: str) -> dashboard_models.Latency:
     """Every `role` instance's histogram added up, and quantiles estimated from the sum."""
     totals: Counter[float] = Counter()
     for row in rows:
@@ -90,7 +90,7 @@ def merged_latency(rows: list[dict[str, Any]], role: str) -> api_models.Latency:
     buckets = sorted(totals.items())
     total = buckets[-1][1] if buckets else 0.0
     estimates = {f"p{round(q * 100)}": quantile(buckets, q) for q in QUANTILES}
-    return api_models.Latency(count=int(total), **estimates)
+    return dashboard_models.Latency(count=int(total), **estimates)
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from node_server import api_models, cluster, queries
+from node_server import cluster, dashboard_models, queries
 from node_server.api import current_stats, json_response
 from shared.db import POOL
 
@@ -35,10 +35,10 @@ async def data(request: web.Request) -> web.Response:
     return json_response(await document(request.app))
 
 
-async def document(app: web.Application) -> api_models.Dashboard:
+async def document(app: web.Application) -> dashboard_models.Dashboard:
     pool = app[POOL]
     everything = await cluster.cluster(pool)
-    return api_models.Dashboard(
+    return dashboard_models.Dashboard(
         stats=await current_stats(app, everything.connections),
         cluster=everything,
         current_job=await cluster.current_job(pool, everything.instances),

@@ -22,16 +22,15 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from aiohttp import web
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from node_server import api_models, params
+from node_server import api_models
 from node_server.api import json_response
+from node_server.params import ApiError, PeekParams, RequeueParams
 from node_server.ws import SETTINGS
 from shared.errors import BrokerUnavailable, down_as
 from shared.metrics import REQUEUED
 from shared.rabbit import PUBLISH_TIMEOUT_SECONDS, QUEUES, REASON_HEADER, dead_letter_queue
 
 CONNECT_TIMEOUT_SECONDS = 5.0
-DEFAULT_PEEK, MAX_PEEK = 10, 100
-DEFAULT_REQUEUE, MAX_REQUEUE = 1000, 10_000
 PREVIEW_BYTES = 200
 log = logging.getLogger(__name__)
 
@@ -150,26 +149,17 @@ def _again(message: AbstractIncomingMessage) -> aio_pika.Message:
     )
 
 
-def _kind(request: web.Request) -> str:
-    kind = request.match_info["queue"]
-    if kind not in QUEUES:
-        raise params.ApiError(404, "not_found", f"no queue {kind[:40]!r}: job or solution")
-    return kind
-
-
-async def overview(request: web.Request) -> web.Response:
+async def overview(request: web.Request, params: PeekParams) -> web.Response:
     """GET /api/dead-letters."""
-    count = params.integer(request, "peek", DEFAULT_PEEK, 0, MAX_PEEK)
-    assert count is not None
     queues = []
     async with broker(request.app) as connection:
         for kind, work_queue in QUEUES.items():
             dead = dead_letter_queue(work_queue)
             letters = await depth(connection, dead)
             peeked: list[api_models.DeadLetter] = []
-            if letters and count:
+            if letters and params.peek:
                 async with connection.channel() as channel:
-                    peeked = await peek(channel, dead, count)
+                    peeked = await peek(channel, dead, params.peek)
             queues.append(
                 api_models.QueueDeadLetters(
                     queue=kind,
@@ -183,15 +173,15 @@ async def overview(request: web.Request) -> web.Response:
     return json_response(api_models.DeadLetters(queues=queues))
 
 
-async def requeue(request: web.Request) -> web.Response:
+async def requeue(request: web.Request, params: RequeueParams) -> web.Response:
     """POST /api/dead-letters/{queue}/requeue: safe to repeat until `remaining` is 0."""
-    kind = _kind(request)
-    limit = params.integer(request, "limit", DEFAULT_REQUEUE, 1, MAX_REQUEUE)
-    assert limit is not None
+    kind = params.queue
+    if kind not in QUEUES:
+        raise ApiError(404, "not_found", f"no queue {kind[:40]!r}: job or solution")
     work_queue = QUEUES[kind]
     async with broker(request.app) as connection:
         async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
-            moved = await move(channel, work_queue, limit)
+            moved = await move(channel, work_queue, params.limit)
         remaining = await depth(connection, dead_letter_queue(work_queue))
     log.info("dead_letters_requeued", extra={"queue": work_queue, "moved": moved})
     return json_response(api_models.Requeued(queue=kind, moved=moved, remaining=remaining or 0))

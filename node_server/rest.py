@@ -6,9 +6,9 @@ import asyncio
 
 from aiohttp import web
 
-from node_server import api_models, params, queries
+from node_server import api_models, queries
 from node_server.api import json_response
-from node_server.params import ApiError
+from node_server.params import ApiError, HeightSolutionsParams
 from node_server.submit import ConflictingJob, RefusedJob, parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
@@ -65,20 +65,20 @@ async def json_body(request: web.Request, limit: int, timeout: float) -> bytes:
     return bytes(body)
 
 
-async def solutions_at_height(request: web.Request) -> web.Response:
+async def solutions_at_height(request: web.Request, params: HeightSolutionsParams) -> web.Response:
     """Stored solutions for a height, as the workers submitted them; poll with `after`."""
-    height = params.path_integer(request, "block_height")
-    min_target = params.integer(request, "min_target", 0)
-    after = params.integer(request, "after", 0)
-    digest = params.challenge_digest(request)
-    limit = params.limit(request)
     rows = await queries.solutions_at_height(
-        request.app[POOL], height, min_target, digest, after, limit
+        request.app[POOL],
+        params.block_height,
+        params.min_target,
+        params.challenge_digest,
+        params.after,
+        params.limit,
     )
     return json_response(
         api_models.HeightSolutions(
-            block_height=height,
+            block_height=params.block_height,
             solutions=[row["solution"] for row in rows],
-            next_after=rows[-1]["id"] if rows else after,
+            next_after=rows[-1]["id"] if rows else params.after,
         )
     )

@@ -14,9 +14,9 @@ import asyncio
 
 from aiohttp import web
 
-from node_server import api_models, params
+from node_server import api_models
 from node_server.api import json_response
-from node_server.params import ApiError
+from node_server.params import ApiError, TaskParams
 from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.errors import EventStreamUnavailable
@@ -35,13 +35,13 @@ WHERE retired_at IS NULL ORDER BY block_height DESC LIMIT 1
 PRODUCE_TIMEOUT_SECONDS = 15.0
 
 
-async def retire_job(request: web.Request) -> web.Response:
+async def retire_job(request: web.Request, params: TaskParams) -> web.Response:
     """POST /api/jobs/{task_id}/retire: retire the job and tell the workers what is current.
 
     Safe to repeat: a job retired already is announced again (after a broker
     failure, calling again finishes the job).
     """
-    task_id = params.task_id(request)
+    task_id = params.task_id
     async with request.app[POOL].acquire() as connection, connection.transaction():
         height = await connection.fetchval(RETIRE, task_id)
         if height is None:

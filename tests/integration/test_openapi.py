@@ -1,7 +1,7 @@
 """/api/openapi.json describes every API route, and every route answers as described.
 
-The document is generated from the route list and the body models
-(`node_server.openapi`); these tests hold it to the real answers.
+The document is generated from the route table, the parameter models and the
+body models (`node_server.openapi`); these tests hold it to the real answers.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import pydantic
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
-from node_server import api_models
+from node_server import api, api_models
 from node_server.app import create_app
-from node_server.openapi import build, document
+from node_server.openapi import build
+from node_server.route import Route
+from node_server.routes import document
 from node_server.settings import NodeServerSettings
 from tests.support.clients import job, next_height, solution, welcome, worker_client
 from tests.support.stack import Backends, Stack
@@ -245,8 +247,8 @@ def test_a_handler_cannot_answer_with_a_field_its_model_lacks() -> None:
 
 
 def test_a_route_without_a_description_fails_the_document() -> None:
-    with pytest.raises(KeyError):
-        build([("GET", "/api/undescribed", None, "admin")])
+    with pytest.raises(ValueError, match="undescribed has no operation"):
+        build([Route("GET", "/api/undescribed", api.stats, "admin")])
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
