@@ -64,7 +64,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         if error.status < 400:
             raise
         code = error.reason.lower().replace(" ", "_")
-        return error_response(error.status, code, error.text or error.reason)
+        response = error_response(error.status, code, error.text or error.reason)
+        if "Allow" in error.headers:  # a 405 names the methods the path has (RFC 9110)
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except Exception as error:
         # Handlers talk to Postgres, so a bare OSError or timeout is the database's.
         failure = unavailable(error, DatabaseUnavailable)

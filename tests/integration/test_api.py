@@ -326,3 +326,11 @@ async def test_a_body_that_trickles_in_times_out(start_servers: StartServers) ->
         assert b'"error":"request_timeout"' in answer
         complete = await _raw_post(stack.node_http, head, body, read_timeout=5)  # the control
         assert complete.startswith(b"HTTP/1.1 202"), complete[:80]
+
+
+async def test_a_method_a_path_lacks_is_405_naming_those_it_has(servers: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{servers.node_http}/api/jobs") as response:
+            assert response.status == 405
+            assert set(response.headers["Allow"].split(",")) == {"GET", "POST"}
+            assert (await response.json())["error"] == "method_not_allowed"
