@@ -16,26 +16,20 @@ from typing import Any
 import asyncpg
 import pytest
 
-from misc.tansu import tansu
 from node_server.app import create_app as create_node_app
 from node_server.settings import NodeServerSettings
 from process_job_worker.app import create_app as create_job_app
 from process_job_worker.settings import ProcessJobWorkerSettings
 from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from shared.db import with_database
-from shared.setup import SetupSettings, setup
 from tests.support.ports import free_port
 from tests.support.stack import (
-    POSTGRES_SERVER,
-    RABBITMQ_SERVER,
     RUN_ID,
     Backends,
     Processors,
     Stack,
     StartServers,
-    drop_database,
-    private_vhost,
+    private_backends,
     server_ports,
     serving,
     serving_server,
@@ -47,19 +41,8 @@ from worker_server.settings import WorkerServerSettings
 
 @pytest.fixture(scope="session")
 async def backends() -> AsyncIterator[Backends]:
-    database = f"wspool_test_{RUN_ID}"
-    with private_vhost(f"wspool_test_{RUN_ID}") as vhost, tansu(free_port()) as kafka:
-        result = Backends(
-            postgres_dsn=with_database(f"{POSTGRES_SERVER}/postgres", database),
-            rabbitmq_url=f"{RABBITMQ_SERVER}/{vhost}",
-            kafka_bootstrap_servers=kafka,
-            vhost=vhost,
-        )
-        await setup(SetupSettings(**result.settings(solution_partitions=2)))
-        try:
-            yield result
-        finally:
-            await drop_database(database)
+    async with private_backends(f"wspool_test_{RUN_ID}") as result:
+        yield result
 
 
 @pytest.fixture(scope="session")

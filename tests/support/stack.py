@@ -19,8 +19,11 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from misc.tansu import tansu
+from shared.db import with_database
 from shared.listeners import listening
 from shared.settings import WebsocketServerSettings
+from shared.setup import SetupSettings, setup
 from tests.support.ports import free_port
 
 POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -77,6 +80,24 @@ async def drop_database(name: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def private_backends(name: str) -> AsyncIterator[Backends]:
+    """A database, a RabbitMQ vhost (when rabbitmqctl is at hand) and a Tansu of their own,
+    set up like production; all of it gone when the block ends."""
+    with private_vhost(name) as vhost, tansu(free_port()) as kafka:
+        result = Backends(
+            postgres_dsn=with_database(f"{POSTGRES_SERVER}/postgres", name),
+            rabbitmq_url=f"{RABBITMQ_SERVER}/{vhost}",
+            kafka_bootstrap_servers=kafka,
+            vhost=vhost,
+        )
+        await setup(SetupSettings(**result.settings(solution_partitions=2)))
+        try:
+            yield result
+        finally:
+            await drop_database(name)
 
 
 @contextlib.asynccontextmanager
