@@ -1,6 +1,6 @@
 """The whole cluster, read from the `instance` rows every service keeps fresh.
 
-`shared.instances` writes them; here they are summed: connections per role,
+`shared.runtime.instances` writes them; here they are summed: connections per role,
 closes by code, one delivery-latency histogram merged from every instance's
 buckets, and how many workers have the current job.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from node_server import api_models, queries
-from shared.instances import STALE_AFTER_SECONDS
+from shared.runtime.instances import STALE_AFTER_SECONDS
 
 QUANTILES = (0.5, 0.9, 0.99)
 # Where each delivery is timed: a job when a worker_server sends it, a solution at node_server.

@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter
 from node_server import api_models, dead_letters, fleet
 from node_server.params import DEFAULT_LIMIT, MAX_LIMIT
 from shared.protocol import NodeJob
-from shared.rabbit import QUEUES
+from shared.routes import ROUTES
 
 REF = "#/components/schemas/{model}"
 INT64 = TypeAdapter(api_models.Int64).json_schema()
@@ -222,7 +222,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "is removed; at most `limit`. Call again while `remaining` is not 0.",
         (200, "Moved.", api_models.Requeued),
         [
-            _path("queue", {"type": "string", "enum": sorted(QUEUES)}),
+            _path("queue", {"type": "string", "enum": sorted(ROUTES)}),
             _integer(
                 "limit", 1, dead_letters.MAX_REQUEUE, dead_letters.DEFAULT_REQUEUE, "Most moved."
             ),

@@ -22,12 +22,12 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from node_server.solutions import SolutionUpdate
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, count, down_as
-from shared.fanout import Fanout
+from shared.fanout.stream import Fanout
 from shared.metrics import RECOVERY_WINDOW
 from shared.protocol import NodeJob, now_ns
-from shared.updates import SolutionUpdate
 
 log = logging.getLogger(__name__)
 PRUNE_INTERVAL_NS = 1_000_000_000

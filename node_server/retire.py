@@ -20,8 +20,9 @@ from node_server.params import ApiError
 from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.errors import EventStreamUnavailable
-from shared.kafka import JOB_TOPIC, broadcaster
+from shared.kafka import broadcaster
 from shared.protocol import CurrentJobRecord, JobRecord, encode, now_ns
+from shared.routes import JOB
 
 RETIRE = (
     "UPDATE job SET retired_at = coalesce(retired_at, now()) WHERE task_id = $1 "
@@ -76,7 +77,7 @@ async def _announce(app: web.Application, record: CurrentJobRecord) -> None:
     try:
         async with asyncio.timeout(PRODUCE_TIMEOUT_SECONDS):
             async with broadcaster(app[SETTINGS]) as kafka:
-                await kafka.send_all(JOB_TOPIC, [(str(height).encode(), encode(record))])
+                await kafka.send_all(JOB.topic, [(str(height).encode(), encode(record))])
     except TimeoutError:
         raise EventStreamUnavailable(
             "retired in the database, but the workers were not told: call again"

@@ -1,6 +1,6 @@
 """Every HTTP route of node_server besides the websocket, with who may call it.
 
-All of them answer on the internal port only (`shared.listeners`). What each
+All of them answer on the internal port only (`shared.runtime.listeners`). What each
 access level means is `node_server.access`.
 """
 

@@ -20,7 +20,7 @@ from shared.errors import DatabaseUnavailable, ErrorCode, count, down_as
 from shared.metrics import REFUSED_JOBS
 from shared.protocol import JobMessage, NodeJob, challenge_digest, check_size, encode, parse
 from shared.settings import WebsocketServerSettings
-from shared.websocket_app import PUBLISHER
+from shared.websocket.app import PUBLISHER
 
 LOOKUP_TIMEOUT_SECONDS = 2.0
 # The newest job not retired, and the one at this height if any: one round trip.

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from shared.consumer import Delivery
-from shared.kafka import JOB_TOPIC
 from shared.metrics import CURRENT_HEIGHT
-from shared.persist import Persisted, ids
+from shared.pipeline.consumer import Delivery
+from shared.pipeline.persist import Persisted, ids
 from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
+from shared.routes import JOB
 
 INSERT = """
 INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest, proof_target)
@@ -79,7 +79,7 @@ def broadcast(rows: list[asyncpg.Record]) -> None:
 
 JOBS: Persisted[JobMessage, int] = Persisted(
     kind="job",
-    topic=JOB_TOPIC,
+    topic=JOB.topic,
     key=lambda job: job.block_height,
     store=store,
     find=find,

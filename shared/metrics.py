@@ -25,7 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.processes import MULTIPROC_DIR, usage
+from shared.runtime.supervisor import MULTIPROC_DIR, usage
 
 LATENCY_BUCKETS = (
     0.001,

@@ -19,20 +19,8 @@ from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
 from shared.metrics import DEAD_LETTERED, PUBLISH_BATCH, PUBLISH_PENDING
 from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
+from shared.routes import ROUTES, dead_letter_queue
 
-JOB_EXCHANGE = "job"
-SOLUTION_EXCHANGE = "solution"
-JOB_QUEUE = "job.persist_and_broadcast"
-SOLUTION_QUEUE = "solution.persist_and_broadcast"
-# The candidate lane: solutions that meet the lowest proof target waiting at
-# their height, on an exchange and queue of their own so shares can't delay them.
-CANDIDATE_EXCHANGE = "solution.candidate"
-CANDIDATE_QUEUE = "solution.candidate.persist_and_broadcast"
-QUEUES = {
-    JOB_EXCHANGE: JOB_QUEUE,
-    SOLUTION_EXCHANGE: SOLUTION_QUEUE,
-    CANDIDATE_EXCHANGE: CANDIDATE_QUEUE,
-}
 RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
@@ -47,13 +35,6 @@ FIRST_CONNECT_GRACE_SECONDS = 2.0
 RECONNECT_INTERVAL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
-
-
-__all__ = ["PublishRefused"]  # defined with the other failures in shared.errors
-
-
-def dead_letter_queue(queue: str) -> str:
-    return f"{queue}.dead_letter"
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:
@@ -82,14 +63,14 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
 
 async def declare_topology(channel: AbstractChannel) -> None:
     """Exchanges, work queues and dead-letter queues, all durable."""
-    for exchange_name, queue_name in QUEUES.items():
+    for route in ROUTES.values():
         exchange = await channel.declare_exchange(
-            exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
+            route.exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        dead_letter = dead_letter_queue(queue_name)
+        dead_letter = route.dead_letter_queue
         await channel.declare_queue(dead_letter, durable=True)
         queue = await channel.declare_queue(
-            queue_name,
+            route.queue,
             durable=True,
             arguments={
                 "x-dead-letter-exchange": "",

@@ -20,7 +20,7 @@ from pydantic import Field, FilePath, SecretStr, ValidationError, field_validato
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.catalogue import PROGRAMS
-from shared.processes import process_index
+from shared.runtime.supervisor import process_index
 
 # Where the local stack (`make run`) finds its dependencies; every tool reads these.
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"

@@ -19,9 +19,10 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import SETUP
 from shared.db import migrate
-from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
-from shared.logging import configure_logging
+from shared.kafka import ensure_topics
+from shared.logs import configure_logging
 from shared.rabbit import connect, declare_topology
+from shared.routes import CANDIDATE, JOB, SOLUTION
 from shared.settings import KAFKA_RETENTION_MS, ServiceSettings, load_settings
 
 log = logging.getLogger("setup")
@@ -61,9 +62,9 @@ async def setup(settings: SetupSettings) -> None:
         ensure_topics(
             settings,
             {
-                JOB_TOPIC: settings.job_partitions,
-                SOLUTION_TOPIC: settings.solution_partitions,
-                CANDIDATE_TOPIC: settings.solution_partitions,
+                JOB.topic: settings.job_partitions,
+                SOLUTION.topic: settings.solution_partitions,
+                CANDIDATE.topic: settings.solution_partitions,
             },
             settings.retention_ms,
             settings.replication_factor,

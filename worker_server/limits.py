@@ -10,10 +10,10 @@ from __future__ import annotations
 import collections
 import uuid
 
-from shared.access import TokenBucket
 from shared.errors import ErrorCode
 from shared.metrics import SOLUTIONS_LIMITED
-from shared.ws import Connection
+from shared.websocket.access import TokenBucket
+from shared.websocket.connection import Connection
 from worker_server.settings import WorkerServerSettings
 
 LIMITED = {limit: SOLUTIONS_LIMITED.labels(limit=limit) for limit in ("per_second", "per_task")}

@@ -19,7 +19,6 @@ from shared.errors import (
     PublishRefused,
 )
 from shared.errors import count as count_failure
-from shared.filters import NewerJobsOnly
 from shared.metrics import LATENCY, REFUSED_CONNECTIONS, SOLUTION_LANES
 from shared.protocol import (
     SolutionMessage,
@@ -31,13 +30,13 @@ from shared.protocol import (
     parse,
 )
 from shared.rabbit import Publisher
-from shared.socket import FrameTable, Role, socket_handler
-from shared.updates import JobUpdate
-from shared.websocket_app import PUBLISHER
-from shared.ws import Connection
+from shared.websocket.app import PUBLISHER
+from shared.websocket.connection import Connection
+from shared.websocket.steps import FrameTable, Role, socket_handler
 from worker_server.admission import Admission, refused
 from worker_server.bans import IDENTITY, IP
 from worker_server.enforce import BANS, close_banned, identity_ban, imposed, refused_banned
+from worker_server.jobs import JobUpdate, NewerJobsOnly
 from worker_server.limits import SolutionLimits, TaskCounts
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, close_worker_row, open_worker_row

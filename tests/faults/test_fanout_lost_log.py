@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.fanout import PerConnectionFanout, SharedFanout, Stream
+from shared.fanout.modes import PerConnectionFanout, SharedFanout
+from shared.fanout.stream import Stream
 from shared.kafka import client_options, ensure_topics
 from shared.settings import ServiceSettings
 from tests.support.instances import PrivateTansu

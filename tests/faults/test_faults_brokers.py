@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.rabbit import JOB_QUEUE, SOLUTION_QUEUE
+from shared.routes import JOB, SOLUTION
 from tests.support.accounting import assert_clean_logs, run_round
 from tests.support.fault_stack import FaultStack, fault_stack
 
@@ -24,7 +24,7 @@ async def consumers_back(stack: FaultStack) -> None:
 
 
 def _consumer_counts(stack: FaultStack) -> list[int]:
-    return [stack.rabbit.consumers(queue) for queue in (JOB_QUEUE, SOLUTION_QUEUE)]
+    return [stack.rabbit.consumers(queue) for queue in (JOB.queue, SOLUTION.queue)]
 
 
 async def test_rabbitmq_restart_refuses_or_delivers_and_consumers_resume(

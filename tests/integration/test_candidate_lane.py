@@ -25,9 +25,9 @@ from process_solution_worker.app import CANDIDATE_LIMITS
 from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.persist import CANDIDATES
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from shared.consumer_app import Pipeline, create_consumer_app
+from shared.pipeline.app import Pipeline, create_consumer_app
 from shared.protocol import SolutionMessage, challenge_digest, encode, now_ns
-from shared.rabbit import CANDIDATE_EXCHANGE, CANDIDATE_QUEUE, SOLUTION_EXCHANGE, SOLUTION_QUEUE
+from shared.routes import CANDIDATE, SOLUTION
 from tests.support.clients import (
     challenge,
     job,
@@ -156,7 +156,7 @@ async def test_a_solution_sent_down_both_lanes_is_stored_and_delivered_once(
         )
         async with await aio_pika.connect(backends.rabbitmq_url) as connection:
             channel = await connection.channel(publisher_confirms=True)
-            for exchange in (SOLUTION_EXCHANGE, CANDIDATE_EXCHANGE):
+            for exchange in (SOLUTION.exchange, CANDIDATE.exchange):
                 await (await channel.get_exchange(exchange)).publish(
                     aio_pika.Message(encode(message), headers={"received_at": now_ns()}),
                     routing_key="",
@@ -184,7 +184,7 @@ async def test_a_candidate_arrives_while_shares_wait_in_their_queue(
         # Candidates consumed, shares not: their queue only fills.
         candidates_only = create_consumer_app(
             consumer,
-            Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
+            Pipeline(CANDIDATE.queue, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
         )
         jobs = create_job_app(
             ProcessJobWorkerSettings(**backends.settings(rabbitmq_url=url, port=free_port()))
@@ -228,7 +228,7 @@ async def test_a_candidate_arrives_while_shares_wait_in_their_queue(
                 assert await node.nothing_within(0.5)  # the control waits with the shares
                 async with await aio_pika.connect(url) as connection:
                     channel = await connection.channel()
-                    queue = await channel.declare_queue(SOLUTION_QUEUE, passive=True)
+                    queue = await channel.declare_queue(SOLUTION.queue, passive=True)
                     assert queue.declaration_result.message_count > 0
                 assert await stored(db, task_id) == {100: 1}
                 assert await stored(db, legacy_task) == {}

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from shared.db import POOL, create_pool
-from shared.health import add_health_routes
-from shared.instances import UPSERT, heartbeat
+from shared.runtime.health import add_health_routes
+from shared.runtime.instances import UPSERT, heartbeat
 from tests.integration.test_api import until
 from tests.support.stack import Backends
 

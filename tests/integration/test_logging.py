@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from shared.logging import JsonFormatter
+from shared.logs import JsonFormatter
 from tests.support.clients import connect, job, node_client, solution, welcome, worker_client
 from tests.support.stack import Stack
 

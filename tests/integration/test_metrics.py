@@ -13,7 +13,7 @@ import aio_pika
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
-from shared.rabbit import JOB_EXCHANGE
+from shared.routes import JOB
 from tests.support.clients import (
     job,
     job_sent,
@@ -94,7 +94,7 @@ async def _traffic(node_url: str, worker_url: str) -> None:
 async def _dead_letter(rabbitmq_url: str) -> None:
     async with await aio_pika.connect(rabbitmq_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(JOB_EXCHANGE)
+        exchange = await channel.get_exchange(JOB.exchange)
         message = aio_pika.Message(b"not a job", headers={"received_at": now_ns()})
         await exchange.publish(message, routing_key="")
 

@@ -14,10 +14,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from process_job_worker.persist import JOBS
 from process_solution_worker.persist import SOLUTIONS, UnknownTask
-from shared.consumer import Delivery
 from shared.db import create_pool
 from shared.kafka import broadcaster, client_options, ensure_topics
-from shared.persist import persist_and_broadcast
+from shared.pipeline.consumer import Delivery
+from shared.pipeline.persist import persist_and_broadcast
 from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns, parse
 from shared.settings import ConsumerSettings
 from tests.support import json_text

@@ -12,14 +12,8 @@ import pytest
 
 from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
 from shared.protocol import now_ns
-from shared.rabbit import (
-    JOB_EXCHANGE,
-    JOB_QUEUE,
-    REASON_HEADER,
-    SOLUTION_EXCHANGE,
-    SOLUTION_QUEUE,
-    dead_letter_queue,
-)
+from shared.rabbit import REASON_HEADER
+from shared.routes import JOB, SOLUTION, dead_letter_queue
 from tests.support.clients import challenge, next_height, solution_body
 from tests.support.stack import Backends, Processors
 
@@ -64,14 +58,14 @@ async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
     channel, db: asyncpg.Pool
 ) -> None:
     marker = uuid.uuid4().hex
-    await publish(channel, JOB_EXCHANGE, f"not json {marker}".encode())
-    await publish(channel, JOB_EXCHANGE, orjson.dumps({"marker": marker, "block_height": "x"}))
+    await publish(channel, JOB.exchange, f"not json {marker}".encode())
+    await publish(channel, JOB.exchange, orjson.dumps({"marker": marker, "block_height": "x"}))
     height = next_height()
     good = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good))
+    await publish(channel, JOB.exchange, orjson.dumps(good))
     row = await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height)
     assert row["task_id"]
-    dead = await dead_letters(channel, JOB_QUEUE, marker, 2)
+    dead = await dead_letters(channel, JOB.queue, marker, 2)
     reasons = sorted(m.headers[REASON_HEADER] for m in dead)
     assert reasons[0] == "epoch_challenge: Field required"
     assert reasons[1].startswith("not valid JSON")
@@ -82,7 +76,7 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
 ) -> None:
     height = next_height()
     good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
+    await publish(channel, JOB.exchange, orjson.dumps(good_job))
     job_row = await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height)
     unknown = uuid.uuid4()
     marker = str(unknown)
@@ -99,11 +93,11 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
         )
 
     # one batch: a known task, an unknown one, and one without a nonce
-    await publish(channel, SOLUTION_EXCHANGE, message(unknown))
-    await publish(channel, SOLUTION_EXCHANGE, orjson.dumps({"task_id": marker, "solution": {}}))
-    await publish(channel, SOLUTION_EXCHANGE, message(job_row["task_id"]))
+    await publish(channel, SOLUTION.exchange, message(unknown))
+    await publish(channel, SOLUTION.exchange, orjson.dumps({"task_id": marker, "solution": {}}))
+    await publish(channel, SOLUTION.exchange, message(job_row["task_id"]))
     await wait_for_row(db, "SELECT * FROM solution WHERE task_id = $1", job_row["task_id"])
-    dead = await dead_letters(channel, SOLUTION_QUEUE, marker, 2)
+    dead = await dead_letters(channel, SOLUTION.queue, marker, 2)
     reasons = sorted(m.headers[REASON_HEADER] for m in dead)
     assert any(r.startswith("UnknownTask: unknown task") for r in reasons)
     assert "solution: Value error, partial_solution must be an object" in reasons
@@ -115,7 +109,7 @@ async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
 ) -> None:
     height = next_height()
     job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(job))
+    await publish(channel, JOB.exchange, orjson.dumps(job))
     task_id = (await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
         "task_id"
     ]
@@ -127,7 +121,7 @@ async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
 
     marker = uuid.uuid4().hex
     batch = [item(task_id), Item(f"not json {marker}".encode(), 7), item(unknown), item(task_id)]
-    target = await channel.get_exchange(SOLUTION_EXCHANGE)
+    target = await channel.get_exchange(SOLUTION.exchange)
     message = aio_pika.Message(
         encode_batch(batch), content_type=BATCH_CONTENT_TYPE, headers={ITEMS_HEADER: 4}
     )
@@ -136,11 +130,11 @@ async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
         query = "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NOT NULL"
         while await db.fetchval(query, task_id) < 2:
             await asyncio.sleep(0.05)
-    (garbage,) = await dead_letters(channel, SOLUTION_QUEUE, marker, 1)
+    (garbage,) = await dead_letters(channel, SOLUTION.queue, marker, 1)
     assert garbage.body == f"not json {marker}".encode()  # the item alone, not the batch
     assert garbage.headers["received_at"] == 7
     assert garbage.headers[REASON_HEADER].startswith("not valid JSON")
-    (orphan,) = await dead_letters(channel, SOLUTION_QUEUE, str(unknown), 1)
+    (orphan,) = await dead_letters(channel, SOLUTION.queue, str(unknown), 1)
     assert orjson.loads(orphan.body)["task_id"] == str(unknown)
     assert orphan.headers[REASON_HEADER].startswith("UnknownTask")
 
@@ -148,8 +142,8 @@ async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
 async def test_a_malformed_micro_batch_is_dead_lettered_whole(channel) -> None:
     marker = uuid.uuid4().hex.encode()
     body = encode_batch([Item(b'{"a":1}', 1)])[:-2] + marker  # its length runs past the end
-    target = await channel.get_exchange(SOLUTION_EXCHANGE)
+    target = await channel.get_exchange(SOLUTION.exchange)
     await target.publish(aio_pika.Message(body, content_type=BATCH_CONTENT_TYPE), routing_key="")
-    (dead,) = await dead_letters(channel, SOLUTION_QUEUE, marker.decode(), 1)
+    (dead,) = await dead_letters(channel, SOLUTION.queue, marker.decode(), 1)
     assert dead.body == body
     assert dead.headers[REASON_HEADER].startswith("malformed batch")

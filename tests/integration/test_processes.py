@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from shared.catalogue import SERVICES
-from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
+from shared.runtime.supervisor import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
 from tests.integration.test_api import until
 from tests.support.clients import welcome, worker_client
 from tests.support.instances import Service

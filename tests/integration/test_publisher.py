@@ -10,7 +10,8 @@ import pytest
 from shared.errors import PublishRefused
 from shared.metrics import PUBLISH_BATCH
 from shared.protocol import JobMessage, encode
-from shared.rabbit import JOB_EXCHANGE, Publisher
+from shared.rabbit import Publisher
+from shared.routes import JOB
 from tests.support.clients import challenge, next_height
 from tests.support.ports import free_port
 from tests.support.stack import Backends
@@ -19,7 +20,7 @@ from tests.support.stack import Backends
 async def test_a_publish_right_after_start_waits_for_the_first_connection(
     backends: Backends,
 ) -> None:
-    publisher = Publisher(backends.rabbitmq_url, JOB_EXCHANGE, "wspool-test")
+    publisher = Publisher(backends.rabbitmq_url, JOB.exchange, "wspool-test")
     running = asyncio.create_task(publisher.run())
     try:
         assert not publisher.ready  # still connecting: the publish below has to wait
@@ -34,7 +35,7 @@ async def test_a_publish_right_after_start_waits_for_the_first_connection(
 
 async def test_a_publish_without_a_broker_is_refused() -> None:
     nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
-    publisher = Publisher(nowhere, JOB_EXCHANGE, "wspool-test")
+    publisher = Publisher(nowhere, JOB.exchange, "wspool-test")
     running = asyncio.create_task(publisher.run())
     try:
         with pytest.raises(PublishRefused, match="not connected"):
@@ -48,9 +49,9 @@ async def test_a_publish_without_a_broker_is_refused() -> None:
 async def test_concurrent_publishes_share_confirms_and_each_caller_gets_its_own(
     backends: Backends,
 ) -> None:
-    publisher = Publisher(backends.rabbitmq_url, JOB_EXCHANGE, "wspool-test-batch")
+    publisher = Publisher(backends.rabbitmq_url, JOB.exchange, "wspool-test-batch")
     running = asyncio.create_task(publisher.run())
-    histogram = PUBLISH_BATCH.labels(exchange=JOB_EXCHANGE)
+    histogram = PUBLISH_BATCH.labels(exchange=JOB.exchange)
     try:
         await publisher.publish(encode(_job()), received_at=0)  # connected
         publishes_before = _observed(histogram)

@@ -12,13 +12,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-import shared.consumer
-import shared.fanout
+import shared.fanout.consume
+import shared.fanout.modes
+import shared.pipeline.consumer
 import shared.rabbit
 import worker_server.liveness
 from process_job_worker.app import create_app as create_job_app
 from process_job_worker.settings import ProcessJobWorkerSettings
-from shared.updates import JobUpdate
 from tests.support.clients import (
     job_sent,
     next_height,
@@ -30,6 +30,7 @@ from tests.support.clients import (
 )
 from tests.support.ports import free_port
 from tests.support.stack import Backends, StartServers, serving
+from worker_server.jobs import JobUpdate
 from worker_server.ws import WorkerSession
 
 
@@ -66,14 +67,16 @@ async def test_publisher_fanout_and_liveness_recover_from_an_injected_failure(
     monkeypatch.setattr(
         shared.rabbit, "declare_topology", failing_first(3, shared.rabbit.declare_topology)
     )
-    monkeypatch.setattr(shared.fanout, "consume", failing_first(3, shared.fanout.consume))
+    monkeypatch.setattr(
+        shared.fanout.modes, "consume", failing_first(3, shared.fanout.consume.consume)
+    )
     monkeypatch.setattr(
         worker_server.liveness,
         "touch_worker_rows",
         failing_first(1, worker_server.liveness.touch_worker_rows),
     )
     interval = 0.2
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with start_servers(
             fanout_mode="shared", worker={"liveness_interval_seconds": interval}
         ) as servers:
@@ -124,10 +127,12 @@ async def test_consumer_recovers_from_an_injected_failure(
     backends: Backends, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(
-        shared.consumer, "declare_topology", failing_first(2, shared.consumer.declare_topology)
+        shared.pipeline.consumer,
+        "declare_topology",
+        failing_first(2, shared.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings())
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with serving(create_job_app(settings), free_port()) as address:
             # Consuming again (readiness says so), and alive all along.
             assert await _status_within(f"http://{address}/readyz", 200, seconds=15)
@@ -139,7 +144,9 @@ async def test_a_consumer_that_never_recovers_turns_healthz_to_503(
     backends: Backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        shared.consumer, "declare_topology", failing_first(10**6, shared.consumer.declare_topology)
+        shared.pipeline.consumer,
+        "declare_topology",
+        failing_first(10**6, shared.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings(task_failure_limit=3))
     async with serving(create_job_app(settings), free_port()) as address:
@@ -177,7 +184,7 @@ async def test_a_subscriber_whose_offer_raises_is_closed_1011_and_others_carry_o
         offer(self, update)
 
     monkeypatch.setattr(WorkerSession, "offer", offer_or_raise)
-    with caplog.at_level(logging.ERROR, logger="shared.ws"):
+    with caplog.at_level(logging.ERROR, logger="shared.websocket.connection"):
         async with (
             start_servers(fanout_mode=mode) as servers,
             node_client(servers.node_url) as node,

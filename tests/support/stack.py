@@ -19,7 +19,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from shared.listeners import listening
+from shared.runtime.listeners import listening
 from shared.settings import WebsocketServerSettings
 from tests.support.ports import free_port
 

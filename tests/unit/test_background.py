@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from shared.health import add_health_routes
-from shared.lifecycle import background
+from shared.runtime.health import add_health_routes
+from shared.runtime.lifecycle import background
 from tests.support.ports import free_port
 from tests.support.stack import serving
 
@@ -31,7 +31,7 @@ async def test_a_failing_task_is_logged_and_started_again(
         await asyncio.Future()  # then runs until cancelled
 
     lifecycle = contextlib.asynccontextmanager(background("flaky", flaky))
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with lifecycle(web.Application()):
             await asyncio.wait_for(running_again.wait(), 5)
     assert runs == [1, 2]
@@ -112,7 +112,7 @@ async def test_a_cancellation_leaked_by_a_library_does_not_end_the_task(
         await asyncio.Future()
 
     lifecycle = contextlib.asynccontextmanager(background("leaky", leaky))
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with lifecycle(web.Application()):
             await asyncio.wait_for(running_again.wait(), 5)
     # Leaving the block cancelled it for real: that one ends the task (no third run).

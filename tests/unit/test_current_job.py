@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client import REGISTRY
 
-from shared.updates import CurrentJob, JobUpdate
+from worker_server.jobs import CurrentJob, JobUpdate
 
 
 def _gauges() -> tuple[float | None, float | None]:

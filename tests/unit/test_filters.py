@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from shared.filters import NewerJobsOnly, NodeExpectations
+from node_server.expectations import NodeExpectations
+from node_server.solutions import SolutionUpdate
 from shared.metrics import EXPECTATIONS_EVICTED
-from shared.updates import JobUpdate, SolutionUpdate
+from worker_server.jobs import JobUpdate, NewerJobsOnly
 
 
 def solution(height: int, target: int, nonce: str = "1") -> SolutionUpdate:

@@ -7,7 +7,13 @@ import asyncio
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from shared.health import CHECK_INTERVAL_SECONDS, add_check, add_health_routes, metrics, readyz
+from shared.runtime.health import (
+    CHECK_INTERVAL_SECONDS,
+    add_check,
+    add_health_routes,
+    metrics,
+    readyz,
+)
 
 
 async def test_a_burst_of_readiness_requests_probes_once() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 from node_server.recovery import RecentSolutions
+from node_server.solutions import SolutionUpdate
 from shared.metrics import RECOVERY_WINDOW
 from shared.protocol import now_ns
-from shared.updates import SolutionUpdate
 
 
 def found(height: int, nonce: int, age_seconds: float = 0.0) -> SolutionUpdate:

@@ -1,4 +1,4 @@
-"""shared.processes: each child gets its own environment and the parent's flags."""
+"""shared.runtime.supervisor: each child gets its own environment and the parent's flags."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.support.instances import ROOT
 
 SUPERVISOR = """
 import sys
-from shared.processes import supervise
+from shared.runtime.supervisor import supervise
 sys.exit(supervise("tests.support.env_child", [{"ROLE": "candidates"}, {}, {}], 5.0))
 """
 

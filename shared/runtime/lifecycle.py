@@ -16,10 +16,10 @@ from aiohttp import web
 from shared.backoff import Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
-from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
-from shared.listeners import listening
-from shared.logging import configure_logging
-from shared.processes import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
+from shared.logs import configure_logging
+from shared.runtime.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
+from shared.runtime.listeners import listening
+from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -58,7 +58,7 @@ def background(
     Supervised: if `run` fails, the error is logged once with its traceback
     and `run` starts again after a backoff, so no loop of the service is ever
     silently gone. Failing `task_failure_limit` times in a row turns /healthz
-    to 503 (`shared.health.Supervision`). A `run` that returns is done.
+    to 503 (`shared.runtime.health.Supervision`). A `run` that returns is done.
     """
 
     async def supervised(app: web.Application) -> None:
@@ -193,7 +193,7 @@ def serve(
     """Entry point of every `python -m <service>`: settings, logging, serve.
 
     With `processes` > 1 this process only supervises that many children
-    (`shared.processes`), each serving the same ports; `children` gives each
+    (`shared.runtime.supervisor`), each serving the same ports; `children` gives each
     one's extra environment, so a service can give one child another job.
     """
     settings = load_settings(service.settings_class())

@@ -3,7 +3,7 @@
 An HTTP app for /healthz, /readyz and /metrics, with each pipeline (Kafka
 producer, then the batch consumer of one queue) running as a background task
 it owns, so the health endpoints answer while dependencies are still coming
-up. What is stored and broadcast is the kind's `Persisted` (`shared.persist`).
+up. What is stored and broadcast is the kind's `Persisted` (`shared.pipeline.persist`).
 A service may run several pipelines (process_solution_worker: shares and
 block candidates), each with its own RabbitMQ channel, prefetch and Kafka
 producer, so one's backlog never holds up the other.
@@ -21,16 +21,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.consumer import BatchConsumer, Delivery
 from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
-from shared.health import add_check, add_health_routes
-from shared.instances import heartbeat
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
-from shared.lifecycle import background, postgres, retry
 from shared.metrics import DEAD_LETTERED
-from shared.persist import Persisted, persist_and_broadcast
+from shared.pipeline.consumer import BatchConsumer, Delivery
+from shared.pipeline.persist import Persisted, persist_and_broadcast
 from shared.protocol import parse_internal
+from shared.runtime.health import add_check, add_health_routes
+from shared.runtime.instances import heartbeat
+from shared.runtime.lifecycle import background, postgres, retry
 from shared.settings import ConsumerSettings
 
 

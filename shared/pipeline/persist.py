@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from shared.consumer import Delivery
 from shared.kafka import Broadcaster
 from shared.metrics import BROADCAST, DEDUP_HITS, STORED
+from shared.pipeline.consumer import Delivery
 
 M = TypeVar("M")
 K = TypeVar("K", bound=Hashable)

@@ -1,8 +1,8 @@
-"""What the fan-out hands each connection: Kafka records decoded once.
+"""What worker_server fans out: job records decoded once, the filter, the current job.
 
-A record becomes a `JobUpdate` / `SolutionUpdate` with its client frame
-already encoded, so every connection's filter (`shared.filters`) decides
-without touching JSON, and a broadcast encodes each frame once.
+A Kafka record becomes a `JobUpdate` with its client frame already encoded,
+so every worker connection's filter (`NewerJobsOnly`) decides without
+touching JSON, and a broadcast encodes each frame once.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import uuid
 from dataclasses import dataclass
 
 from shared.errors import ProtocolError
-from shared.fanout import Stream
-from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC
+from shared.fanout.stream import Stream
 from shared.metrics import CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP
 from shared.protocol import (
     CurrentJobRecord,
     JobRecord,
-    SolutionRecord,
     job_frame,
     parse_internal,
-    solution_frame,
 )
+from shared.routes import JOB
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +32,6 @@ class JobUpdate:
     reset: bool = False
     # The lowest proof target waiting at this height (None: not known).
     proof_target: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SolutionUpdate:
-    solution_height: int
-    solution_target: int
-    key: tuple[uuid.UUID, str]
-    frame: bytes
-    received_at: int
-    challenge_digest: str | None = None  # None: from before digests, matches any
 
 
 def decode_job(value: bytes) -> JobUpdate:
@@ -73,16 +61,24 @@ def decode_job(value: bytes) -> JobUpdate:
     )
 
 
-def decode_solution(value: bytes) -> SolutionUpdate:
-    record = parse_internal(SolutionRecord, value)
-    return SolutionUpdate(
-        record.solution_height,
-        record.solution_target,
-        (record.task_id, record.nonce),
-        solution_frame(record),
-        record.received_at,
-        record.challenge_digest,
-    )
+@dataclass(slots=True)
+class NewerJobsOnly:
+    """A worker gets a job only if its height is above the last one it got.
+
+    A reset (the job current again after a newer one was retired) is always
+    taken, and sent unless no job is left.
+    """
+
+    last_height: int = -1
+
+    def accept(self, update: JobUpdate) -> bool:
+        if update.reset:
+            self.last_height = update.block_height
+            return bool(update.frame)
+        if update.block_height <= self.last_height:
+            return False
+        self.last_height = update.block_height
+        return True
 
 
 def _height(update: JobUpdate) -> int:
@@ -107,15 +103,12 @@ class CurrentJob:
             CURRENT_JOB_TIMESTAMP.set(update.received_at / 1e9)
 
 
-# What each websocket server fans out. Workers joining late are sent the newest job.
+# Workers joining late are sent the newest job.
 JOB_STREAM = Stream(
-    JOB_TOPIC,
+    JOB.topic,
     decode_job,
     replay_last=True,
     newest_by=_height,
     resets=lambda u: u.reset,
     observe=CurrentJob().observe,
 )
-SOLUTION_STREAM = Stream(SOLUTION_TOPIC, decode_solution)
-# Block candidates, read beside SOLUTION_STREAM by a fan-out of their own.
-CANDIDATE_STREAM = Stream(CANDIDATE_TOPIC, decode_solution)

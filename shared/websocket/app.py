@@ -2,9 +2,9 @@
 
 Postgres pool, a confirming RabbitMQ publisher and a Kafka fan-out, each a
 resource owned by the app's lifecycle; the websocket on the public port and
-`/healthz`, `/readyz`, `/metrics` on the internal one (`shared.listeners`); and
+`/healthz`, `/readyz`, `/metrics` on the internal one (`shared.runtime.listeners`); and
 on shutdown every websocket is told 1001 before the resources close. What
-one connection goes through is `shared.socket`.
+one connection goes through is `shared.websocket.steps`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.fanout import Fanout, MergedFanout, PerConnectionFanout, SharedFanout, Stream
-from shared.health import add_check, add_health_routes
-from shared.instances import heartbeat
-from shared.lifecycle import background, postgres
-from shared.listeners import Handler, add_public_websocket
+from shared.fanout.modes import MergedFanout, PerConnectionFanout, SharedFanout
+from shared.fanout.stream import Fanout, Stream
 from shared.rabbit import Publisher
+from shared.runtime.health import add_check, add_health_routes
+from shared.runtime.instances import heartbeat
+from shared.runtime.lifecycle import background, postgres
+from shared.runtime.listeners import Handler, add_public_websocket
 from shared.settings import WebsocketServerSettings
-from shared.ws import OPEN_SOCKETS, close_all
+from shared.websocket.connection import OPEN_SOCKETS, close_all
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)

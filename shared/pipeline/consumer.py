@@ -3,7 +3,7 @@
 Messages are taken as they come (no waiting to fill a batch, so latency stays
 low) up to `batch_size`; undecodable ones are dead-lettered at once; the rest
 are processed together and acked only after processing succeeded (in bulk,
-see `shared.acks`). Transient
+see `shared.pipeline.acks`). Transient
 failures (Postgres or Kafka away) are retried with backoff while the messages
 stay unacked; a message that fails on its own is dead-lettered with the reason.
 """
@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.acks import BulkAcks
 from shared.backoff import Backoff
 from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
 from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, decode_batch, item_count
+from shared.pipeline.acks import BulkAcks
 from shared.rabbit import (
     RECEIVED_AT_HEADER,
     connect,

@@ -26,10 +26,10 @@ from prometheus_client import Metric
 
 from shared.db import POOL
 from shared.errors import transient
-from shared.health import readiness
-from shared.lifecycle import CleanupContext, background
 from shared.metrics import CLOSES, CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP, FANOUT_LAG, LATENCY
-from shared.ws import OPEN_SOCKETS
+from shared.runtime.health import readiness
+from shared.runtime.lifecycle import CleanupContext, background
+from shared.websocket.connection import OPEN_SOCKETS
 
 HEARTBEAT_SECONDS = 2.0
 # Generous: a busy instance's beat may come late; a dead one's never comes.

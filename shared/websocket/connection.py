@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
-from shared.access import TokenBucket, authorized, unauthorized
 from shared.errors import INTERNAL, Close, CloseConnection, answer, count
 from shared.metrics import CLOSES, FRAMES_IN, FRAMES_OUT, INVALID_FRAMES, JOBS_REPLACED
 from shared.protocol import error_frame
 from shared.settings import WebsocketServerSettings
+from shared.websocket.access import TokenBucket, authorized, unauthorized
 
 __all__ = ["OPEN_SOCKETS", "Connection", "authorized", "close_all", "text_frame", "unauthorized"]
 
