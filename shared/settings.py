@@ -1,9 +1,10 @@
 """Settings pieces shared by the four services.
 
-Each service defines one `BaseSettings` subclass with its own env prefix
-(`NODE_SERVER_`, ...). Values come from, in order of precedence: command-line
-flags, environment variables, a `.env` file in the working directory, defaults.
-Defaults work against the local stack (`make run`).
+Each program defines one subclass naming its `shared.catalogue` entry in
+`program`; its env prefix (`NODE_SERVER_`, ...) and default ports come from
+that entry, written there once. Values come from, in order of precedence:
+command-line flags, environment variables, a `.env` file in the working
+directory, defaults. Defaults work against the local stack (`make run`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from dotenv import dotenv_values
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.catalogue import PROGRAMS
+from shared.catalogue import Program, Service
 from shared.runtime.supervisor import process_index
 
 # Where the local stack (`make run`) finds its dependencies; every tool reads these.
@@ -65,6 +66,8 @@ class ServiceSettings(BaseSettings):
         cli_implicit_flags=True,
         validate_default=True,
     )
+    # The program these settings are of; None only in tests that build a bare one.
+    program: ClassVar[Program | None] = None
 
     host: str = Field("0.0.0.0", description="Address the HTTP/websocket server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP/websocket server.")
@@ -122,19 +125,33 @@ class ServiceSettings(BaseSettings):
         '/metrics sums them (README, "Several processes per service").',
     )
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that names its program takes the env prefix and ports from it."""
+        super().__pydantic_init_subclass__(**kwargs)
+        program = cls.__dict__.get("program")
+        if program is None:
+            return
+        cls.model_config["env_prefix"] = program.env_prefix
+        if isinstance(program, Service):
+            cls.model_fields["port"].default = program.port
+            if program.internal_port is not None:
+                cls.model_fields["internal_port"].default = program.internal_port
+        cls.model_rebuild(force=True)
+
     @property
     def client_name(self) -> str:
         """`wspool-node-server`, `wspool-setup`, ...: how this program names itself to
         the brokers (Kafka client id, RabbitMQ connection name), for their logs and UIs."""
-        prefix = self.model_config.get("env_prefix") or ""
-        name = prefix.removeprefix("WSPOOL_").strip("_").lower().replace("_", "-")
-        return f"wspool-{name}" if name else "wspool"
+        if self.program is None:
+            return "wspool"
+        name = self.program.env_prefix.removeprefix("WSPOOL_").strip("_")
+        return "wspool-" + name.lower().replace("_", "-")
 
     @property
-    def program(self) -> str:
-        """This program's module in `shared.catalogue`: `node_server`, ..."""
-        prefix = self.model_config.get("env_prefix")
-        return next((p.module for p in PROGRAMS.values() if p.env_prefix == prefix), "wspool")
+    def module(self) -> str:
+        """This program's module (`node_server`, ...): its role in the `instance` table."""
+        return "wspool" if self.program is None else self.program.module
 
     @property
     def instance_name(self) -> str:
@@ -146,8 +163,16 @@ class ServiceSettings(BaseSettings):
 class WebsocketServerSettings(ServiceSettings):
     """What both websocket servers (node and worker) share."""
 
-    # Each server sets its default from `shared.catalogue`.
-    internal_port: int = Field(ge=1, le=65535, description="Port of health and metrics.")
+    port: int = Field(
+        8000, ge=1, le=65535, description="Port of the websocket (only), facing the clients."
+    )
+    internal_port: int = Field(
+        8020,
+        ge=1,
+        le=65535,
+        description="Port of health, metrics and (node_server) the API and dashboard; never "
+        "expose it to the internet.",
+    )
     fanout_mode: FanoutMode = Field(
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",
@@ -227,6 +252,8 @@ class WebsocketServerSettings(ServiceSettings):
 class ConsumerSettings(ServiceSettings):
     """What both persist-and-broadcast workers share."""
 
+    port: int = Field(8010, ge=1, le=65535, description="Port of /healthz, /readyz, /metrics.")
+
     prefetch_count: int = Field(
         1000,
         ge=1,
@@ -269,7 +296,7 @@ def process_suffix() -> str:
     return "" if index is None else f"/{index}"
 
 
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None) -> SettingsT:
@@ -313,7 +340,6 @@ def unknown_settings(settings_class: type[BaseSettings]) -> list[str]:
     return sorted(k for k in given if k.upper().startswith(prefix) and k.upper() not in known)
 
 
-def _prog_name(settings_class: type[BaseSettings]) -> str:
-    prefix = settings_class.model_config.get("env_prefix")
-    programs = [p.module for p in PROGRAMS.values() if p.env_prefix == prefix]
-    return f"python -m {programs[0] if programs else settings_class.__module__}"
+def _prog_name(settings_class: type[ServiceSettings]) -> str:
+    program = settings_class.program
+    return f"python -m {program.module if program else settings_class.__module__}"

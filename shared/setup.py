@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from shared.catalogue import SETUP
+from shared.catalogue import SETUP, Program
 from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.logs import configure_logging
@@ -31,7 +31,7 @@ log = logging.getLogger("setup")
 class SetupSettings(ServiceSettings):
     """Settings of the setup; env prefix from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix=SETUP.env_prefix)
+    program: ClassVar[Program] = SETUP
 
     job_partitions: int = Field(1, ge=1, description="Partitions of topic `job`.")
     solution_partitions: int = Field(

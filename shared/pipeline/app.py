@@ -66,7 +66,7 @@ def create_consumer_app(
     app[PIPELINES] = pipelines
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
-    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
+    app.cleanup_ctx.append(heartbeat(settings.module, settings.instance_name))
     for each in pipelines:
         # Exported at 0 from the start, so an alert on increase() sees the first one.
         DEAD_LETTERED.labels(queue=each.queue)

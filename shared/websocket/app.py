@@ -48,7 +48,7 @@ def create_websocket_app(
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher
     app.cleanup_ctx.append(postgres(settings))
-    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
+    app.cleanup_ctx.append(heartbeat(settings.module, settings.instance_name))
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
     fanouts = [_fanout(app, settings, each) for each in (stream, *more_streams)]
     fanout: Fanout[Any] = fanouts[0] if len(fanouts) == 1 else MergedFanout(fanouts)

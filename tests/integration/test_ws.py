@@ -1,4 +1,4 @@
-"""The outbox of shared/websocket/connection.py: a client that stops reading is dropped, others carry on."""
+"""The outbox (shared/websocket/connection.py): a reader that stops is dropped, others go on."""
 
 from __future__ import annotations
 
