@@ -18,10 +18,11 @@ from node_server import api_models, params
 from node_server.api import json_response
 from node_server.params import ApiError
 from node_server.ws import SETTINGS
+from shared.codec import encode
 from shared.db import POOL
 from shared.errors import EventStreamUnavailable
 from shared.kafka import broadcaster
-from shared.protocol import CurrentJobRecord, JobRecord, encode, now_ns
+from shared.protocol import CurrentJobRecord, JobRecord, now_ns
 from shared.routes import JOB
 
 RETIRE = (

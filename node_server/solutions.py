@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from shared.codec import parse_internal
 from shared.fanout.stream import Stream
-from shared.protocol import SolutionRecord, parse_internal, solution_frame
+from shared.protocol import SolutionRecord, solution_frame
 from shared.routes import CANDIDATE, SOLUTION
 
 

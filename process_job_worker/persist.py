@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from shared.codec import encode
 from shared.metrics import CURRENT_HEIGHT
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import Persisted, ids
-from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
+from shared.protocol import JobMessage, JobRecord, challenge_digest
 from shared.routes import JOB
 
 INSERT = """

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from shared.codec import encode
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import Persisted, ids
-from shared.protocol import SolutionMessage, SolutionRecord, encode
+from shared.protocol import SolutionMessage, SolutionRecord
 from shared.routes import CANDIDATE, SOLUTION
 
 Key = tuple[uuid.UUID, str]  # (task_id, nonce)

@@ -10,15 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from shared.codec import parse_internal
 from shared.errors import ProtocolError
 from shared.fanout.stream import Stream
 from shared.metrics import CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP
-from shared.protocol import (
-    CurrentJobRecord,
-    JobRecord,
-    job_frame,
-    parse_internal,
-)
+from shared.protocol import CurrentJobRecord, JobRecord, job_frame
 from shared.routes import JOB
 
 

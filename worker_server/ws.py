@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 
+from shared.codec import check_size, encode, parse
 from shared.db import POOL
 from shared.errors import (
     Close,
@@ -20,15 +21,7 @@ from shared.errors import (
 )
 from shared.errors import count as count_failure
 from shared.metrics import LATENCY, REFUSED_CONNECTIONS, SOLUTION_LANES
-from shared.protocol import (
-    SolutionMessage,
-    Welcome,
-    WorkerSolution,
-    check_size,
-    encode,
-    now_ns,
-    parse,
-)
+from shared.protocol import SolutionMessage, Welcome, WorkerSolution, now_ns
 from shared.rabbit import Publisher
 from shared.websocket.app import PUBLISHER
 from shared.websocket.connection import Connection

@@ -21,13 +21,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from shared.codec import parse_internal
 from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
 from shared.metrics import DEAD_LETTERED
 from shared.pipeline.consumer import BatchConsumer, Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
-from shared.protocol import parse_internal
 from shared.runtime.health import add_check, add_health_routes
 from shared.runtime.instances import heartbeat
 from shared.runtime.lifecycle import background, postgres, retry

@@ -23,10 +23,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from shared.codec import Frames
 from shared.errors import EVENT_STREAM_DOWN, EventStreamUnavailable, ProtocolError
 from shared.fanout.stream import Fanout
 from shared.metrics import ACCEPTED_CONNECTIONS, OPEN_CONNECTIONS, REFUSED_CONNECTIONS
-from shared.protocol import Frames
 from shared.settings import WebsocketServerSettings
 from shared.websocket.access import authorized, unauthorized
 from shared.websocket.app import FANOUT

@@ -25,8 +25,9 @@ from process_solution_worker.app import CANDIDATE_LIMITS
 from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.persist import CANDIDATES
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
+from shared.codec import encode
 from shared.pipeline.app import Pipeline, create_consumer_app
-from shared.protocol import SolutionMessage, challenge_digest, encode, now_ns
+from shared.protocol import SolutionMessage, challenge_digest, now_ns
 from shared.routes import CANDIDATE, SOLUTION
 from tests.support.clients import (
     challenge,

@@ -14,11 +14,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from process_job_worker.persist import JOBS
 from process_solution_worker.persist import SOLUTIONS, UnknownTask
+from shared.codec import parse
 from shared.db import create_pool
 from shared.kafka import broadcaster, client_options, ensure_topics
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import persist_and_broadcast
-from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns, parse
+from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns
 from shared.settings import ConsumerSettings
 from tests.support import json_text
 from tests.support.clients import challenge, next_height

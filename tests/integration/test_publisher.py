@@ -7,9 +7,10 @@ import contextlib
 
 import pytest
 
+from shared.codec import encode
 from shared.errors import PublishRefused
 from shared.metrics import PUBLISH_BATCH
-from shared.protocol import JobMessage, encode
+from shared.protocol import JobMessage
 from shared.rabbit import Publisher
 from shared.routes import JOB
 from tests.support.clients import challenge, next_height

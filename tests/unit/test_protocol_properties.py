@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from shared.codec import encode, parse, parse_internal
+from shared.errors import ProtocolError
 from shared.protocol import (
     MAX_INT64,
     MAX_JSON_DEPTH,
@@ -29,16 +31,12 @@ from shared.protocol import (
     JobMessage,
     JobRecord,
     NodeJob,
-    ProtocolError,
     SolutionMessage,
     SolutionRecord,
     Welcome,
     WorkerSolution,
-    encode,
     job_frame,
     now_ns,
-    parse,
-    parse_internal,
     solution_frame,
 )
 from tests.support import json_text
