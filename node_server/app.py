@@ -6,7 +6,7 @@ import logging
 from aiohttp import web
 
 from node_server.dashboard import STOPPING, end_streams
-from node_server.recovery import RECENT, RecentSolutions, keep_recent
+from node_server.recovery import RECENT, RecoveryWindow, keep_recent
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
 from node_server.solutions import CANDIDATE_STREAM, SOLUTION_STREAM
@@ -27,7 +27,7 @@ def create_app(settings: NodeServerSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
-        window = RecentSolutions(
+        window = RecoveryWindow(
             settings.recovery_window_per_height, settings.solution_wait_time_seconds
         )
         app[RECENT] = window

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from node_server.solutions import SolutionUpdate
 from shared.metrics import EXPECTATIONS_EVICTED
 
+# Expired entries are dropped at most this often, by whichever call comes next:
+# pruning on every call would walk every height per solution.
 PRUNE_INTERVAL_SECONDS = 1.0
 
 

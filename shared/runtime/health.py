@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from shared.backoff import HEALTHY_RUN_SECONDS
+from shared.errors import export_dependency_errors
 from shared.metrics import READY, metrics_handler
 
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
 CHECK_TIMEOUT_SECONDS = 2.0
 CHECK_INTERVAL_SECONDS = 1.0
-# A run this long ends a streak of failures: the task works again.
-HEALTHY_RUN_SECONDS = 60.0
 
 
 @dataclass
@@ -99,6 +99,7 @@ def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    export_dependency_errors()
 
 
 async def metrics(request: web.Request) -> web.Response:

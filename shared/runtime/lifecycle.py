@@ -13,11 +13,11 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from shared.backoff import Backoff
+from shared.backoff import HEALTHY_RUN_SECONDS, Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
 from shared.logs import configure_logging
-from shared.runtime.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
+from shared.runtime.health import SUPERVISION, add_check
 from shared.runtime.listeners import listening
 from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
 from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
