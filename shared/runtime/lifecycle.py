@@ -155,31 +155,36 @@ def _ports(settings: ServiceSettings) -> dict[str, object]:
     return ports
 
 
-def _cancel_remaining(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-    """Cancel what no cleanup owned; name any task that ignores it instead of waiting forever."""
+def _cancel_remaining(loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+    """Cancel what no cleanup owned; name any task that ignores it instead of waiting forever.
+
+    Whether every task ended.
+    """
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()
     if not tasks:
-        return
+        return True
     _done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=deadline))
     for task in pending:
         log.error("task_did_not_stop", extra={"task": task.get_name()})
+    return not pending
 
 
 def run(app: web.Application, settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
     # A broadcast is one socket write per connection: uvloop makes each far cheaper.
-    loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop_factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    runner = asyncio.Runner(loop_factory=loop_factory)
     stopping = asyncio.Event()
-    stop_once(loop, stopping)
+    stop_once(runner.get_loop(), stopping)
     try:
-        loop.run_until_complete(_serve(app, settings, stopping))
+        runner.run(_serve(app, settings, stopping))
     finally:
-        _cancel_remaining(loop, CANCEL_DEADLINE_SECONDS)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        # The runner's close (async generators, default executor, loop) waits for
+        # every task without a bound: a task that ignores cancellation would hang it.
+        if _cancel_remaining(runner.get_loop(), CANCEL_DEADLINE_SECONDS):
+            runner.close()
         # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
