@@ -217,6 +217,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     ),
 }
 
+
 def export_dependency_errors() -> None:
     """Export each dependency's error count at 0, at a service's start.
 

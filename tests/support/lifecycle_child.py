@@ -1,4 +1,4 @@
-"""A stand-in service for tests of `shared.lifecycle.run`.
+"""A stand-in service for tests of `shared.runtime.lifecycle.run`.
 
 `python -m tests.support.lifecycle_child` serves /readyz on `PORT` with the
 `EVENT_LOOP` the environment names, and leaves work behind at shutdown as
@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from shared.lifecycle import run
-from shared.logging import configure_logging
+from shared.logs import configure_logging
+from shared.runtime.lifecycle import run
 from shared.settings import ServiceSettings
 
 # What the job still has to do once the shutdown began: far longer than closing a loop takes.

@@ -1,4 +1,4 @@
-"""shared.lifecycle.run in a process of its own: how it ends, and what it leaves behind."""
+"""shared.runtime.lifecycle.run in a process of its own: how it ends, and what it leaves behind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.lifecycle import CANCEL_DEADLINE_SECONDS
+from shared.runtime.lifecycle import CANCEL_DEADLINE_SECONDS
 from tests.integration.test_api import until
 from tests.support.instances import Service, stopped_on_exit
 from tests.support.ports import free_port
