@@ -19,8 +19,8 @@ from shared.settings import KAFKA_RETENTION_MS, ServiceSettings
 
 JOB_TOPIC = "job"
 SOLUTION_TOPIC = "solution"
-# Block candidates (README, "The candidate lane"): their own topic, so they never
-# wait behind shares in a partition.
+# Block candidates (docs/architecture.md, "The candidate lane"): their own topic,
+# so they never wait behind shares in a partition.
 CANDIDATE_TOPIC = "solution.candidate"
 ACK_TIMEOUT_SECONDS = 10.0
 # A process worker's batch (500 solutions of ~350 bytes) fits one produce
