@@ -5,7 +5,7 @@ heard of, that long ago.
 
 In small batches, each its own short statement, so the inserts of live
 traffic never wait behind one long delete. Accounting reads what is kept:
-export anything older before it goes (README, "Operations").
+export anything older before it goes (docs/operations.md, "Retention").
 """
 
 from __future__ import annotations

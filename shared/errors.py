@@ -23,7 +23,7 @@ from shared.metrics import DEPENDENCY_ERRORS
 
 
 class Close(IntEnum):
-    """Close codes clients see (README, "Protocol (v1)")."""
+    """Close codes clients see (docs/protocol.md)."""
 
     GOING_AWAY = 1001
     POLICY_VIOLATION = 1008

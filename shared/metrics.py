@@ -1,7 +1,7 @@
 """Prometheus metrics, defined once; every service exposes them at /metrics.
 
 Python names say what each holds; two exported names are older than that and
-kept because dashboards scrape them (README, "Operations"):
+kept because dashboards scrape them (docs/operations.md, "Metrics"):
 `wspool_broker_errors` counts database errors too (`broker="postgres"`), and
 `wspool_fanout_undecodable` is `FANOUT_UNDECODABLE`.
 """
@@ -43,8 +43,8 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-# Gauge modes say how the processes of one service add up (README, "Several processes
-# per service"); a single process reads its own value whatever the mode.
+# Gauge modes say how the processes of one service add up (docs/operations.md,
+# "Several processes per service"); a single process reads its own value whatever the mode.
 OPEN_CONNECTIONS = Gauge(
     "wspool_open_connections",
     "Open websocket connections.",

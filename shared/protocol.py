@@ -2,7 +2,7 @@
 
 Everything a client, RabbitMQ or Kafka hands us is parsed into these models
 at the edge (`shared.codec`); the rest of the code passes them around. Field names and output
-shapes are fixed by the existing pool clients (README, "Protocol (v1)"): do
+shapes are fixed by the existing pool clients (docs/protocol.md): do
 not rename. Each role's frames form one union told apart by `type`
 (`Frames`), so a new message type is one model here plus one handler.
 """

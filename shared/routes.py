@@ -36,7 +36,7 @@ JOB = Route(exchange="job", queue="job.persist_and_broadcast", topic="job")
 SOLUTION = Route(exchange="solution", queue="solution.persist_and_broadcast", topic="solution")
 # The candidate lane: solutions that meet the lowest proof target waiting at
 # their height, on an exchange, queue and topic of their own so shares can't
-# delay them (docs/protocol.md, "The candidate lane").
+# delay them (docs/architecture.md, "The candidate lane").
 CANDIDATE = Route(
     exchange="solution.candidate",
     queue="solution.candidate.persist_and_broadcast",

@@ -122,7 +122,7 @@ class ServiceSettings(BaseSettings):
         le=64,
         description="Processes serving the same ports (SO_REUSEPORT; the kernel spreads "
         "connections). Above 1, a supervisor starts them, restarts one that dies and "
-        '/metrics sums them (README, "Several processes per service").',
+        '/metrics sums them (docs/operations.md, "Several processes per service").',
     )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Kafka to websocket fan-out, in the two modes of `fanout_mode` (README, "Fan-out").
+"""Kafka to websocket fan-out, in the two modes of `fanout_mode` (docs/architecture.md, "Fan-out").
 
 `SharedFanout`: one group-less consumer per process; each record is decoded
 once (frame included) and offered to every subscriber. `PerConnectionFanout`:

@@ -1,4 +1,4 @@
-"""Bad input at both websocket servers: error frames and close codes (README, "Protocol (v1)")."""
+"""Bad input at both websocket servers: error frames and close codes (docs/protocol.md)."""
 
 from __future__ import annotations
 

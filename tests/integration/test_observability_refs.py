@@ -47,7 +47,7 @@ from tests.support.stack import Processors, Stack
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "_etc" / "grafana" / "wspool.json"
 ALERTS = ROOT / "_etc" / "prometheus" / "alerts.yml"
-README = ROOT / "README.md"
+RUNBOOKS = ROOT / "docs" / "operations.md"
 
 # Names no wspool service exports: their labels, and why the dashboard or an alert may use them.
 NOT_OURS: dict[str, tuple[set[str], str]] = {
@@ -152,7 +152,7 @@ def test_the_dashboard_imports_as_is() -> None:
 def test_alert_rules_have_the_rule_file_shape_and_a_runbook_each() -> None:
     document = yaml.safe_load(ALERTS.read_text())
     assert set(document) == {"groups"}
-    headings = set(re.findall(r"^### (\w+)$", README.read_text(), re.MULTILINE))
+    headings = set(re.findall(r"^### (\w+)$", RUNBOOKS.read_text(), re.MULTILINE))
     names = []
     for group in document["groups"]:
         assert group["name"] and group["rules"]
@@ -161,8 +161,8 @@ def test_alert_rules_have_the_rule_file_shape_and_a_runbook_each() -> None:
             assert re.fullmatch(r"(\d+[smhd])+", rule["for"]), rule["for"]
             assert rule["labels"]["severity"] in {"critical", "warning"}
             assert rule["annotations"]["summary"]
-            assert rule["annotations"]["runbook"] == f"README.md#{rule['alert'].lower()}"
-            assert rule["alert"] in headings, f"README has no runbook for {rule['alert']}"
+            assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+            assert rule["alert"] in headings, f"{RUNBOOKS.name} has no runbook for {rule['alert']}"
             names.append(rule["alert"])
     assert len(names) == len(set(names))
 

@@ -1,4 +1,4 @@
-"""Objects are taken exactly as sent or refused naming the field (README, "Protocol (v1)")."""
+"""Objects are taken exactly as sent or refused naming the field (docs/protocol.md)."""
 
 from __future__ import annotations
 
