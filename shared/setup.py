@@ -23,7 +23,8 @@ from shared.kafka import ensure_topics
 from shared.logs import configure_logging
 from shared.rabbit import connect, declare_topology
 from shared.routes import CANDIDATE, JOB, SOLUTION
-from shared.settings import KAFKA_RETENTION_MS, ServiceSettings, load_settings
+from shared.runtime.cli import load_settings
+from shared.settings import KAFKA_RETENTION_MS, ServiceSettings
 
 log = logging.getLogger("setup")
 

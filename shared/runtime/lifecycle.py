@@ -17,10 +17,11 @@ from shared.backoff import HEALTHY_RUN_SECONDS, Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
 from shared.logs import configure_logging
+from shared.runtime.cli import load_settings
 from shared.runtime.health import SUPERVISION, add_check
 from shared.runtime.listeners import listening
 from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
-from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
+from shared.settings import ServiceSettings, WebsocketServerSettings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Per child of a service run as several processes: the variables it gets besides the parent's.
