@@ -129,7 +129,7 @@ async def test_consumer_recovers_from_an_injected_failure(
     monkeypatch.setattr(
         shared.pipeline.consumer,
         "declare_topology",
-        failing_first(2, shared.consumer.declare_topology),
+        failing_first(2, shared.pipeline.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings())
     with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
@@ -146,7 +146,7 @@ async def test_a_consumer_that_never_recovers_turns_healthz_to_503(
     monkeypatch.setattr(
         shared.pipeline.consumer,
         "declare_topology",
-        failing_first(10**6, shared.consumer.declare_topology),
+        failing_first(10**6, shared.pipeline.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings(task_failure_limit=3))
     async with serving(create_job_app(settings), free_port()) as address:
