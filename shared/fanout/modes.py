@@ -74,7 +74,11 @@ class SharedFanout(Generic[T]):
 
 
 class PerConnectionFanout(Generic[T]):
-    """Each subscriber gets its own consumer and task: isolated, costlier."""
+    """Each subscriber gets its own consumer and task: isolated, costlier.
+
+    A task that dies tells its subscriber at once (`failed`): its connection
+    ends then, not at unsubscribe, instead of staying open without updates.
+    """
 
     def __init__(
         self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
@@ -111,6 +115,9 @@ class PerConnectionFanout(Generic[T]):
 
         try:
             await consume(consumer, self.stream, deliver, partitions=partitions)
+            raise RuntimeError(f"consuming {self.stream.topic} ended")  # it never returns
+        except Exception as error:  # the subscriber's feed is gone: it must end now
+            subscriber.failed(error)
         finally:
             await consumer.stop()
 

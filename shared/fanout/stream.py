@@ -36,7 +36,10 @@ class Subscriber(Protocol[T_contra]):
     def offer(self, item: T_contra) -> None: ...
 
     def failed(self, error: Exception) -> None:
-        """`offer` raised: this subscriber gets nothing more and must end itself."""
+        """Nothing more comes: `offer` raised, or the subscriber's own consumer died.
+
+        The subscriber must end itself (a websocket connection closes 1011).
+        """
 
 
 def offered(subscriber: Subscriber[T], item: T) -> bool:

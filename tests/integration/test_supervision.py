@@ -1,9 +1,11 @@
 """Every background loop survives an exception injected into it; one that never
-recovers turns /healthz to 503. A subscriber that raises costs only itself."""
+recovers turns /healthz to 503. A subscriber that raises, or whose own fan-out
+task dies, costs only itself."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ import shared.rabbit
 import worker_server.liveness
 from process_job_worker.app import create_app as create_job_app
 from process_job_worker.settings import ProcessJobWorkerSettings
+from shared.fanout.stream import Stream
 from tests.support.clients import (
     job_sent,
     next_height,
@@ -30,7 +33,7 @@ from tests.support.clients import (
 )
 from tests.support.ports import free_port
 from tests.support.stack import Backends, StartServers, serving
-from worker_server.jobs import JobUpdate
+from worker_server.jobs import JOB_STREAM, JobUpdate
 from worker_server.ws import WorkerSession
 
 
@@ -129,7 +132,7 @@ async def test_consumer_recovers_from_an_injected_failure(
     monkeypatch.setattr(
         shared.pipeline.consumer,
         "declare_topology",
-        failing_first(2, shared.consumer.declare_topology),
+        failing_first(2, shared.pipeline.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings())
     with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
@@ -146,7 +149,7 @@ async def test_a_consumer_that_never_recovers_turns_healthz_to_503(
     monkeypatch.setattr(
         shared.pipeline.consumer,
         "declare_topology",
-        failing_first(10**6, shared.consumer.declare_topology),
+        failing_first(10**6, shared.pipeline.consumer.declare_topology),
     )
     settings = ProcessJobWorkerSettings(**backends.settings(task_failure_limit=3))
     async with serving(create_job_app(settings), free_port()) as address:
@@ -203,3 +206,56 @@ async def test_a_subscriber_whose_offer_raises_is_closed_1011_and_others_carry_o
             await job_sent(node, bystander, next_height())
     failures = [r for r in caplog.records if r.getMessage() == "connection_failed"]
     assert len(failures) == 1 and failures[0].exc_info is not None
+
+
+async def test_a_per_connection_fanout_task_that_dies_closes_its_connection_1011_at_once(
+    start_servers: StartServers,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kills: list[asyncio.Event] = []  # one per consumer of the job topic, in start order
+    consume = shared.fanout.consume.consume
+
+    async def consume_until_killed(
+        consumer: Any, stream: Stream[Any], deliver: Any, **kwargs: Any
+    ) -> None:
+        if stream.topic != JOB_STREAM.topic:
+            return await consume(consumer, stream, deliver, **kwargs)
+        killed = asyncio.Event()
+        kills.append(killed)
+        reading = asyncio.create_task(consume(consumer, stream, deliver, **kwargs))
+        try:
+            await killed.wait()
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+        raise RuntimeError("injected death of a fan-out task")
+
+    monkeypatch.setattr(shared.fanout.modes, "consume", consume_until_killed)
+    with caplog.at_level(logging.ERROR, logger="shared.websocket.connection"):
+        async with (
+            start_servers(fanout_mode="per_connection") as servers,
+            node_client(servers.node_url) as node,
+            worker_client(servers.worker_url) as bystander,
+        ):
+            await job_sent(node, bystander, next_height())
+            # The worker server's cache of known tasks reads the job topic too.
+            await _until(lambda: len(kills) == 2)
+            async with worker_client(servers.worker_url) as victim:
+                # The control: its fan-out task feeds it, until that task dies.
+                await job_sent(node, victim, next_height())
+                assert len(kills) == 3
+                kills[2].set()
+                assert await victim.closed(timeout=2) == (1011, "internal error")
+                # The other connection is open and fed.
+                await job_sent(node, bystander, next_height())
+    failures = [r for r in caplog.records if r.getMessage() == "connection_failed"]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    assert str(failures[0].exc_info[1]) == "injected death of a fan-out task"
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.05)

@@ -1,4 +1,5 @@
-"""The outbox (shared/websocket/connection.py): a reader that stops is dropped, others go on."""
+"""The outbox (shared/websocket/outbox.py) through the servers: a client that stops
+reading is dropped, others carry on."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import asyncpg
 import orjson
 import pytest
 
-from shared.websocket.connection import text_frame
+from shared.websocket.outbox import text_frame
 from tests.support.clients import challenge, job, next_height, node_client, welcome, worker_client
 
 PADDING = "x" * 100_000  # big jobs fill the socket buffers in a few dozen frames
