@@ -23,8 +23,6 @@ from shared.settings import WebsocketServerSettings
 from shared.websocket.access import TokenBucket
 from shared.websocket.outbox import Outbox
 
-__all__ = ["OPEN_SOCKETS", "Connection", "close_all"]
-
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
 # What is queued (an error frame saying why the close comes, say) gets this long
