@@ -104,6 +104,17 @@ FANOUT_LAG = Gauge(
     # Every process reads the whole topic: the one furthest behind is the lag.
     multiprocess_mode="livemax",
 )
+EVENT_LOOP_LAG = Histogram(
+    "wspool_event_loop_lag_seconds",
+    "How much later than asked the event loop ran a timer: what every callback waited.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_LOOP_LAG_NOW = Gauge(
+    "wspool_event_loop_lag_now_seconds",
+    "The event loop's latest lag sample.",
+    # The busiest process is the one to scale for.
+    multiprocess_mode="livemax",
+)
 READY = Gauge(
     "wspool_ready",
     "1 when the readiness check's dependency answers, else 0.",

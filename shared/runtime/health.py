@@ -20,6 +20,7 @@ from aiohttp import web
 from shared.backoff import HEALTHY_RUN_SECONDS
 from shared.errors import export_dependency_errors
 from shared.metrics import READY, metrics_handler
+from shared.runtime.loop_lag import LOOP_LAG, watch_loop_lag
 
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
@@ -81,9 +82,13 @@ async def readiness(app: web.Application) -> dict[str, bool]:
 async def readyz(request: web.Request) -> web.Response:
     results = await readiness(request.app)
     status = 200 if all(results.values()) else 503
-    return web.json_response(
-        {"status": "ready" if status == 200 else "not_ready", "checks": results}, status=status
-    )
+    body: dict[str, object] = {
+        "status": "ready" if status == 200 else "not_ready",
+        "checks": results,
+    }
+    if LOOP_LAG in request.app:  # as of the latest sample: not a check, a figure to watch
+        body["event_loop_lag_ms"] = round(request.app[LOOP_LAG].latest * 1000, 1)
+    return web.json_response(body, status=status)
 
 
 async def _run(check: Check) -> bool:
@@ -99,6 +104,7 @@ def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(watch_loop_lag)
     export_dependency_errors()
 
 
