@@ -18,10 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
 from shared.metrics import DEAD_LETTERED, PUBLISH_BATCH, PUBLISH_PENDING
-from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
+from shared.microbatch import Item, to_message
 from shared.routes import ROUTES, dead_letter_queue
 
-RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 # A batch stays well under RabbitMQ's frame size (~100 x 0.5 KiB), and a
@@ -205,20 +204,8 @@ class Publisher:
         if self._exchange is None or not self.ready:
             raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
         self._batch_size.observe(len(items))
-        if len(items) == 1:
-            body, content_type = items[0].body, "application/json"
-            headers: dict[str, Any] = {RECEIVED_AT_HEADER: items[0].received_at}
-        else:
-            body, content_type = encode_batch(items), BATCH_CONTENT_TYPE
-            headers = {ITEMS_HEADER: len(items)}
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers=headers,
-        )
         await self._exchange.publish(
-            message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
+            to_message(items), routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
         )
 
     def _refuse_pending(self, reason: str) -> None:
@@ -278,8 +265,3 @@ async def dead_letter_item(
     )
     DEAD_LETTERED.labels(queue=queue).inc()
     log.warning("message_dead_lettered", extra={"queue": queue, "reason": reason[:200]})
-
-
-def received_at(message: AbstractIncomingMessage) -> int | None:
-    value = (message.headers or {}).get(RECEIVED_AT_HEADER)
-    return value if isinstance(value, int) else None

@@ -21,16 +21,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared.backoff import Backoff
 from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
-from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, decode_batch, item_count
+from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, item_count, items
 from shared.pipeline.acks import BulkAcks
-from shared.rabbit import (
-    RECEIVED_AT_HEADER,
-    connect,
-    dead_letter,
-    dead_letter_item,
-    declare_topology,
-    received_at,
-)
+from shared.rabbit import connect, dead_letter, dead_letter_item, declare_topology
 from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
@@ -119,14 +112,14 @@ class BatchConsumer(Generic[T]):
                 if (first := await self._inbox.get()) is None:
                     slots.release()
                     break
-                batch, size = [first], _size(first)
+                batch, size = [first], item_count(first)
                 while size < self.settings.batch_size and not self._inbox.empty():
                     message = self._inbox.get_nowait()
                     if message is None:
                         self._stopping = True
                         break
                     batch.append(message)
-                    size += _size(message)
+                    size += item_count(message)
                 batches.create_task(self._run_batch(channel, batch, slots))
 
     async def _run_batch(
@@ -237,17 +230,3 @@ class BatchConsumer(Generic[T]):
         with contextlib.suppress(Exception):
             await queue.cancel(tag)
 
-
-def _size(message: AbstractIncomingMessage) -> int:
-    return item_count(message.content_type, message.headers)
-
-
-def items(message: AbstractIncomingMessage) -> list[tuple[Item, dict[str, Any]]]:
-    """The messages one AMQP message carries, each with the headers it travelled with.
-
-    Raises `BadBatch` for a micro-batch whose body is not well formed.
-    """
-    if message.content_type == BATCH_CONTENT_TYPE:
-        batch = decode_batch(message.body)
-        return [(item, {RECEIVED_AT_HEADER: item.received_at}) for item in batch]
-    return [(Item(message.body, received_at(message) or 0), dict(message.headers or {}))]
