@@ -74,7 +74,7 @@ def record(
     return str(row["block_height"]).encode(), encode(job)
 
 
-def broadcast(rows: list[asyncpg.Record]) -> None:
+def show_current_height(rows: list[asyncpg.Record]) -> None:
     CURRENT_HEIGHT.set(max(row["block_height"] for row in rows))
 
 
@@ -87,5 +87,5 @@ JOBS: Persisted[JobMessage, int] = Persisted(
     row_key=lambda row: row["block_height"],
     record=record,
     mark_broadcast=MARK_BROADCAST,
-    broadcast=broadcast,
+    on_broadcast=show_current_height,
 )

@@ -50,7 +50,6 @@ class Pipeline:
         return parse_internal(self.message, body)
 
 
-PIPELINE = web.AppKey("pipeline", Pipeline)  # the first one
 PIPELINES = web.AppKey("pipelines", list)
 TOPIC_CHECK_TIMEOUT_SECONDS = 10.0
 PERSIST_TIMEOUT_SECONDS = 60.0
@@ -62,7 +61,6 @@ def create_consumer_app(
 ) -> web.Application:
     app = web.Application()
     pipelines = [pipeline, *more]
-    app[PIPELINE] = pipeline
     app[PIPELINES] = pipelines
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
