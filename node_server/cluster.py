@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from node_server import api_models, queries
+from shared.current_job import newest_job
 from shared.runtime.instances import STALE_AFTER_SECONDS
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -64,18 +64,18 @@ def _height(value: float | None) -> int | None:
 async def current_job(
     pool: asyncpg.Pool, instances: list[api_models.Instance]
 ) -> api_models.CurrentJobSummary | None:
-    job = await queries.current_job(pool)
+    job, as_of = await newest_job(pool)
     if job is None:
         return None
     have_it = sum(
         i.connections
         for i in instances
-        if i.role == "worker_server" and not i.stale and i.current_height == job["block_height"]
+        if i.role == "worker_server" and not i.stale and i.current_height == job.block_height
     )
     return api_models.CurrentJobSummary(
-        task_id=job["task_id"],
-        block_height=job["block_height"],
-        age_seconds=(datetime.now(UTC) - job["created_at"]).total_seconds(),
+        task_id=job.task_id,
+        block_height=job.block_height,
+        age_seconds=as_of / 1e9 - job.created_at,  # both Postgres's clock
         workers_with_it=have_it,
     )
 

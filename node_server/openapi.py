@@ -160,6 +160,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         [TASK_ID],
         {400: BAD, 404: UNKNOWN, 503: DOWN},
     ),
+    ("POST", "/api/jobs/retire"): Operation(
+        "Retire every job above a block height (a chain restarted from lower heights; the "
+        "jobs stay stored): every worker_server moves its workers to the newest job not "
+        "retired and sends it to them.",
+        (200, "Retired, and the current job announced.", api_models.RetiredAbove),
+        [{**_query("above_height", INT64, "Retire the jobs above this height."), "required": True}],
+        {400: BAD, 404: "No job above this height.", 503: DOWN},
+    ),
     ("GET", "/api/workers"): Operation(
         "Worker connections (one row each), newest first.",
         (200, "OK", api_models.WorkerPage),

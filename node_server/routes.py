@@ -21,6 +21,7 @@ ROUTES: list[tuple[str, str, api.Handler, str]] = [
     ("GET", "/api/jobs/{task_id}", api.get_job, "admin"),
     ("GET", "/api/jobs/{task_id}/solutions", api.job_solutions, "admin"),
     ("POST", "/api/jobs/{task_id}/retire", retire.retire_job, "admin"),
+    ("POST", "/api/jobs/retire", retire.retire_above, "admin"),
     ("GET", "/api/workers", api.list_workers, "admin"),
     ("GET", "/api/workers/{hardware_id}/stats", api.worker_stats, "admin"),
     ("GET", "/api/fleet", fleet.search, "admin"),

@@ -88,7 +88,7 @@ CURRENT_HEIGHT = Gauge(
 )
 CURRENT_JOB_HEIGHT = Gauge(
     "wspool_current_job_height",
-    "Block height of the job workers are sent now, as this worker_server's fan-out saw it.",
+    "Block height of the job this worker_server's workers are sent now.",
     # The latest change wins: a retired job can make a lower height current again.
     multiprocess_mode="livemostrecent",
 )

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 class SharedFanout(Generic[T]):
-    """One consumer for the whole process; remembers the newest item for late joiners."""
+    """One consumer for the whole process."""
 
     def __init__(
         self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
@@ -31,7 +31,6 @@ class SharedFanout(Generic[T]):
         self.settings = settings
         self.stream = stream
         self.fetch_max_wait_ms = fetch_max_wait_ms
-        self.newest: T | None = None
         self.subscribers: set[Subscriber[T]] = set()
         self._ready = False
 
@@ -41,20 +40,11 @@ class SharedFanout(Generic[T]):
 
     async def subscribe(self, subscriber: Subscriber[T]) -> None:
         self.subscribers.add(subscriber)
-        if self.newest is not None and not offered(subscriber, self.newest):
-            self.subscribers.discard(subscriber)
 
     async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
         self.subscribers.discard(subscriber)
 
     def deliver(self, item: T) -> None:
-        newest_by, resets = self.stream.newest_by, self.stream.resets
-        if resets is not None and resets(item):
-            self.newest = item
-        elif newest_by is not None and (
-            self.newest is None or newest_by(item) > newest_by(self.newest)
-        ):
-            self.newest = item
         for subscriber in list(self.subscribers):
             if not offered(subscriber, item):
                 self.subscribers.discard(subscriber)

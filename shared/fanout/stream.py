@@ -22,13 +22,10 @@ class Stream(Generic[T]):
 
     topic: str
     decode: Callable[[bytes], T]
-    # Start at the last record instead of the end: a late joiner gets the newest.
+    # Start at the last record of each partition instead of the end.
     replay_last: bool = False
-    # The order in which the shared fan-out keeps the newest item for late joiners.
-    newest_by: Callable[[T], int] | None = None
-    # An item that replaces the newest whatever its order (a retired job's successor).
-    resets: Callable[[T], bool] | None = None
-    # Told of every item decoded, in both modes (for process-wide metrics); must not block.
+    # Told of every item decoded, in both modes, before it is delivered (state the
+    # whole app keeps, such as worker_server's current job); must not block.
     observe: Callable[[T], None] | None = None
 
 

@@ -27,6 +27,7 @@ ADMIN, NODE = "adm1n", "n0de"
 TASK = "{task}"  # replaced by a real task id
 HARDWARE = "{hardware}"  # replaced by a real hardware id
 HEIGHT = "{height}"
+BELOW = "{below}"  # the height before it
 SPEC = document()
 # (method, described path) -> (valid request, token, invalid request, token)
 CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
@@ -46,6 +47,12 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         f"/api/jobs/{TASK}/retire",
         ADMIN,
         f"/api/jobs/{uuid.uuid4()}/retire",
+        ADMIN,
+    ),
+    ("POST", "/api/jobs/retire"): (  # above the one before: only this case's own job
+        f"/api/jobs/retire?above_height={BELOW}",
+        ADMIN,
+        "/api/jobs/retire",
         ADMIN,
     ),
     ("GET", "/api/jobs/by-height/{block_height}/solutions"): (
@@ -126,7 +133,12 @@ async def test_route_answers_with_documented_status_codes(
             await _solution_stored(session, guarded, task_id)
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
-            fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
+            fill = {
+                TASK: task_id,
+                HARDWARE: hardware_id,
+                HEIGHT: str(height),
+                BELOW: str(height - 1),
+            }
             body = _body(method, path)
             request_body = SPEC["paths"][path][method.lower()].get("requestBody")
             if request_body is not None:

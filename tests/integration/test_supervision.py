@@ -22,6 +22,7 @@ import worker_server.liveness
 from process_job_worker.app import create_app as create_job_app
 from process_job_worker.settings import ProcessJobWorkerSettings
 from shared.fanout.stream import Stream
+from shared.routes import JOB
 from tests.support.clients import (
     job_sent,
     next_height,
@@ -33,7 +34,7 @@ from tests.support.clients import (
 )
 from tests.support.ports import free_port
 from tests.support.stack import Backends, StartServers, serving
-from worker_server.jobs import JOB_STREAM, JobUpdate
+from worker_server.jobs import JobUpdate
 from worker_server.ws import WorkerSession
 
 
@@ -219,7 +220,7 @@ async def test_a_per_connection_fanout_task_that_dies_closes_its_connection_1011
     async def consume_until_killed(
         consumer: Any, stream: Stream[Any], deliver: Any, **kwargs: Any
     ) -> None:
-        if stream.topic != JOB_STREAM.topic:
+        if stream.topic != JOB.topic:
             return await consume(consumer, stream, deliver, **kwargs)
         killed = asyncio.Event()
         kills.append(killed)
