@@ -23,6 +23,8 @@ from tests.support.clients import (
     worker_client,
 )
 from tests.support.clients import welcome as welcome_frame
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, Stack, StartServers, server_ports, serving_server
 
@@ -31,29 +33,6 @@ from tests.support.stack import Backends, Stack, StartServers, server_ports, ser
 async def servers(start_servers) -> Stack:
     async with start_servers() as stack:
         yield stack
-
-
-JSON = {"Content-Type": "application/json"}
-
-
-async def call(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    """(status, decoded JSON body) of one request; the body must be JSON."""
-    data = body if isinstance(body, bytes | None) else orjson.dumps(body)
-    headers = {**JSON, **(headers or {})} if data is not None else headers
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, data=data, headers=headers) as response:
-            assert response.content_type == "application/json", await response.text()
-            return response.status, orjson.loads(await response.read())
-
-
-async def until(check, timeout: float = 15.0) -> Any:
-    """Poll `check()` until it returns something truthy (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):
-            await asyncio.sleep(0.1)
-    return result
 
 
 async def test_stats_count_connected_workers_and_nodes(servers: Stack) -> None:

@@ -7,7 +7,6 @@ learns it, so 127.0.0.1 must never be banned.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -31,6 +30,7 @@ from tests.support.clients import (
     welcome,
     worker_client,
 )
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 BANS = {"ban_min_bad": 5, "ban_bad_ratio": 0.5, "ban_seconds": 600}
@@ -217,9 +217,12 @@ async def test_an_address_failing_its_welcomes_is_refused_429_on_every_instance(
         await _failed_welcomes(servers.worker_url, busy, 5)
         async with _welcomed(servers.worker_url, busy):
             pass
-        async with start_servers(worker={"ban_refresh_seconds": 0.1}) as other, asyncio.timeout(20):
-            while (await _refusal(other.worker_url, banned))[0] != 429:
-                await asyncio.sleep(0.1)
+        async with start_servers(worker={"ban_refresh_seconds": 0.1}) as other:
+            await until(
+                lambda: _refusal(other.worker_url, banned),
+                lambda refusal: refusal[0] == 429,
+                timeout=20,
+            )
     assert (status, retry_after) == (429, "600")
     assert body == {
         "error": "banned",

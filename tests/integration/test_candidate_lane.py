@@ -9,7 +9,6 @@ and delivered once.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import aio_pika
@@ -39,6 +38,7 @@ from tests.support.clients import (
     worker_client,
 )
 from tests.support.metrics import scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import (
     RABBITMQ_SERVER,
@@ -74,9 +74,7 @@ async def stored(db: asyncpg.Pool, task_id: str) -> dict[int, int]:
 
 
 async def eventually_stored(db: asyncpg.Pool, task_id: str, expected: dict[int, int]) -> None:
-    async with asyncio.timeout(15):
-        while await stored(db, task_id) != expected:
-            await asyncio.sleep(0.05)
+    await until(lambda: stored(db, task_id), lambda rows: rows == expected)
 
 
 async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
@@ -93,12 +91,8 @@ async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
         assert await node.nothing_within(0.3)
     await eventually_stored(db, task_id, {99: 1, 100: 1})
     # The share is done once stored: marked broadcast, though no node wants it on Kafka.
-    async with asyncio.timeout(10):
-        while await db.fetchval(
-            "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL",
-            uuid.UUID(task_id),
-        ):
-            await asyncio.sleep(0.05)
+    unmarked = "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL"
+    await until(lambda: db.fetchval(unmarked, uuid.UUID(task_id)), lambda count: count == 0)
     after = await lanes(stack.worker_http)
     assert after.get("candidate", 0) - before.get("candidate", 0) == 1
     assert after.get("share", 0) - before.get("share", 0) == 1
@@ -118,15 +112,8 @@ async def test_the_lowest_target_sent_for_a_height_decides(stack: Stack, db: asy
     ):
         task_id = await job_sent(strict, worker, height, proof_target=1000)
         await lenient.send(job(height, proof_target=10))  # the same job, a lower target
-        async with asyncio.timeout(10):
-            while (
-                await db.fetchval(
-                    "SELECT proof_target FROM job WHERE task_id = $1 AND broadcast_at IS NOT NULL",
-                    uuid.UUID(task_id),
-                )
-                != 10
-            ):
-                await asyncio.sleep(0.05)
+        lowered = "SELECT proof_target FROM job WHERE task_id = $1 AND broadcast_at IS NOT NULL"
+        await until(lambda: db.fetchval(lowered, uuid.UUID(task_id)), lambda target: target == 10)
         await worker.send(solution(task_id, target=50, body=between))
         assert await lenient.receive() == between
         assert await strict.nothing_within(0.3)  # below its own target

@@ -10,8 +10,9 @@ import asyncpg
 
 from node_server.cluster import merged_latency
 from shared.instances import STALE_AFTER_SECONDS
-from tests.integration.test_api import call, until
 from tests.support.clients import node_client, welcome, worker_client
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.stack import Stack, StartServers
 
 

@@ -21,10 +21,11 @@ from shared.rabbit import (
     SOLUTION_QUEUE,
     dead_letter_queue,
 )
-from tests.integration.test_api import call, until
-from tests.integration.test_process_workers import publish, wait_for_row
+from tests.integration.test_process_workers import publish
 from tests.support.clients import challenge, next_height, solution_body
+from tests.support.http import call
 from tests.support.metrics import scrape
+from tests.support.poll import broadcast_row, until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, Stack, server_ports, serving_server
 
@@ -87,7 +88,7 @@ async def test_requeue_moves_dead_letters_back_to_be_stored(
     height = next_height()
     good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
     await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
-    task_id = (await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
+    task_id = (await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
         "task_id"
     ]
     # Good solutions an older release could not process: straight into the dead-letter queue.

@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
-from tests.integration.test_api import call, until
 from tests.support.clients import job_sent, next_height, node_client, solution, worker_client
 from tests.support.clients import welcome as welcome_frame
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 INVALID_FRAMES = 21  # one over max_invalid_messages: the server closes with 1008

@@ -33,6 +33,7 @@ from tests.support.clients import (
     welcome,
     worker_client,
 )
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 SEED = 5_2026
@@ -217,9 +218,7 @@ async def open_connections(http: str) -> float:
 
 
 async def _settled(http: str, baseline: float) -> None:
-    async with asyncio.timeout(20):
-        while await open_connections(http) != baseline:
-            await asyncio.sleep(0.1)
+    await until(lambda: open_connections(http), lambda count: count == baseline, timeout=20)
 
 
 @pytest.fixture(scope="module")

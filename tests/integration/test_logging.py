@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -12,6 +11,7 @@ import pytest
 
 from shared.logging import JsonFormatter
 from tests.support.clients import connect, job, node_client, solution, welcome, worker_client
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 
@@ -82,6 +82,4 @@ async def test_client_mistakes_are_logged_without_tracebacks(
 
 
 async def _until_logged(caplog: pytest.LogCaptureFixture, event: str) -> None:
-    async with asyncio.timeout(10):
-        while not any(r.getMessage() == event for r in caplog.records):
-            await asyncio.sleep(0.05)
+    await until(lambda: any(r.getMessage() == event for r in caplog.records), timeout=10)

@@ -6,8 +6,6 @@ registry: the counters are read before and after the traffic and compared.
 
 from __future__ import annotations
 
-import asyncio
-
 import aio_pika
 
 from node_server.app import create_app
@@ -24,6 +22,7 @@ from tests.support.clients import (
     worker_client,
 )
 from tests.support.metrics import Sample, scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, server_ports, serving_server
 
@@ -54,23 +53,18 @@ async def test_metrics_move_with_real_traffic(start_servers, backends: Backends)
         await _traffic(stack.node_url, stack.worker_url)
         await _dead_letter(backends.rabbitmq_url)
         async with serving_server(settings, unreachable):
-            still = await _unmoved(stack.node_http, before)
+            still = await until(
+                lambda: _unmoved(stack.node_http, before), lambda still: not still, timeout=20
+            )
         assert still == []
         worker_side = await scrape(stack.worker_http)
     assert ("wspool_open_connections", (("role", "worker"),)) in worker_side
 
 
 async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
-    """The watched samples that have not grown, once all have or 20 s passed."""
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
-        after = await scrape(base)
-        still = [s for s in WATCHED if after.get(s, 0) <= before.get(s, 0)]
-        if not still or loop.time() > deadline:
-            return still
-        await asyncio.sleep(0.2)
+    """The watched samples that have not grown since `before`."""
+    after = await scrape(base)
+    return [s for s in WATCHED if after.get(s, 0) <= before.get(s, 0)]
 
 
 async def _traffic(node_url: str, worker_url: str) -> None:

@@ -12,7 +12,6 @@ are allowed only through `NOT_OURS`, each with its reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -36,6 +35,7 @@ from tests.support.clients import (
     solution_body,
     worker_client,
 )
+from tests.support.poll import until
 from tests.support.promql import (
     label_values_query,
     references,
@@ -214,7 +214,14 @@ async def test_every_name_the_dashboard_and_alerts_use_is_exported(
     async with start_servers(worker={"max_connections_per_ip": 2}) as stack:
         await _traffic(stack)
         bases = [stack.node_http, stack.worker_http, processors.job_http, processors.solution_http]
-        exported = await _exported_once_settled(bases, expressions)
+        # Counters of the process workers move after the websocket traffic (a
+        # duplicate is found when the batch is stored): wait for them.
+
+        async def missing() -> list[str]:
+            return problems(expressions, await _exported(bases))
+
+        await until(missing, lambda found: not found, timeout=20)
+        exported = await _exported(bases)
     assert problems(expressions, exported) == []
     # The control, on the real exposition: a misspelt name would be caught.
     assert problems(
@@ -225,27 +232,16 @@ async def test_every_name_the_dashboard_and_alerts_use_is_exported(
     ]
 
 
-async def _exported_once_settled(
-    bases: list[str], expressions: list[Expression]
-) -> dict[str, set[str]]:
-    """The union of every service's exposition, once nothing is missing or 20 s passed.
-
-    Counters of the process workers move after the websocket traffic (a
-    duplicate is found when the batch is stored): wait for them.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
+async def _exported(bases: list[str]) -> dict[str, set[str]]:
+    """The union of every service's exposition: metric names and their labels."""
+    exported: dict[str, set[str]] = {}
     async with aiohttp.ClientSession() as session:
-        while True:
-            exported: dict[str, set[str]] = {}
-            for base in bases:
-                async with session.get(f"{base}/metrics") as response:
-                    assert response.status == 200, base
-                    for name, labels in exported_names(await response.text()).items():
-                        exported.setdefault(name, set()).update(labels)
-            if not problems(expressions, exported) or loop.time() > deadline:
-                return exported
-            await asyncio.sleep(0.2)
+        for base in bases:
+            async with session.get(f"{base}/metrics") as response:
+                assert response.status == 200, base
+                for name, labels in exported_names(await response.text()).items():
+                    exported.setdefault(name, set()).update(labels)
+    return exported
 
 
 async def _traffic(stack: Stack) -> None:

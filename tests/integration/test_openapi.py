@@ -6,7 +6,6 @@ The document is generated from the route list and the body models
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 
@@ -21,6 +20,7 @@ from node_server.app import create_app
 from node_server.openapi import build, document
 from node_server.settings import NodeServerSettings
 from tests.support.clients import job, next_height, solution, welcome, worker_client
+from tests.support.poll import until
 from tests.support.stack import Backends, Stack
 
 ADMIN, NODE = "adm1n", "n0de"
@@ -171,9 +171,9 @@ def assert_body_matches(body: object, documented: dict) -> None:
 
 async def _solution_stored(session: aiohttp.ClientSession, stack: Stack, task_id: str) -> None:
     url = f"{stack.node_http}/api/jobs/{task_id}/solutions"
-    async with asyncio.timeout(15):
-        while not (await _request(session, "GET", url, ADMIN, None))[1]["items"]:
-            await asyncio.sleep(0.05)
+    await until(
+        lambda: _request(session, "GET", url, ADMIN, None), lambda answer: answer[1]["items"]
+    )
 
 
 def test_the_description_is_a_valid_openapi_document() -> None:

@@ -18,10 +18,10 @@ import pytest
 
 from shared.catalogue import SERVICES
 from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
-from tests.integration.test_api import until
 from tests.support.clients import welcome, worker_client
 from tests.support.instances import Service
 from tests.support.metrics import Sample, scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -28,6 +27,8 @@ from tests.support.clients import (
     welcome,
     worker_client,
 )
+from tests.support.http import status
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, StartServers, serving
 from worker_server.ws import WorkerSession
@@ -106,18 +107,15 @@ async def _row_seen_again(
     db: asyncpg.Pool, hardware_id: str, after_seconds: float
 ) -> asyncpg.Record:
     """The worker's row once its last_seen_at has moved past the row's opening."""
-    async with asyncio.timeout(10):
-        while True:
-            row = await db.fetchrow(
-                "SELECT last_seen_at, connected_at, disconnected_at FROM worker"
-                " WHERE hardware_id = $1",
-                hardware_id,
-            )
-            if row is not None and (
-                (row["last_seen_at"] - row["connected_at"]).total_seconds() > after_seconds
-            ):
-                return row
-            await asyncio.sleep(0.1)
+    query = "SELECT last_seen_at, connected_at, disconnected_at FROM worker WHERE hardware_id = $1"
+    return await until(
+        lambda: db.fetchrow(query, hardware_id),
+        lambda row: (
+            row is not None
+            and (row["last_seen_at"] - row["connected_at"]).total_seconds() > after_seconds
+        ),
+        timeout=10,
+    )
 
 
 async def test_consumer_recovers_from_an_injected_failure(
@@ -146,17 +144,9 @@ async def test_a_consumer_that_never_recovers_turns_healthz_to_503(
         assert await _status_within(f"http://{address}/healthz", 503, seconds=15)
 
 
-async def _status_within(url: str, status: int, seconds: float) -> bool:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    async with session.get(url) as response:
-                        if response.status == status:
-                            return True
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            return False
+async def _status_within(url: str, expected: int, seconds: float) -> bool:
+    answered = await until(lambda: status(url), lambda got: got == expected, timeout=seconds)
+    return answered == expected
 
 
 @pytest.mark.parametrize("mode", ["shared", "per_connection"])

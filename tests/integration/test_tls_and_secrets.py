@@ -21,6 +21,8 @@ from shared.catalogue import SERVICES
 from shared.kafka import client_options
 from tests.integration.test_security import RIGHT, TOKENS, first_error
 from tests.support.clients import Worker, welcome
+from tests.support.http import status
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
@@ -71,14 +73,11 @@ def worker_server_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]
 async def _wait_ready(
     url: str, ssl_context: ssl.SSLContext | None, process: subprocess.Popen
 ) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-        while process.poll() is None:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url, ssl=ssl_context) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"worker_server exited with {process.returncode}")
+    async def answer() -> int | None:
+        assert process.poll() is None, f"worker_server exited with {process.returncode}"
+        return await status(url, ssl=ssl_context)
+
+    await until(answer, lambda got: got == 200, timeout=30)
 
 
 async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
