@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
@@ -21,6 +20,7 @@ from tests.support.clients import (
     welcome,
     worker_client,
 )
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 
@@ -125,8 +125,8 @@ async def test_solution_for_unknown_task_is_refused_and_not_stored(
 async def test_worker_row_records_connect_and_disconnect(stack: Stack, db: asyncpg.Pool) -> None:
     hello = welcome()
     async with worker_client(stack.worker_url, hello) as worker:
-        await worker.nothing_within(0.3)  # welcome processed
-        row = await db.fetchrow("SELECT * FROM worker WHERE hardware_id = $1", hello["hardware_id"])
+        query = "SELECT * FROM worker WHERE hardware_id = $1"
+        row = await until(lambda: db.fetchrow(query, hello["hardware_id"]))  # welcome processed
         assert row["disconnected_at"] is None
         assert (row["ip"], row["remote_ip"]) == ("203.0.113.7", "127.0.0.1")
         assert (row["address"], row["hardware"], row["caption"]) == (
@@ -136,11 +136,11 @@ async def test_worker_row_records_connect_and_disconnect(stack: Stack, db: async
         )
         assert row["server_instance"].startswith("test-")
         await worker.ws.close()
-    for _ in range(50):
-        row = await db.fetchrow("SELECT * FROM worker WHERE id = $1", row["id"])
-        if row["disconnected_at"] is not None:
-            break
-        await asyncio.sleep(0.05)
+    row_id = row["id"]
+    row = await until(
+        lambda: db.fetchrow("SELECT * FROM worker WHERE id = $1", row_id),
+        lambda found: found["disconnected_at"] is not None,
+    )
     assert row["disconnected_at"] is not None
     assert row["close_code"] == 1000
 
@@ -194,9 +194,7 @@ async def test_an_oversize_frame_is_recorded_1009_on_the_worker_row(
         await client.send(welcome(hardware_id))
         await client.send(b'{"pad": "' + b"x" * 5000 + b'"}')
         assert (await client.closed())[0] == 1009
-    async with asyncio.timeout(10):
-        while (code := await _row_close_code(db, hardware_id)) is None:
-            await asyncio.sleep(0.1)
+    code = await until(lambda: _row_close_code(db, hardware_id), timeout=10)
     assert code == 1009
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 import orjson
 
+from shared.metrics import DEDUP_HITS
 from tests.support.clients import (
     challenge,
     job,
@@ -18,7 +18,8 @@ from tests.support.clients import (
     solution_body,
     worker_client,
 )
-from tests.support.stack import Stack
+from tests.support.poll import until
+from tests.support.stack import Stack, StartServers, wait_ready
 
 
 async def test_job_reaches_worker_as_task_id_and_challenge_only(stack: Stack) -> None:
@@ -72,17 +73,24 @@ async def test_solutions_for_other_heights_or_lower_targets_are_not_delivered(
         assert (await other_node.receive())["partial_solution"]
 
 
-async def test_expired_wait_delivers_nothing(start_servers) -> None:
-    async with start_servers(node={"solution_wait_time_seconds": 0.3}) as servers:
-        height = next_height()
+async def test_expired_wait_delivers_nothing(start_servers: StartServers) -> None:
+    # A wait shorter than any trip through the pipeline: over before a solution can arrive.
+    expiring = start_servers(node={"solution_wait_time_seconds": 1e-9}, ready=False)
+    async with expiring as servers, start_servers(ready=False) as usual:
+        await wait_ready(servers.node_http, servers.worker_http, usual.node_http, usual.worker_http)
+        height, body = next_height(), solution_body()
         async with (
             worker_client(servers.worker_url) as worker,
             node_client(servers.node_url) as node,
+            node_client(usual.node_url) as control,
         ):
+            # The control: the same job on a node_server with the usual wait gets the
+            # solution (live, or recovered if it was found before this job was confirmed).
+            await control.send(job(height))
             task_id = await job_sent(node, worker, height)
-            await asyncio.sleep(0.5)
-            await worker.send(solution(task_id))
-            assert await node.nothing_within(1.0)
+            await worker.send(solution(task_id, body=body))
+            assert await control.receive() == body
+            assert await node.nothing_within(0.5)
 
 
 async def test_same_height_from_two_nodes_is_one_task(stack: Stack, db: asyncpg.Pool) -> None:
@@ -121,9 +129,13 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
             f"nonce {body['partial_solution']['nonce']} already sent for this task",
         )
         # From another connection it is published, and Postgres keeps it once.
+        duplicates = DEDUP_HITS.labels(kind="solution")
+        before = duplicates._value.get()
         async with worker_client(stack.worker_url) as other:
             await other.job_for(height)
             await other.send(solution(task_id, body=body))
+            # The control: it reached persist, which found it stored already.
+            await until(lambda: duplicates._value.get() > before)
             assert await node.nothing_within(0.7)
     count = await db.fetchval(
         "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)

@@ -27,6 +27,7 @@ from tests.support.clients import (
     solution_body,
     worker_client,
 )
+from tests.support.poll import until
 from tests.support.stack import Stack, StartServers
 
 
@@ -38,9 +39,7 @@ async def stored(db: asyncpg.Pool, bodies: list[dict[str, Any]]) -> None:
     """Wait until every solution is stored and broadcast."""
     nonces = [nonce(body) for body in bodies]
     query = "SELECT count(*) FROM solution WHERE nonce = ANY($1) AND broadcast_at IS NOT NULL"
-    async with asyncio.timeout(15):
-        while await db.fetchval(query, nonces) < len(nonces):
-            await asyncio.sleep(0.05)
+    await until(lambda: db.fetchval(query, nonces), lambda count: count == len(nonces))
 
 
 async def solutions_received(node: Client, count: int) -> list[dict[str, Any]]:
@@ -118,17 +117,25 @@ async def test_after_a_restart_recovery_comes_from_postgres(
 async def test_solutions_older_than_the_wait_time_are_not_recovered(
     start_servers: StartServers, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    async with start_servers(node={"solution_wait_time_seconds": 2}) as servers:
+    """From Postgres, with one row made older than the wait instead of waiting it out;
+    the memory window's own age limit is tested in tests/unit/test_recent_solutions.py."""
+    height, wait_seconds = next_height(), 60
+    settings = {"solution_wait_time_seconds": wait_seconds, "recovery_window_per_height": 0}
+    async with start_servers(node=settings) as servers:
         async with worker_client(servers.worker_url) as worker:
             async with node_client(servers.node_url) as node:
                 task_id = await job_sent(node, worker, height, proof_target=1)
             old, fresh = solution_body(), solution_body()
             await worker.send(solution(task_id, body=old))
-            await stored(db, [old])
-            await asyncio.sleep(2.5)
             await worker.send(solution(task_id, body=fresh))
-            await stored(db, [fresh])
+            await stored(db, [old, fresh])
+            await db.execute(
+                "UPDATE solution SET created_at = created_at - make_interval(secs => $3)"
+                " WHERE task_id = $1 AND nonce = $2",
+                uuid.UUID(task_id),
+                nonce(old),
+                wait_seconds + 1,
+            )
             async with node_client(servers.node_url) as node:
                 await node.send(job(height, proof_target=1))
                 assert await node.receive() == fresh
@@ -209,9 +216,7 @@ async def test_the_poll_path_filters_by_challenge_like_recovery(stack: Stack) ->
                 assert reply.status == 200
                 return (orjson.loads(await reply.read()))["solutions"]
 
-        async with asyncio.timeout(15):
-            while not (found := await poll(accepted["challenge_digest"])):
-                await asyncio.sleep(0.05)
+        found = await until(lambda: poll(accepted["challenge_digest"]))
         assert found == [body]
         assert accepted["poll"].endswith(f"challenge_digest={accepted['challenge_digest']}")
         assert await poll(uuid.uuid4().hex) == [], "another challenge's poll gets nothing"

@@ -88,11 +88,20 @@ class Client:
         return orjson.loads(message.data)
 
     async def nothing_within(self, seconds: float) -> bool:
-        """True when no data frame arrives within `seconds`."""
-        with contextlib.suppress(TimeoutError):
+        """True when no data frame arrives within `seconds` on a connection still open.
+
+        A closed connection delivers nothing either: that is a failure, not a pass.
+        """
+        try:
             message = await self.ws.receive(seconds)
-            return message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-        return True
+        except TimeoutError:
+            return True
+        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            raise AssertionError(
+                f"the connection closed ({self.ws.close_code} {message.extra!r}) "
+                "while the test waited for nothing to arrive"
+            )
+        return False
 
     async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
         """Read until the server closes; returns (code, reason)."""
