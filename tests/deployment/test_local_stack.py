@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from shared.catalogue import SERVICES
-from tests.support.clients import job_sent, node_client, worker_client
+from tests.support import clients
 from tests.support.stack import (
     POSTGRES_SERVER,
     RABBITMQ_SERVER,
@@ -106,10 +106,10 @@ async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
             assert e2e.stdout.startswith("e2e passed")
         # The end-to-end check retired what it sent: a real chain's job still gets through.
         async with (
-            worker_client(e2e_env["E2E_WORKER_URL"]) as worker,
-            node_client(e2e_env["E2E_NODE_URL"]) as node,
+            clients.worker_client(e2e_env["E2E_WORKER_URL"]) as worker,
+            clients.node_client(e2e_env["E2E_NODE_URL"]) as node,
         ):
-            await job_sent(node, worker, REALISTIC_HEIGHT, timeout=15)
+            await clients.job_sent(node, worker, REALISTIC_HEIGHT, timeout=15)
         stack.send_signal(signal.SIGINT)
         assert stack.wait(30) == 0
     finally:

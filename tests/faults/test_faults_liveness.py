@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.support.clients import connect, welcome
+from tests.support import clients
 from tests.support.fault_stack import FaultStack
 from tests.support.instances import Service
 from tests.support.poll import until
@@ -39,8 +39,8 @@ async def test_worker_that_stops_answering_pings_is_closed_and_its_row_too(
     hardware_id = f"silent-{uuid.uuid4().hex[:8]}"
     async with start_servers(worker={"heartbeat_seconds": 0.3}) as stack:
         # autoping off and nothing read: the server's pings go unanswered.
-        async with connect(stack.worker_url, autoping=False, heartbeat=None) as ws:
-            await ws.send_json(welcome(hardware_id))
+        async with clients.connect(stack.worker_url, autoping=False, heartbeat=None) as ws:
+            await ws.send_json(clients.welcome(hardware_id))
             query = "SELECT id FROM worker WHERE hardware_id = $1"
             row_id = await until(lambda: db.fetchval(query, hardware_id), timeout=30)
             row = await closed_row(db, row_id)
@@ -64,8 +64,8 @@ async def test_stale_rows_are_closed_and_live_ones_refreshed(
     hardware_id = f"live-{uuid.uuid4().hex[:8]}"
     settings = {"liveness_interval_seconds": 0.2, "stale_after_seconds": 600}
     async with start_servers(worker=settings) as stack:
-        async with connect(stack.worker_url) as ws:
-            await ws.send_json(welcome(hardware_id))
+        async with clients.connect(stack.worker_url) as ws:
+            await ws.send_json(clients.welcome(hardware_id))
             row = await closed_row(db, stale_id)
             assert row["close_code"] == 1006
             # The live row is touched, never closed.

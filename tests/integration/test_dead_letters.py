@@ -22,7 +22,7 @@ from shared.rabbit import (
     dead_letter_queue,
 )
 from tests.integration.test_process_workers import publish
-from tests.support.clients import challenge, next_height, solution_body
+from tests.support import clients
 from tests.support.http import call
 from tests.support.metrics import scrape
 from tests.support.poll import broadcast_row, until
@@ -85,8 +85,12 @@ async def test_dead_letters_show_depth_and_reasons_and_peeking_keeps_them_in_ord
 async def test_requeue_moves_dead_letters_back_to_be_stored(
     servers: Stack, channel, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    height = clients.next_height()
+    good_job = {
+        "epoch_challenge": clients.challenge(height),
+        "proof_target": 1,
+        "block_height": height,
+    }
     await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
     task_id = (await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
         "task_id"
@@ -118,7 +122,7 @@ async def test_requeue_moves_dead_letters_back_to_be_stored(
 async def _dead_letter(channel: aio_pika.abc.AbstractChannel, task_id: uuid.UUID) -> None:
     body = {
         "task_id": str(task_id),
-        "solution": solution_body(),
+        "solution": clients.solution_body(),
         "solution_target": 5,
         "hardware_id": "gpu-requeued",
         "caption": "c",

@@ -12,15 +12,7 @@ from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
 from shared.rabbit import JOB_EXCHANGE
-from tests.support.clients import (
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from tests.support import clients
 from tests.support.metrics import Sample, scrape
 from tests.support.poll import until
 from tests.support.ports import free_port
@@ -68,21 +60,21 @@ async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
 
 
 async def _traffic(node_url: str, worker_url: str) -> None:
-    body = solution_body()
-    async with worker_client(worker_url) as worker, node_client(node_url) as node:
+    body = clients.solution_body()
+    async with clients.worker_client(worker_url) as worker, clients.node_client(node_url) as node:
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
         # Two jobs: the first may reach the worker as the latest job on joining,
         # the second is live fan-out and so a job latency sample.
-        for height in (next_height(), next_height()):
-            task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500, body=body))
+        for height in (clients.next_height(), clients.next_height()):
+            task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, target=500, body=body))
         assert await node.receive() == body
         # A duplicate from another connection (the same one's is refused before
         # publishing) reaches the deduplication in Postgres.
-        async with worker_client(worker_url) as other:
+        async with clients.worker_client(worker_url) as other:
             await other.job_for(height)
-            await other.send(solution(task_id, target=500, body=body))
+            await other.send(clients.solution(task_id, target=500, body=body))
 
 
 async def _dead_letter(rabbitmq_url: str) -> None:
@@ -102,16 +94,19 @@ def _job_latency_count() -> float:
 
 
 async def test_job_latency_counts_live_fanout_not_the_latest_job_on_joining(stack) -> None:
-    height = next_height()
-    async with worker_client(stack.worker_url) as first, node_client(stack.node_url) as node:
-        await node.send(job(height))
+    height = clients.next_height()
+    async with (
+        clients.worker_client(stack.worker_url) as first,
+        clients.node_client(stack.node_url) as node,
+    ):
+        await node.send(clients.job(height))
         await first.job_for(height)
     before = _job_latency_count()
-    async with worker_client(stack.worker_url) as late:
+    async with clients.worker_client(stack.worker_url) as late:
         await late.job_for(height)  # the latest job, sent on joining: not a latency sample
         assert _job_latency_count() == before
-        newer = next_height()
-        async with node_client(stack.node_url) as node:
-            await node.send(job(newer))
+        newer = clients.next_height()
+        async with clients.node_client(stack.node_url) as node:
+            await node.send(clients.job(newer))
             await late.job_for(newer)
         assert _job_latency_count() == before + 1

@@ -24,17 +24,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.clients import (
-    Worker,
-    connect,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from tests.support import clients
 from tests.support.poll import until
 from tests.support.promql import (
     label_values_query,
@@ -245,26 +235,30 @@ async def _exported(bases: list[str]) -> dict[str, set[str]]:
 
 
 async def _traffic(stack: Stack) -> None:
-    body = solution_body()
+    body = clients.solution_body()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as node,
-        node_client(stack.node_url) as forked_node,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as node,
+        clients.node_client(stack.node_url) as forked_node,
     ):
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
         # The second job is live fan-out, hence a job latency sample.
-        for height in (next_height(), next_height()):
-            task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500, body=body))
+        for height in (clients.next_height(), clients.next_height()):
+            task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, target=500, body=body))
         assert await node.receive() == body
-        await worker.send(solution(task_id, target=500, body=body))  # a duplicate
-        fork = job(height, epoch_challenge={"epoch_number": height, "epoch_block_hash": "fork"})
+        await worker.send(clients.solution(task_id, target=500, body=body))  # a duplicate
+        fork = clients.job(
+            height, epoch_challenge={"epoch_number": height, "epoch_block_hash": "fork"}
+        )
         await forked_node.send(fork)
         assert (await forked_node.receive())["code"] == "conflicting_job"
-        async with connect(stack.worker_url) as second:  # the last one this address may open
+        async with clients.connect(
+            stack.worker_url
+        ) as second:  # the last one this address may open
             with pytest.raises(aiohttp.WSServerHandshakeError):  # refused with 503
-                async with connect(stack.worker_url):
+                async with clients.connect(stack.worker_url):
                     pass
-            await Worker(second).send(b"[]")  # not a welcome: closed 3000
-            assert (await Worker(second).closed())[0] == 3000
+            await clients.Worker(second).send(b"[]")  # not a welcome: closed 3000
+            assert (await clients.Worker(second).closed())[0] == 3000

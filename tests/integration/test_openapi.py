@@ -19,7 +19,7 @@ from node_server import api_models
 from node_server.app import create_app
 from node_server.openapi import build, document
 from node_server.settings import NodeServerSettings
-from tests.support.clients import job, next_height, solution, welcome, worker_client
+from tests.support import clients
 from tests.support.poll import until
 from tests.support.stack import Backends, Stack
 
@@ -115,14 +115,16 @@ async def _request(
 async def test_route_answers_with_documented_status_codes(
     guarded: Stack, method: str, path: str
 ) -> None:
-    height, hardware_id = next_height(), f"spec-{uuid.uuid4().hex[:6]}"
-    async with worker_client(guarded.worker_url, welcome(hardware_id)) as w:
+    height, hardware_id = clients.next_height(), f"spec-{uuid.uuid4().hex[:6]}"
+    async with clients.worker_client(guarded.worker_url, clients.welcome(hardware_id)) as w:
         async with aiohttp.ClientSession() as session:
             url = f"{guarded.node_http}/api/jobs"
-            status, _ = await _request(session, "POST", url, NODE, orjson.dumps(job(height)))
+            status, _ = await _request(
+                session, "POST", url, NODE, orjson.dumps(clients.job(height))
+            )
             assert status == 202
             task_id = (await w.job_for(height, timeout=15))["task_id"]
-            await w.send(solution(task_id))  # so the solution lists have an item to check
+            await w.send(clients.solution(task_id))  # so the solution lists have an item to check
             await _solution_stored(session, guarded, task_id)
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
@@ -157,7 +159,7 @@ def _body(method: str, path: str) -> bytes | None:
         return None
     if path == "/api/session":
         return orjson.dumps({"token": ADMIN})
-    return orjson.dumps(job(next_height()))
+    return orjson.dumps(clients.job(clients.next_height()))
 
 
 def assert_body_matches(body: object, documented: dict) -> None:

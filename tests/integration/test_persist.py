@@ -21,8 +21,7 @@ from shared.kafka import Broadcaster, broadcaster, client_options, ensure_topics
 from shared.persist import Persisted, persist_and_broadcast
 from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns, parse
 from shared.settings import ConsumerSettings
-from tests.support import json_text
-from tests.support.clients import challenge, next_height
+from tests.support import clients, json_text
 from tests.support.json_text import Pairs, plain, problem, render
 from tests.support.stack import Backends
 
@@ -71,7 +70,7 @@ class Persisting:
     ) -> uuid.UUID:
         """A job row as process_job_worker leaves it (or a crash before the mark); its task."""
         task = uuid.uuid4()
-        challenge_ = challenge(height) if epoch_challenge is None else epoch_challenge
+        challenge_ = clients.challenge(height) if epoch_challenge is None else epoch_challenge
         await self.pool.execute(INSERT_ROW, height, challenge_, task, broadcast)
         return task
 
@@ -106,13 +105,13 @@ async def test_each_height_is_stored_once_and_only_what_was_not_broadcast_is_pro
     persisting: Persisting,
 ) -> None:
     pool = persisting.pool
-    done, stuck, new = next_height(), next_height(), next_height()
+    done, stuck, new = clients.next_height(), clients.next_height(), clients.next_height()
     stored_challenge = {"stored": "before the crash"}
     # One height stored and broadcast; one stored but never broadcast (a crash between).
     await persisting.stored_job(done)
     await persisting.stored_job(stuck, stored_challenge, broadcast=False)
     batch = [
-        delivery(done, challenge(done)),
+        delivery(done, clients.challenge(done)),
         delivery(stuck, {"resent": "by the node"}),
         delivery(new, {"first": 1}),
         delivery(new, {"second": 2}),
@@ -141,7 +140,7 @@ async def test_a_solution_for_an_unknown_task_fails_its_batch_and_the_retry_broa
     persisting: Persisting,
 ) -> None:
     pool = persisting.pool
-    task = await persisting.stored_job(next_height())
+    task = await persisting.stored_job(clients.next_height())
     known, unknown = solution_delivery(task), solution_delivery(uuid.uuid4())
     with pytest.raises(UnknownTask, match=f"unknown task {unknown.item.task_id}"):
         await persisting.persist(SOLUTIONS, [known, unknown])
@@ -202,7 +201,7 @@ async def test_a_share_is_stored_and_marked_but_only_what_a_node_may_want_is_pro
     persisting: Persisting,
 ) -> None:
     pool = persisting.pool
-    task = await persisting.stored_job(next_height())
+    task = await persisting.stored_job(clients.next_height())
     share, candidate = solution_delivery(task, 99), solution_delivery(task, 100)
     await pool.execute("UPDATE job SET proof_target = 100 WHERE task_id = $1", task)
     await persisting.persist(SOLUTIONS, [share, candidate])
@@ -226,7 +225,7 @@ async def test_a_solution_stored_but_not_broadcast_before_is_found_and_produced_
     """The other lane (or a batch that crashed before producing) stored it: the
     insert skips it, the lookup finds it, and it is produced with the new one."""
     pool = persisting.pool
-    task = await persisting.stored_job(next_height())
+    task = await persisting.stored_job(clients.next_height())
     earlier, new = solution_delivery(task, 5), solution_delivery(task, 5)
     async with pool.acquire() as connection:
         await SOLUTIONS.store(connection, [earlier.item])  # stored, not produced

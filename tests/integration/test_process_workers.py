@@ -19,7 +19,7 @@ from shared.rabbit import (
     SOLUTION_QUEUE,
     dead_letter_queue,
 )
-from tests.support.clients import challenge, next_height, solution_body
+from tests.support import clients
 from tests.support.poll import broadcast_row, until
 from tests.support.stack import Backends, Processors
 
@@ -60,8 +60,8 @@ async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
     marker = uuid.uuid4().hex
     await publish(channel, JOB_EXCHANGE, f"not json {marker}".encode())
     await publish(channel, JOB_EXCHANGE, orjson.dumps({"marker": marker, "block_height": "x"}))
-    height = next_height()
-    good = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    height = clients.next_height()
+    good = {"epoch_challenge": clients.challenge(height), "proof_target": 1, "block_height": height}
     await publish(channel, JOB_EXCHANGE, orjson.dumps(good))
     row = await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height)
     assert row["task_id"]
@@ -74,8 +74,12 @@ async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
 async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
     channel, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    height = clients.next_height()
+    good_job = {
+        "epoch_challenge": clients.challenge(height),
+        "proof_target": 1,
+        "block_height": height,
+    }
     await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
     job_row = await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height)
     unknown = uuid.uuid4()
@@ -85,7 +89,7 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
         return orjson.dumps(
             {
                 "task_id": str(task_id),
-                "solution": solution_body(),
+                "solution": clients.solution_body(),
                 "solution_target": 5,
                 "hardware_id": "gpu-x",
                 "caption": "c",
@@ -107,8 +111,8 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
 async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
     channel, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
+    height = clients.next_height()
+    job = {"epoch_challenge": clients.challenge(height), "proof_target": 1, "block_height": height}
     await publish(channel, JOB_EXCHANGE, orjson.dumps(job))
     task_id = (await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
         "task_id"
@@ -116,7 +120,7 @@ async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
     unknown = uuid.uuid4()
 
     def item(task: uuid.UUID) -> Item:
-        body = {"task_id": str(task), "solution": solution_body(), "solution_target": 5}
+        body = {"task_id": str(task), "solution": clients.solution_body(), "solution_target": 5}
         return Item(orjson.dumps({**body, "hardware_id": "gpu-b", "caption": "c"}), now_ns())
 
     marker = uuid.uuid4().hex

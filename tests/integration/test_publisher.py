@@ -11,7 +11,7 @@ from shared.errors import PublishRefused
 from shared.metrics import PUBLISH_BATCH
 from shared.protocol import JobMessage, encode
 from shared.rabbit import JOB_EXCHANGE, Publisher
-from tests.support.clients import challenge, next_height
+from tests.support import clients
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
@@ -23,8 +23,10 @@ async def test_a_publish_right_after_start_waits_for_the_first_connection(
     running = asyncio.create_task(publisher.run())
     try:
         assert not publisher.ready  # still connecting: the publish below has to wait
-        height = next_height()
-        job = JobMessage(epoch_challenge=challenge(height), proof_target=1, block_height=height)
+        height = clients.next_height()
+        job = JobMessage(
+            epoch_challenge=clients.challenge(height), proof_target=1, block_height=height
+        )
         await publisher.publish(encode(job), received_at=0)
     finally:
         running.cancel()
@@ -67,8 +69,10 @@ async def test_concurrent_publishes_share_confirms_and_each_caller_gets_its_own(
 
 
 def _job() -> JobMessage:
-    height = next_height()
-    return JobMessage(epoch_challenge=challenge(height), proof_target=1, block_height=height)
+    height = clients.next_height()
+    return JobMessage(
+        epoch_challenge=clients.challenge(height), proof_target=1, block_height=height
+    )
 
 
 def _observed(histogram: object) -> float:

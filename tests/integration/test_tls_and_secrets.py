@@ -20,7 +20,7 @@ from node_server.settings import NodeServerSettings
 from shared.catalogue import SERVICES
 from shared.kafka import client_options
 from tests.integration.test_security import RIGHT, TOKENS, first_error
-from tests.support.clients import Worker, welcome
+from tests.support import clients
 from tests.support.http import status
 from tests.support.poll import until
 from tests.support.ports import free_port
@@ -107,8 +107,8 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
                 {"params": {"token": RIGHT}},
             ):
                 async with session.ws_connect(url, ssl=trusted, **auth) as ws:
-                    worker = Worker(ws)
-                    await worker.send(welcome())
+                    worker = clients.Worker(ws)
+                    await worker.send(clients.welcome())
                     await worker.send(b"{}")
                     assert (await first_error(worker))["code"] == "invalid_message"
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
