@@ -82,10 +82,7 @@ async def test_job_solutions_and_worker_stats_after_real_traffic(servers: Stack)
 
 async def test_jobs_are_paginated_by_block_height(servers: Stack) -> None:
     heights = [clients.next_height() for _ in range(3)]
-    async with (
-        clients.worker_client(servers.worker_url) as worker,
-        clients.node_client(servers.node_url) as node,
-    ):
+    async with clients.worker_and_node(servers) as (worker, node):
         for height in heights:
             await node.send(clients.job(height))
         await worker.job_for(heights[-1])

@@ -63,10 +63,7 @@ async def test_solutions_over_a_limit_are_answered_rate_limited_and_not_publishe
     per_task = sample("wspool_solutions_limited_total", limit="per_task")
     height = clients.next_height()
     bodies = [clients.solution_body() for _ in range(6)]
-    async with (
-        clients.worker_client(limited.worker_url) as greedy,
-        clients.node_client(limited.node_url) as node,
-    ):
+    async with clients.worker_and_node(limited) as (greedy, node):
         task_id = await clients.job_sent(node, greedy, height)
         for body in bodies:
             await greedy.send(clients.solution(task_id, body=body))

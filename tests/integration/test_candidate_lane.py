@@ -73,10 +73,7 @@ async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
 ) -> None:
     height = clients.next_height()
     candidate = clients.solution_body()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         task_id = await clients.job_sent(node, worker, height, proof_target=100)
         before = await lanes(stack.worker_http)
         await worker.send(clients.solution(task_id, target=99))  # a share: stored, not forwarded
@@ -129,10 +126,7 @@ async def test_a_solution_sent_down_both_lanes_is_stored_and_delivered_once(
 ) -> None:
     height = clients.next_height()
     body = clients.solution_body()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         task_id = await clients.job_sent(node, worker, height, proof_target=100)
         message = SolutionMessage(
             task_id=uuid.UUID(task_id),

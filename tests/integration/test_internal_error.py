@@ -18,10 +18,7 @@ async def test_unexpected_error_closes_1011_and_others_carry_on(
 
     async with start_servers() as servers:
         height = clients.next_height()
-        async with (
-            clients.worker_client(servers.worker_url) as worker,
-            clients.node_client(servers.node_url) as node,
-        ):
+        async with clients.worker_and_node(servers) as (worker, node):
             task_id = await clients.job_sent(node, worker, height)
             with monkeypatch.context() as patch:
                 patch.setattr(KnownTasks, "exists", broken)

@@ -95,10 +95,7 @@ def _job_latency_count() -> float:
 
 async def test_job_latency_counts_live_fanout_not_the_latest_job_on_joining(stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as first,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (first, node):
         await node.send(clients.job(height))
         await first.job_for(height)
     before = _job_latency_count()

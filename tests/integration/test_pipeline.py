@@ -15,10 +15,7 @@ from tests.support.stack import Stack, StartServers, wait_ready
 
 async def test_job_reaches_worker_as_task_id_and_challenge_only(stack: Stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         await node.send(clients.job(height))
         frame = await worker.job_for(height)
     assert set(frame) == {"task_id", "epoch_challenge"}
@@ -32,10 +29,7 @@ async def test_solution_reaches_node_exactly_as_the_worker_sent_it(
     height = clients.next_height()
     body = clients.solution_body()
     body["extra"] = {"nested": [1, "two", None, 3.25]}
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         task_id = await clients.job_sent(node, worker, height, proof_target=100)
         await worker.send(clients.solution(task_id, target=100, body=body))
         assert await node.receive() == body
@@ -114,10 +108,7 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
 ) -> None:
     height = clients.next_height()
     body = clients.solution_body()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         task_id = await clients.job_sent(node, worker, height)
         await worker.send(clients.solution(task_id, body=body))
         await worker.send(clients.solution(task_id, body=body))
@@ -145,10 +136,7 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
 
 async def test_worker_joining_later_gets_the_latest_job_at_once(stack: Stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as early,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (early, node):
         await node.send(clients.job(height))
         first = await early.job_for(height)
     async with clients.worker_client(stack.worker_url) as late:
@@ -157,10 +145,7 @@ async def test_worker_joining_later_gets_the_latest_job_at_once(stack: Stack) ->
 
 async def test_older_or_equal_heights_never_reach_a_worker(stack: Stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         await node.send(clients.job(height))
         await worker.job_for(height)
         await node.send(clients.job(height - 1))  # older: stored, not sent to this worker

@@ -18,10 +18,7 @@ MAX_HEIGHT_JUMP = 100_000  # node_server's default
 async def test_a_job_far_above_the_newest_is_refused_and_never_published(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         await clients.job_sent(node, worker, clients.next_height())
         newest = await db.fetchval(NEWEST)
         poison = newest + MAX_HEIGHT_JUMP + 1
@@ -49,10 +46,7 @@ async def test_a_job_far_above_the_newest_is_refused_and_never_published(
 async def test_a_retired_job_stops_being_current_for_every_worker(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         real = clients.next_height()
         await clients.job_sent(node, worker, real)
         poison = real + MAX_HEIGHT_JUMP // 2  # plausible enough to pass, wrong all the same
@@ -82,10 +76,7 @@ async def test_a_retired_job_stops_being_current_for_every_worker(
 
 
 async def test_a_retired_height_can_be_taken_by_a_new_job(stack: Stack, db: asyncpg.Pool) -> None:
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         height = clients.next_height()
         task = await clients.job_sent(node, worker, height)
         async with aiohttp.ClientSession() as session:

@@ -26,10 +26,7 @@ async def test_job_without_broker_confirm_closes_1011(start_servers) -> None:
 async def test_solution_without_broker_confirm_closes_1011(start_servers, stack) -> None:
     height = clients.next_height()
     # A job the healthy stack stored, so the task is known to every worker_server.
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         task_id = await clients.job_sent(node, worker, height)
     async with start_servers(rabbitmq_url=UNREACHABLE_AMQP, ready=False) as servers:
         async with clients.worker_client(servers.worker_url, clients.welcome()) as worker:

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tests.support.stack import Stack
+
 # Heights grow by one through the session, like a chain's: workers only get newer
 # ones, and a job far above the newest is refused (max_height_jump). Every session
 # has its own database, so each starts here.
@@ -160,3 +162,10 @@ async def worker_client(
         worker = Worker(ws)
         await worker.send(hello or welcome())
         yield worker
+
+
+@contextlib.asynccontextmanager
+async def worker_and_node(stack: Stack) -> AsyncIterator[tuple[Worker, Client]]:
+    """A worker on `stack`'s worker_server, then a node on its node_server."""
+    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
+        yield worker, node
