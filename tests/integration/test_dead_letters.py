@@ -15,18 +15,17 @@ from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
 from shared.rabbit import (
-    JOB_EXCHANGE,
     REASON_HEADER,
     SOLUTION_EXCHANGE,
     SOLUTION_QUEUE,
     dead_letter_queue,
 )
-from tests.integration.test_process_workers import publish
 from tests.support import clients
 from tests.support.http import call
 from tests.support.metrics import scrape
-from tests.support.poll import broadcast_row, until
+from tests.support.poll import until
 from tests.support.ports import free_port
+from tests.support.rabbit import publish, published_job
 from tests.support.stack import Backends, Stack, server_ports, serving_server
 
 SOLUTION_DLQ = dead_letter_queue(SOLUTION_QUEUE)
@@ -85,16 +84,7 @@ async def test_dead_letters_show_depth_and_reasons_and_peeking_keeps_them_in_ord
 async def test_requeue_moves_dead_letters_back_to_be_stored(
     servers: Stack, channel, db: asyncpg.Pool
 ) -> None:
-    height = clients.next_height()
-    good_job = {
-        "epoch_challenge": clients.challenge(height),
-        "proof_target": 1,
-        "block_height": height,
-    }
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
-    task_id = (await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
-        "task_id"
-    ]
+    task_id = (await published_job(channel, db))["task_id"]
     # Good solutions an older release could not process: straight into the dead-letter queue.
     for _ in range(3):
         await _dead_letter(channel, task_id)

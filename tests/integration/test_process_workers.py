@@ -21,12 +21,8 @@ from shared.rabbit import (
 )
 from tests.support import clients
 from tests.support.poll import broadcast_row, until
+from tests.support.rabbit import publish, published_job
 from tests.support.stack import Backends, Processors
-
-
-async def publish(channel: aio_pika.abc.AbstractChannel, exchange: str, body: bytes) -> None:
-    target = await channel.get_exchange(exchange)
-    await target.publish(aio_pika.Message(body, headers={"received_at": now_ns()}), routing_key="")
 
 
 async def dead_letters(
@@ -60,10 +56,7 @@ async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
     marker = uuid.uuid4().hex
     await publish(channel, JOB_EXCHANGE, f"not json {marker}".encode())
     await publish(channel, JOB_EXCHANGE, orjson.dumps({"marker": marker, "block_height": "x"}))
-    height = clients.next_height()
-    good = {"epoch_challenge": clients.challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good))
-    row = await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height)
+    row = await published_job(channel, db)
     assert row["task_id"]
     dead = await dead_letters(channel, JOB_QUEUE, marker, 2)
     reasons = sorted(m.headers[REASON_HEADER] for m in dead)
@@ -74,14 +67,7 @@ async def test_poison_jobs_are_dead_lettered_with_a_reason_and_good_ones_flow(
 async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
     channel, db: asyncpg.Pool
 ) -> None:
-    height = clients.next_height()
-    good_job = {
-        "epoch_challenge": clients.challenge(height),
-        "proof_target": 1,
-        "block_height": height,
-    }
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
-    job_row = await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height)
+    job_row = await published_job(channel, db)
     unknown = uuid.uuid4()
     marker = str(unknown)
 
@@ -111,12 +97,7 @@ async def test_solution_for_unknown_task_is_dead_lettered_not_stored(
 async def test_a_bad_item_of_a_micro_batch_is_dead_lettered_alone(
     channel, db: asyncpg.Pool
 ) -> None:
-    height = clients.next_height()
-    job = {"epoch_challenge": clients.challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(job))
-    task_id = (await broadcast_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
-        "task_id"
-    ]
+    task_id = (await published_job(channel, db))["task_id"]
     unknown = uuid.uuid4()
 
     def item(task: uuid.UUID) -> Item:
