@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
@@ -56,13 +58,19 @@ async def test_no_welcome_in_time_closes_3000(strict: Stack) -> None:
     assert (code, text) == (3000, "no welcome within 0.5 seconds")
 
 
-@pytest.mark.parametrize("role", ["node", "worker"])
-async def test_oversize_frame_closes_1009(strict: Stack, role: str) -> None:
-    url = strict.node_url if role == "node" else strict.worker_url
-    async with clients.connect(url) as ws:
+@contextlib.asynccontextmanager
+async def speaking(stack: Stack, role: str) -> AsyncIterator[clients.Worker]:
+    """A connection to `role`'s server; a worker's is past its welcome."""
+    async with clients.connect(stack.node_url if role == "node" else stack.worker_url) as ws:
         client = clients.Worker(ws)
         if role == "worker":
             await client.send(clients.welcome())
+        yield client
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_oversize_frame_closes_1009(strict: Stack, role: str) -> None:
+    async with speaking(strict, role) as client:
         await client.send(b'{"pad": "' + b"x" * 5000 + b'"}')
         code, _ = await client.closed()
     assert code == 1009
@@ -70,11 +78,7 @@ async def test_oversize_frame_closes_1009(strict: Stack, role: str) -> None:
 
 @pytest.mark.parametrize("role", ["node", "worker"])
 async def test_invalid_frames_get_error_frames_then_1008(strict: Stack, role: str) -> None:
-    url = strict.node_url if role == "node" else strict.worker_url
-    async with clients.connect(url) as ws:
-        client = clients.Worker(ws)
-        if role == "worker":
-            await client.send(clients.welcome())
+    async with speaking(strict, role) as client:
         bad = {"block_height": "x"} if role == "node" else {"task_id": "x"}
         errors = []
         for _ in range(3):
@@ -90,10 +94,7 @@ async def test_invalid_frames_get_error_frames_then_1008(strict: Stack, role: st
 
 async def test_connection_stays_open_after_an_invalid_frame(strict: Stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(strict.worker_url) as worker,
-        clients.node_client(strict.node_url) as node,
-    ):
+    async with clients.worker_and_node(strict) as (worker, node):
         await node.send(b"{not json")
         error = await node.receive()
         assert error["type"] == "error" and error["detail"].startswith("not valid JSON")
@@ -150,10 +151,7 @@ async def test_objects_that_would_change_are_refused_naming_the_field(
         b'{"type": "job", "epoch_challenge": {"epoch_number": %d, "a": {"x": 1, "x": 2}}, '
         b'"proof_target": 100, "block_height": %d}' % (refused_height, refused_height)
     )
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-    ):
+    async with clients.worker_and_node(stack) as (worker, node):
         await node.send(twice)
         assert await node.receive() == {
             "type": "error",
