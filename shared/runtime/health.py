@@ -121,13 +121,14 @@ class _Cached:
     request would let anyone who can reach /readyz load the database).
     """
 
-    def __init__(self, check: Check) -> None:
+    def __init__(self, check: Check, clock: Callable[[], float] = time.monotonic) -> None:
         self.check = check
+        self.clock = clock
         self.probed_at = float("-inf")
         self.probe: asyncio.Future[bool] | None = None
 
     async def __call__(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if self.probe is None or now - self.probed_at >= CHECK_INTERVAL_SECONDS:
             self.probed_at = now
             self.probe = asyncio.ensure_future(_run(self.check))
@@ -135,5 +136,7 @@ class _Cached:
         return await asyncio.shield(self.probe)
 
 
-def add_check(app: web.Application, name: str, check: Check) -> None:
-    app[READINESS][name] = _Cached(check)
+def add_check(
+    app: web.Application, name: str, check: Check, clock: Callable[[], float] = time.monotonic
+) -> None:
+    app[READINESS][name] = _Cached(check, clock)

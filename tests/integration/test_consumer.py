@@ -30,9 +30,9 @@ from shared.protocol import SolutionMessage, now_ns
 from shared.rabbit import REASON_HEADER
 from shared.routes import dead_letter_queue
 from shared.settings import ConsumerSettings
-from tests.integration.test_api import until
 from tests.integration.test_persist import INSERT_ROW, private_topic, produced
 from tests.support.clients import challenge, next_height, solution_body
+from tests.support.poll import until
 from tests.support.stack import Backends
 
 # The service's PERSIST_TIMEOUT_SECONDS, short: a persist waiting longer is a dependency down.

@@ -14,7 +14,7 @@ from aiohttp import web
 from shared.db import POOL, create_pool
 from shared.runtime.health import add_health_routes
 from shared.runtime.instances import UPSERT, heartbeat
-from tests.integration.test_api import until
+from tests.support.poll import until
 from tests.support.stack import Backends
 
 ROLE = "heartbeat_test"

@@ -6,7 +6,6 @@ The document is generated from the route list and the body models
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 
@@ -20,7 +19,8 @@ from node_server import api_models
 from node_server.app import create_app
 from node_server.openapi import build, document
 from node_server.settings import NodeServerSettings
-from tests.support.clients import job, next_height, solution, welcome, worker_client
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Backends, Stack
 
 ADMIN, NODE = "adm1n", "n0de"
@@ -122,14 +122,16 @@ async def _request(
 async def test_route_answers_with_documented_status_codes(
     guarded: Stack, method: str, path: str
 ) -> None:
-    height, hardware_id = next_height(), f"spec-{uuid.uuid4().hex[:6]}"
-    async with worker_client(guarded.worker_url, welcome(hardware_id)) as w:
+    height, hardware_id = clients.next_height(), f"spec-{uuid.uuid4().hex[:6]}"
+    async with clients.worker_client(guarded.worker_url, clients.welcome(hardware_id)) as w:
         async with aiohttp.ClientSession() as session:
             url = f"{guarded.node_http}/api/jobs"
-            status, _ = await _request(session, "POST", url, NODE, orjson.dumps(job(height)))
+            status, _ = await _request(
+                session, "POST", url, NODE, orjson.dumps(clients.job(height))
+            )
             assert status == 202
             task_id = (await w.job_for(height, timeout=15))["task_id"]
-            await w.send(solution(task_id))  # so the solution lists have an item to check
+            await w.send(clients.solution(task_id))  # so the solution lists have an item to check
             await _solution_stored(session, guarded, task_id)
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
@@ -169,7 +171,7 @@ def _body(method: str, path: str) -> bytes | None:
         return None
     if path == "/api/session":
         return orjson.dumps({"token": ADMIN})
-    return orjson.dumps(job(next_height()))
+    return orjson.dumps(clients.job(clients.next_height()))
 
 
 def assert_body_matches(body: object, documented: dict) -> None:
@@ -183,9 +185,9 @@ def assert_body_matches(body: object, documented: dict) -> None:
 
 async def _solution_stored(session: aiohttp.ClientSession, stack: Stack, task_id: str) -> None:
     url = f"{stack.node_http}/api/jobs/{task_id}/solutions"
-    async with asyncio.timeout(15):
-        while not (await _request(session, "GET", url, ADMIN, None))[1]["items"]:
-            await asyncio.sleep(0.05)
+    await until(
+        lambda: _request(session, "GET", url, ADMIN, None), lambda answer: answer[1]["items"]
+    )
 
 
 def test_the_description_is_a_valid_openapi_document() -> None:

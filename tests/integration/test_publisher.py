@@ -15,7 +15,7 @@ from shared.microbatch import BATCH_CONTENT_TYPE
 from shared.protocol import JobMessage
 from shared.rabbit import Publisher
 from shared.routes import JOB
-from tests.support.clients import challenge, next_height
+from tests.support import clients
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
@@ -27,8 +27,10 @@ async def test_a_publish_right_after_start_waits_for_the_first_connection(
     running = asyncio.create_task(publisher.run())
     try:
         assert not publisher.ready  # still connecting: the publish below has to wait
-        height = next_height()
-        job = JobMessage(epoch_challenge=challenge(height), proof_target=1, block_height=height)
+        height = clients.next_height()
+        job = JobMessage(
+            epoch_challenge=clients.challenge(height), proof_target=1, block_height=height
+        )
         await publisher.publish(encode(job), received_at=0)
     finally:
         running.cancel()
@@ -157,8 +159,10 @@ class ConfirmHold:
 
 
 def _job() -> JobMessage:
-    height = next_height()
-    return JobMessage(epoch_challenge=challenge(height), proof_target=1, block_height=height)
+    height = clients.next_height()
+    return JobMessage(
+        epoch_challenge=clients.challenge(height), proof_target=1, block_height=height
+    )
 
 
 def _observed(histogram: object) -> float:

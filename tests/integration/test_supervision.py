@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -23,15 +22,15 @@ from process_job_worker.app import create_app as create_job_app
 from process_job_worker.settings import ProcessJobWorkerSettings
 from shared.fanout.stream import Stream
 from shared.routes import JOB
+from tests.support import clients
 from tests.support.clients import (
     job_sent,
     next_height,
     node_client,
-    solution,
-    solution_body,
-    welcome,
     worker_client,
 )
+from tests.support.http import status
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, StartServers, serving
 from worker_server.jobs import JobUpdate
@@ -84,16 +83,16 @@ async def test_publisher_fanout_and_liveness_recover_from_an_injected_failure(
         async with start_servers(
             fanout_mode="shared", worker={"liveness_interval_seconds": interval}
         ) as servers:
-            hardware_id = f"gpu-{next_height()}"
+            hardware_id = f"gpu-{clients.next_height()}"
             async with (
-                worker_client(servers.worker_url, welcome(hardware_id)) as worker,
-                node_client(servers.node_url) as node,
+                clients.worker_client(servers.worker_url, clients.welcome(hardware_id)) as worker,
+                clients.node_client(servers.node_url) as node,
             ):
                 # Jobs flow (node publisher, worker fan-out), solutions come back
                 # (worker publisher, node fan-out): nothing was lost to the failures.
-                task_id = await job_sent(node, worker, next_height())
-                body = solution_body()
-                await worker.send(solution(task_id, body=body))
+                task_id = await clients.job_sent(node, worker, clients.next_height())
+                body = clients.solution_body()
+                await worker.send(clients.solution(task_id, body=body))
                 assert await node.receive() == body
                 # The sweep failed once and runs again, without closing live rows.
                 row = await _row_seen_again(db, hardware_id, after_seconds=4 * interval)
@@ -113,18 +112,15 @@ async def _row_seen_again(
     db: asyncpg.Pool, hardware_id: str, after_seconds: float
 ) -> asyncpg.Record:
     """The worker's row once its last_seen_at has moved past the row's opening."""
-    async with asyncio.timeout(10):
-        while True:
-            row = await db.fetchrow(
-                "SELECT last_seen_at, connected_at, disconnected_at FROM worker"
-                " WHERE hardware_id = $1",
-                hardware_id,
-            )
-            if row is not None and (
-                (row["last_seen_at"] - row["connected_at"]).total_seconds() > after_seconds
-            ):
-                return row
-            await asyncio.sleep(0.1)
+    query = "SELECT last_seen_at, connected_at, disconnected_at FROM worker WHERE hardware_id = $1"
+    return await until(
+        lambda: db.fetchrow(query, hardware_id),
+        lambda row: (
+            row is not None
+            and (row["last_seen_at"] - row["connected_at"]).total_seconds() > after_seconds
+        ),
+        timeout=10,
+    )
 
 
 async def test_consumer_recovers_from_an_injected_failure(
@@ -157,17 +153,9 @@ async def test_a_consumer_that_never_recovers_turns_healthz_to_503(
         assert await _status_within(f"http://{address}/healthz", 503, seconds=15)
 
 
-async def _status_within(url: str, status: int, seconds: float) -> bool:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    async with session.get(url) as response:
-                        if response.status == status:
-                            return True
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            return False
+async def _status_within(url: str, expected: int, seconds: float) -> bool:
+    answered = await until(lambda: status(url), lambda got: got == expected, timeout=seconds)
+    return answered == expected
 
 
 @pytest.mark.parametrize("mode", ["shared", "per_connection"])
@@ -177,7 +165,7 @@ async def test_a_subscriber_whose_offer_raises_is_closed_1011_and_others_carry_o
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    victim_id = f"victim-{next_height()}"
+    victim_id = f"victim-{clients.next_height()}"
     broken = asyncio.Event()
     offer = WorkerSession.offer
 
@@ -191,20 +179,20 @@ async def test_a_subscriber_whose_offer_raises_is_closed_1011_and_others_carry_o
     with caplog.at_level(logging.ERROR, logger="shared.websocket.connection"):
         async with (
             start_servers(fanout_mode=mode) as servers,
-            node_client(servers.node_url) as node,
-            worker_client(servers.worker_url) as bystander,
-            worker_client(servers.worker_url, welcome(victim_id)) as victim,
+            clients.node_client(servers.node_url) as node,
+            clients.worker_client(servers.worker_url) as bystander,
+            clients.worker_client(servers.worker_url, clients.welcome(victim_id)) as victim,
         ):
             # The control: before the bug, the victim gets jobs like anyone.
-            height = next_height()
-            await job_sent(node, victim, height)
+            height = clients.next_height()
+            await clients.job_sent(node, victim, height)
             await bystander.job_for(height)
             broken.set()
-            height = next_height()
-            await job_sent(node, bystander, height)
+            height = clients.next_height()
+            await clients.job_sent(node, bystander, height)
             assert await victim.closed() == (1011, "internal error")
             # The fan-out itself goes on.
-            await job_sent(node, bystander, next_height())
+            await clients.job_sent(node, bystander, clients.next_height())
     failures = [r for r in caplog.records if r.getMessage() == "connection_failed"]
     assert len(failures) == 1 and failures[0].exc_info is not None
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from shared.runtime.health import add_health_routes
 from shared.runtime.lifecycle import background
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import serving
 
@@ -47,7 +48,8 @@ async def test_a_task_that_returns_is_not_started_again() -> None:
 
     lifecycle = contextlib.asynccontextmanager(background("once", once))
     async with lifecycle(web.Application()):
-        await asyncio.sleep(0.3)
+        (supervisor,) = [task for task in asyncio.all_tasks() if task.get_name() == "once"]
+        await until(supervisor.done)  # returned: nothing is left to start `once` again
     assert runs == [1]
 
 
@@ -74,9 +76,9 @@ async def test_a_task_failing_past_the_limit_turns_healthz_to_503() -> None:
         raise RuntimeError("injected failure")
 
     async with _serving_task("broken", broken, failure_limit=3) as address:
-        async with asyncio.timeout(10):
-            while (answer := await _healthz(f"http://{address}"))[0] == 200:
-                await asyncio.sleep(0.05)
+        answer = await until(
+            lambda: _healthz(f"http://{address}"), lambda answer: answer[0] != 200, timeout=10
+        )
     assert answer[0] == 503
     assert answer[1]["status"] == "failing" and answer[1]["failures"]["broken"] >= 3
     assert len(attempts) >= 3

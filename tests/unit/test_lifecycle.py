@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from shared.runtime.lifecycle import CANCEL_DEADLINE_SECONDS
-from tests.integration.test_api import until
 from tests.support.instances import Service, stopped_on_exit
+from tests.support.poll import until
 from tests.support.ports import free_port
 
 EXIT_TIMEOUT = 30.0
