@@ -37,7 +37,7 @@ lint: $(STAMP)
 e2e: $(STAMP)  ## against a running `make run`
 	$(BIN)/python -m misc.local_e2e_test
 
-bench: $(STAMP)  ## against a running `make run`; see README "Benchmarks" for flags
+bench: $(STAMP)  ## against a running `make run`; flags: docs/benchmarks.md, "How to run"
 	$(BIN)/python -m misc.bench
 
 clean:

@@ -1,6 +1,6 @@
 """Print the settings of every service as markdown tables: `python -m misc.settings_table`.
 
-The README holds this output between `<!-- settings:start -->` and
+docs/configuration.md holds this output between `<!-- settings:start -->` and
 `<!-- settings:end -->`; a test fails when the two disagree, so regenerate
 with `python -m misc.settings_table --write` after changing a setting.
 """
@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 
 from shared.catalogue import PROGRAMS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 
@@ -40,7 +40,7 @@ def default(field: FieldInfo) -> str:
 def table(module: str, settings_class: type[BaseSettings]) -> str:
     prefix = settings_class.model_config.get("env_prefix", "")
     lines = [
-        f"### `{module}` (`{prefix}*`)",
+        f"## `{module}` (`{prefix}*`)",
         "",
         "| flag | env var | default | description |",
         "|---|---|---|---|",
@@ -57,13 +57,13 @@ def markdown() -> str:
     return "\n\n".join(tables) + "\n"
 
 
-def readme_section(text: str) -> str:
-    """What the README holds between the markers (without them)."""
+def generated_section(text: str) -> str:
+    """What a document holds between the markers (without them)."""
     start, end = text.index(START) + len(START), text.index(END)
     return text[start:end].strip("\n") + "\n"
 
 
-def write_readme(path: Path = README) -> None:
+def write(path: Path = CONFIGURATION) -> None:
     text = path.read_text()
     start, end = text.index(START) + len(START), text.index(END)
     path.write_text(text[:start] + "\n" + markdown() + text[end:])
@@ -71,6 +71,6 @@ def write_readme(path: Path = README) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        write_readme()
+        write()
     else:
         sys.stdout.write(markdown())

@@ -30,7 +30,7 @@ from node_server.api import Handler, error_response, json_response
 from node_server.params import ApiError
 from node_server.rest import json_body
 from node_server.ws import SETTINGS
-from shared.access import authorized, bearer, token_matches, unauthorized
+from shared.websocket.access import authorized, bearer, token_matches, unauthorized
 
 COOKIE = "wspool_admin"
 SESSION_SECONDS = 12 * 3600

@@ -31,7 +31,7 @@ from node_server.params import (
 )
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, answer, count, unavailable
-from shared.ws import OPEN_SOCKETS
+from shared.websocket.connection import OPEN_SOCKETS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Page = TypeVar("Page", api_models.JobPage, api_models.SolutionPage, api_models.WorkerPage)

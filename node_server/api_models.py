@@ -210,6 +210,12 @@ class Retired(Body):
     current: CurrentJob | None = Field(description="The job workers were moved to, if any.")
 
 
+class RetiredAbove(Body):
+    above_height: Int64
+    retired: NonNegativeInt = Field(description="Jobs retired by this call (not before it).")
+    current: CurrentJob | None = Field(description="The job workers were moved to, if any.")
+
+
 class HeightSolutions(Body):
     block_height: Int64
     solutions: list[dict[str, Any]] = Field(description="`solution` objects as workers sent them.")

@@ -6,13 +6,13 @@ import logging
 from aiohttp import web
 
 from node_server.dashboard import STOPPING, end_streams
-from node_server.recovery import RECENT, RecentSolutions, keep_recent
+from node_server.recovery import RECENT, RecoveryWindow, keep_recent
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
+from node_server.solutions import CANDIDATE_STREAM, SOLUTION_STREAM
 from node_server.ws import SETTINGS, node_socket
-from shared.rabbit import JOB_EXCHANGE
-from shared.updates import CANDIDATE_STREAM, SOLUTION_STREAM
-from shared.websocket_app import FANOUT, create_websocket_app
+from shared.routes import JOB
+from shared.websocket.app import FANOUT, create_websocket_app
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +20,14 @@ log = logging.getLogger(__name__)
 def create_app(settings: NodeServerSettings) -> web.Application:
     app = create_websocket_app(
         settings,
-        exchange=JOB_EXCHANGE,
+        exchange=JOB.exchange,
         stream=SOLUTION_STREAM,
         socket=node_socket,
         more_streams=[CANDIDATE_STREAM],  # the candidate lane: never behind shares
     )
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
-        window = RecentSolutions(
+        window = RecoveryWindow(
             settings.recovery_window_per_height, settings.solution_wait_time_seconds
         )
         app[RECENT] = window

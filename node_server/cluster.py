@@ -1,6 +1,6 @@
 """The whole cluster, read from the `instance` rows every service keeps fresh.
 
-`shared.instances` writes them; here they are summed: connections per role,
+`shared.runtime.instances` writes them; here they are summed: connections per role,
 closes by code, one delivery-latency histogram merged from every instance's
 buckets, and how many workers have the current job.
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from node_server import dashboard_models, queries
-from shared.instances import STALE_AFTER_SECONDS
+from shared.current_job import newest_job
+from shared.runtime.instances import STALE_AFTER_SECONDS
 
 QUANTILES = (0.5, 0.9, 0.99)
 # Where each delivery is timed: a job when a worker_server sends it, a solution at node_server.
@@ -64,18 +64,18 @@ def _height(value: float | None) -> int | None:
 async def current_job(
     pool: asyncpg.Pool, instances: list[dashboard_models.Instance]
 ) -> dashboard_models.CurrentJobSummary | None:
-    job = await queries.current_job(pool)
+    job, as_of = await newest_job(pool)
     if job is None:
         return None
     have_it = sum(
         i.connections
         for i in instances
-        if i.role == "worker_server" and not i.stale and i.current_height == job["block_height"]
+        if i.role == "worker_server" and not i.stale and i.current_height == job.block_height
     )
     return dashboard_models.CurrentJobSummary(
-        task_id=job["task_id"],
-        block_height=job["block_height"],
-        age_seconds=(datetime.now(UTC) - job["created_at"]).total_seconds(),
+        task_id=job.task_id,
+        block_height=job.block_height,
+        age_seconds=as_of / 1e9 - job.created_at,  # both Postgres's clock
         workers_with_it=have_it,
     )
 

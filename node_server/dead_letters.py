@@ -28,11 +28,14 @@ from node_server.params import ApiError, PeekParams, RequeueParams
 from node_server.ws import SETTINGS
 from shared.errors import BrokerUnavailable, down_as
 from shared.metrics import REQUEUED
-from shared.rabbit import PUBLISH_TIMEOUT_SECONDS, QUEUES, REASON_HEADER, dead_letter_queue
+from shared.rabbit import PUBLISH_TIMEOUT_SECONDS, REASON_HEADER
+from shared.routes import ROUTES, dead_letter_queue
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 PREVIEW_BYTES = 200
 log = logging.getLogger(__name__)
+# Each route's work queue, by the route's name in the API.
+QUEUES = {kind: route.queue for kind, route in ROUTES.items()}
 
 # Exported at 0 from start-up, like the dead-lettered count they are compared with.
 for _queue in QUEUES.values():

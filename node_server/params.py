@@ -31,8 +31,8 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from node_server import api_models
-from shared.protocol import describe
-from shared.rabbit import QUEUES
+from shared.codec import describe
+from shared.routes import ROUTES
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -158,6 +158,10 @@ class TaskSolutionsParams(TaskParams, Paged):
     )
 
 
+class RetireAboveParams(Params):
+    above_height: Annotated[Int64, Field(description="Retire the jobs above this height.")]
+
+
 class WorkersParams(Paged):
     connected: bool | Unset = Field(None, description="Only open (true) or closed (false).")
     before: Int64 | Unset = Field(
@@ -199,7 +203,7 @@ class PeekParams(Params):
 
 class RequeueParams(Params):
     # Any text, so that an unknown queue is a 404 (`dead_letters`); the document lists the known.
-    queue: str = Field(json_schema_extra={"enum": sorted(QUEUES)})
+    queue: str = Field(json_schema_extra={"enum": sorted(ROUTES)})
     limit: Annotated[int, Field(ge=1, le=MAX_REQUEUE, description="Most moved."), DIGITS] = (
         DEFAULT_REQUEUE
     )

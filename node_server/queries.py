@@ -1,4 +1,5 @@
-"""The read API's SQL: every query the API and dashboard run, in one place.
+"""The read API's SQL: every query the API and dashboard run, in one place (the
+current job's is `shared.current_job`, which worker_server and retiring share).
 
 Pages are keyset-paginated (`before` an id or height, newest first) so a page
 costs the same however deep it is and rows arriving meanwhile don't shift it.
@@ -62,11 +63,6 @@ SELECT role, name, version, started_at, heartbeat_at, ready, stats,
 FROM instance
 WHERE stopped_at IS NULL AND heartbeat_at > now() - interval '1 hour'
 ORDER BY role, name
-"""
-
-CURRENT_JOB = """
-SELECT task_id, block_height, created_at FROM job
-WHERE retired_at IS NULL ORDER BY block_height DESC LIMIT 1
 """
 
 # Worker connections closed per minute, by close code (NULL: the row was swept).
@@ -211,11 +207,6 @@ async def busiest(pool: asyncpg.Pool, window_seconds: int, limit: int) -> list[d
 
 async def instances(pool: asyncpg.Pool, stale_after_seconds: float) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(INSTANCES, stale_after_seconds))
-
-
-async def current_job(pool: asyncpg.Pool) -> dict[str, Any] | None:
-    row = await pool.fetchrow(CURRENT_JOB)
-    return None if row is None else dict(row)
 
 
 async def closes_per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:

@@ -22,15 +22,16 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from node_server.expectations import PRUNE_INTERVAL_SECONDS
+from node_server.solutions import SolutionUpdate
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, count, down_as
-from shared.fanout import Fanout
+from shared.fanout.stream import Fanout
 from shared.metrics import RECOVERY_WINDOW
 from shared.protocol import NodeJob, now_ns
-from shared.updates import SolutionUpdate
 
 log = logging.getLogger(__name__)
-PRUNE_INTERVAL_NS = 1_000_000_000
+PRUNE_INTERVAL_NS = int(PRUNE_INTERVAL_SECONDS * 1e9)
 QUERY_TIMEOUT_SECONDS = 5.0
 
 RECOVERABLE = """
@@ -43,7 +44,7 @@ ORDER BY s.id
 """
 
 
-class RecentSolutions:
+class RecoveryWindow:
     """The newest solutions the fan-out delivered, per height: a fan-out subscriber."""
 
     def __init__(self, per_height: int, wait_seconds: float) -> None:
@@ -80,11 +81,11 @@ class RecentSolutions:
             self._held -= len(self._by_height.pop(height))
 
 
-RECENT = web.AppKey("recent_solutions", RecentSolutions)
+RECENT = web.AppKey("recent_solutions", RecoveryWindow)
 
 
 def keep_recent(
-    fanout: Fanout[SolutionUpdate], window: RecentSolutions
+    fanout: Fanout[SolutionUpdate], window: RecoveryWindow
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Cleanup context: the window subscribed to the fan-out while the app runs."""
 

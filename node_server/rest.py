@@ -12,7 +12,8 @@ from node_server.params import ApiError, HeightSolutionsParams
 from node_server.submit import ConflictingJob, RefusedJob, parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
-from shared.protocol import ProtocolError, now_ns
+from shared.errors import ProtocolError
+from shared.protocol import now_ns
 
 
 async def post_job(request: web.Request) -> web.Response:

@@ -1,35 +1,49 @@
-"""Retiring a job: the way out of a job that must not be current any more.
+"""Retiring jobs: the way out of a job that must not be current any more.
 
 A job far above the chain's height (a node's bug, a test run against
-production) would otherwise stay every worker's newest job for good: their
-"newer heights only" filters refuse every real job after it. Retiring marks
-it in the table (it stays there, for accounting) and tells every
-worker_server, through Kafka, which job is current now: the newest one not
-retired. Each resets its workers' filters to that job and sends it to them.
+production) would otherwise stay every worker's current job for good: jobs
+below the current height are stored but never sent. So does a whole chain
+when the real one restarts from lower heights. Retiring marks jobs in the
+table (they stay there, for accounting) and tells every worker_server,
+through Kafka, which job is current now: the newest one not retired, as of
+Postgres's clock when it was read (the record's `received_at`, which orders
+it against other retires and worker_server's own start-up read). Each moves
+its workers to that job and sends it to them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import asyncpg
 from aiohttp import web
 
 from node_server import api_models
 from node_server.api import json_response
-from node_server.params import ApiError, TaskParams
+from node_server.params import ApiError, RetireAboveParams, TaskParams
 from node_server.ws import SETTINGS
+from shared.codec import encode
+from shared.current_job import newest_job
 from shared.db import POOL
 from shared.errors import EventStreamUnavailable
-from shared.kafka import JOB_TOPIC, broadcaster
-from shared.protocol import CurrentJobRecord, JobRecord, encode, now_ns
+from shared.kafka import broadcaster
+from shared.protocol import CurrentJobRecord
+from shared.routes import JOB
 
 RETIRE = (
     "UPDATE job SET retired_at = coalesce(retired_at, now()) WHERE task_id = $1 "
     "RETURNING block_height"
 )
-CURRENT = """
-SELECT task_id, block_height, epoch_challenge, created_at, proof_target FROM job
-WHERE retired_at IS NULL ORDER BY block_height DESC LIMIT 1
+# How many it retired now, and the highest job above the height, retired before or now
+# (the record names it; none: nothing was ever above the height).
+RETIRE_ABOVE = """
+WITH retired AS (
+  UPDATE job SET retired_at = now() WHERE block_height > $1 AND retired_at IS NULL RETURNING 1
+)
+SELECT (SELECT count(*) FROM retired) AS retired,
+       (SELECT task_id FROM job WHERE block_height > $1
+        ORDER BY block_height DESC, id DESC LIMIT 1) AS highest
 """
 # The broker must answer within this, or the operator is told to call again.
 PRODUCE_TIMEOUT_SECONDS = 15.0
@@ -46,28 +60,41 @@ async def retire_job(request: web.Request, params: TaskParams) -> web.Response:
         height = await connection.fetchval(RETIRE, task_id)
         if height is None:
             raise ApiError(404, "not_found", f"no job with task_id {task_id}")
-        row = await connection.fetchrow(CURRENT)
-    current = None
-    if row is not None:
-        current = JobRecord(
-            task_id=row["task_id"],
-            epoch_challenge=row["epoch_challenge"],
-            block_height=row["block_height"],
-            created_at=row["created_at"].timestamp(),
-            received_at=now_ns(),
-            proof_target=row["proof_target"],
-        )
-    record = CurrentJobRecord(retired=task_id, current=current, received_at=now_ns())
+        record = await _current(connection, task_id)
     await _announce(request.app, record)
     return json_response(
-        api_models.Retired(
-            retired=task_id,
-            block_height=height,
-            current=None
-            if current is None
-            else api_models.CurrentJob(task_id=current.task_id, block_height=current.block_height),
+        api_models.Retired(retired=task_id, block_height=height, current=_summary(record))
+    )
+
+
+async def retire_above(request: web.Request, params: RetireAboveParams) -> web.Response:
+    """POST /api/retire?above_height=N: retire every job above N (a chain restarted
+    from lower heights) and tell the workers what is current. Safe to repeat, like one."""
+    above = params.above_height
+    async with request.app[POOL].acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(RETIRE_ABOVE, above)
+        if row["highest"] is None:
+            raise ApiError(404, "not_found", f"no job above block height {above}")
+        record = await _current(connection, row["highest"])
+    await _announce(request.app, record)
+    return json_response(
+        api_models.RetiredAbove(
+            above_height=above, retired=row["retired"], current=_summary(record)
         )
     )
+
+
+async def _current(connection: asyncpg.Connection, retired: uuid.UUID) -> CurrentJobRecord:
+    """What to announce: the job current once the retiring transaction commits."""
+    current, as_of = await newest_job(connection)
+    return CurrentJobRecord(retired=retired, current=current, received_at=as_of)
+
+
+def _summary(record: CurrentJobRecord) -> api_models.CurrentJob | None:
+    current = record.current
+    if current is None:
+        return None
+    return api_models.CurrentJob(task_id=current.task_id, block_height=current.block_height)
 
 
 async def _announce(app: web.Application, record: CurrentJobRecord) -> None:
@@ -76,7 +103,7 @@ async def _announce(app: web.Application, record: CurrentJobRecord) -> None:
     try:
         async with asyncio.timeout(PRODUCE_TIMEOUT_SECONDS):
             async with broadcaster(app[SETTINGS]) as kafka:
-                await kafka.send_all(JOB_TOPIC, [(str(height).encode(), encode(record))])
+                await kafka.send_all(JOB.topic, [(str(height).encode(), encode(record))])
     except TimeoutError:
         raise EventStreamUnavailable(
             "retired in the database, but the workers were not told: call again"

@@ -4,7 +4,7 @@ A row says how the route is served (method, path, handler, who may call it)
 and how /api/openapi.json describes it (`route.Operation`): its parameters'
 model is the one the server checks them with, so adding a route or a
 parameter is one edit here. All of them answer on the internal port only
-(`shared.listeners`); what each access level means is `node_server.access`.
+(`shared.runtime.listeners`); what each access level means is `node_server.access`.
 """
 
 from __future__ import annotations
@@ -151,6 +151,20 @@ ROUTES: list[Route] = [
             (200, "Retired, and the current job announced.", api_models.Retired),
             params.TaskParams,
             errors={400: BAD, 404: UNKNOWN, 503: DOWN},
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/retire",
+        retire.retire_above,
+        "admin",
+        Operation(
+            "Retire every job above a block height (a chain restarted from lower heights; the "
+            "jobs stay stored): every worker_server moves its workers to the newest job not "
+            "retired and sends it to them.",
+            (200, "Retired, and the current job announced.", api_models.RetiredAbove),
+            params.RetireAboveParams,
+            errors={400: BAD, 404: "No job above this height.", 503: DOWN},
         ),
     ),
     Route(

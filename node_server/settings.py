@@ -1,25 +1,15 @@
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from typing import ClassVar
 
-from shared.catalogue import NODE_SERVER
+from pydantic import Field, SecretStr, field_validator
+
+from shared.catalogue import NODE_SERVER, Program
 from shared.settings import WebsocketServerSettings, not_blank
 
 
 class NodeServerSettings(WebsocketServerSettings):
     """Settings of node_server; env prefix and default port from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix=NODE_SERVER.env_prefix)
-
-    port: int = Field(
-        NODE_SERVER.port, ge=1, le=65535, description="Port of the node websocket (only)."
-    )
-    internal_port: int = Field(
-        NODE_SERVER.internal_port,
-        ge=1,
-        le=65535,
-        description="Port of health, metrics, the API and the dashboard; never expose it "
-        "to the internet.",
-    )
+    program: ClassVar[Program] = NODE_SERVER
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )

@@ -15,12 +15,13 @@ import logging
 
 from aiohttp import web
 
+from shared.codec import check_size, encode, parse
 from shared.db import POOL
 from shared.errors import DatabaseUnavailable, ErrorCode, count, down_as
 from shared.metrics import REFUSED_JOBS
-from shared.protocol import JobMessage, NodeJob, challenge_digest, check_size, encode, parse
+from shared.protocol import JobMessage, NodeJob, challenge_digest
 from shared.settings import WebsocketServerSettings
-from shared.websocket_app import PUBLISHER
+from shared.websocket.app import PUBLISHER
 
 LOOKUP_TIMEOUT_SECONDS = 2.0
 # The newest job not retired, and the one at this height if any: one round trip.

@@ -8,15 +8,15 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from node_server.expectations import NodeExpectations
 from node_server.recovery import missed
 from node_server.settings import NodeServerSettings
+from node_server.solutions import SolutionUpdate
 from node_server.submit import RefusedJob, check_job, submit_job
-from shared.filters import NodeExpectations
 from shared.metrics import LATENCY, RECOVERED
 from shared.protocol import NodeJob, now_ns
-from shared.socket import FrameTable, Role, socket_handler
-from shared.updates import SolutionUpdate
-from shared.ws import Connection
+from shared.websocket.connection import Connection
+from shared.websocket.steps import FrameTable, Role, socket_handler
 
 SETTINGS = web.AppKey("settings", NodeServerSettings)
 ROLE = "node"

@@ -2,7 +2,7 @@
 
 from process_job_worker.app import create_app
 from shared.catalogue import PROCESS_JOB_WORKER
-from shared.lifecycle import serve
+from shared.runtime.lifecycle import serve
 
 if __name__ == "__main__":
     serve(PROCESS_JOB_WORKER, create_app)

@@ -4,10 +4,10 @@ from aiohttp import web
 
 from process_job_worker.persist import JOBS
 from process_job_worker.settings import ProcessJobWorkerSettings
-from shared.consumer_app import Pipeline, create_consumer_app
+from shared.pipeline.app import Pipeline, create_consumer_app
 from shared.protocol import JobMessage
-from shared.rabbit import JOB_QUEUE
+from shared.routes import JOB
 
 
 def create_app(settings: ProcessJobWorkerSettings) -> web.Application:
-    return create_consumer_app(settings, Pipeline(JOB_QUEUE, JobMessage, JOBS))
+    return create_consumer_app(settings, Pipeline(JOB.queue, JobMessage, JOBS))

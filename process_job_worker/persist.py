@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from shared.consumer import Delivery
-from shared.kafka import JOB_TOPIC
+from shared.codec import encode
 from shared.metrics import CURRENT_HEIGHT
-from shared.persist import Persisted, ids
-from shared.protocol import JobMessage, JobRecord, challenge_digest, encode
+from shared.pipeline.consumer import Delivery
+from shared.pipeline.persist import Persisted, ids
+from shared.protocol import JobMessage, JobRecord, challenge_digest
+from shared.routes import JOB
 
 INSERT = """
 INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest, proof_target)
@@ -73,18 +74,18 @@ def record(
     return str(row["block_height"]).encode(), encode(job)
 
 
-def broadcast(rows: list[asyncpg.Record]) -> None:
+def show_current_height(rows: list[asyncpg.Record]) -> None:
     CURRENT_HEIGHT.set(max(row["block_height"] for row in rows))
 
 
 JOBS: Persisted[JobMessage, int] = Persisted(
     kind="job",
-    topic=JOB_TOPIC,
+    topic=JOB.topic,
     key=lambda job: job.block_height,
     store=store,
     find=find,
     row_key=lambda row: row["block_height"],
     record=record,
     mark_broadcast=MARK_BROADCAST,
-    broadcast=broadcast,
+    on_broadcast=show_current_height,
 )

@@ -1,18 +1,15 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import ClassVar
 
-from shared.catalogue import PROCESS_JOB_WORKER
+from pydantic import Field
+
+from shared.catalogue import PROCESS_JOB_WORKER, Program
 from shared.settings import ConsumerSettings
 
 
 class ProcessJobWorkerSettings(ConsumerSettings):
     """Settings of process_job_worker; env prefix and default port from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix=PROCESS_JOB_WORKER.env_prefix)
-
-    port: int = Field(
-        PROCESS_JOB_WORKER.port, ge=1, le=65535, description="Port of /healthz, /readyz, /metrics."
-    )
+    program: ClassVar[Program] = PROCESS_JOB_WORKER
     max_in_flight_batches: int = Field(
         1,
         ge=1,

@@ -8,10 +8,10 @@ from process_solution_worker.persist import CANDIDATES, SOLUTIONS
 from process_solution_worker.retention import keep_pruning
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.catalogue import PROCESS_SOLUTION_WORKER
-from shared.consumer_app import Pipeline, create_consumer_app
-from shared.lifecycle import background
+from shared.pipeline.app import Pipeline, create_consumer_app
 from shared.protocol import SolutionMessage
-from shared.rabbit import CANDIDATE_QUEUE, SOLUTION_QUEUE
+from shared.routes import CANDIDATE, SOLUTION
+from shared.runtime.lifecycle import background
 
 # Candidates are few (one per block found, per node's target) and travel on a
 # channel, consumer and Kafka producer of their own. Batches never wait to
@@ -21,8 +21,8 @@ CANDIDATE_LIMITS = {"batch_size": 100, "prefetch_count": 20, "max_in_flight_batc
 
 
 def create_app(settings: ProcessSolutionWorkerSettings) -> web.Application:
-    shares = Pipeline(SOLUTION_QUEUE, SolutionMessage, SOLUTIONS)
-    candidates = Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS)
+    shares = Pipeline(SOLUTION.queue, SolutionMessage, SOLUTIONS)
+    candidates = Pipeline(CANDIDATE.queue, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS)
     lanes = {"all": [shares, candidates], "shares": [shares], "candidates": [candidates]}
     app = create_consumer_app(settings, *lanes[settings.lanes])
     # Pruning is bulk work: never in the candidates' own process.

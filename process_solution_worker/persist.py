@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from shared.consumer import Delivery
-from shared.kafka import CANDIDATE_TOPIC, SOLUTION_TOPIC
-from shared.persist import Persisted, ids
-from shared.protocol import SolutionMessage, SolutionRecord, encode
+from shared.codec import encode
+from shared.pipeline.consumer import Delivery
+from shared.pipeline.persist import Persisted, ids
+from shared.protocol import SolutionMessage, SolutionRecord
+from shared.routes import CANDIDATE, SOLUTION
 
 Key = tuple[uuid.UUID, str]  # (task_id, nonce)
 
@@ -99,7 +100,7 @@ def wanted(row: asyncpg.Record) -> bool:
 
 SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
     kind="solution",
-    topic=SOLUTION_TOPIC,
+    topic=SOLUTION.topic,
     key=lambda solution: (solution.task_id, solution.nonce),
     store=store,
     find=find,
@@ -113,4 +114,4 @@ SOLUTIONS: Persisted[SolutionMessage, Key] = Persisted(
 # The candidate lane: the same rows (a solution sent down both lanes is stored
 # once, broadcast once) and metrics (`kind="solution"`: rows of one table),
 # produced to a topic of their own.
-CANDIDATES: Persisted[SolutionMessage, Key] = dataclasses.replace(SOLUTIONS, topic=CANDIDATE_TOPIC)
+CANDIDATES: Persisted[SolutionMessage, Key] = dataclasses.replace(SOLUTIONS, topic=CANDIDATE.topic)

@@ -5,7 +5,7 @@ heard of, that long ago.
 
 In small batches, each its own short statement, so the inserts of live
 traffic never wait behind one long delete. Accounting reads what is kept:
-export anything older before it goes (README, "Operations").
+export anything older before it goes (docs/operations.md, "Retention").
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ PRUNE = {
 }
 BATCH_ROWS = 1000
 BATCH_PAUSE_SECONDS = 0.05
-PRUNE_INTERVAL_SECONDS = 3600.0
+RETENTION_INTERVAL_SECONDS = 3600.0
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +75,6 @@ def keep_pruning(days: int) -> Callable[[web.Application], Coroutine[Any, Any, N
             deleted = await prune_once(app[POOL], days)
             if any(deleted.values()):
                 log.info("retention_pruned", extra={"deleted": deleted, "days": days})
-            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
     return run

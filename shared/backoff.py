@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
+# A task or process that ran this long before failing again starts afresh: its
+# backoff and its count of failures in a row are reset.
+HEALTHY_RUN_SECONDS = 60.0
+
 
 class Backoff:
     def __init__(self, initial: float = 0.1, maximum: float = 10.0, factor: float = 2.0) -> None:

@@ -23,7 +23,7 @@ from shared.metrics import DEPENDENCY_ERRORS
 
 
 class Close(IntEnum):
-    """Close codes clients see (README, "Protocol (v1)")."""
+    """Close codes clients see (docs/protocol.md)."""
 
     GOING_AWAY = 1001
     POLICY_VIOLATION = 1008
@@ -217,11 +217,16 @@ ANSWERS: dict[type[Exception], Answer] = {
     ),
 }
 
-# Each dependency's count is exported at 0 from the start, so an alert on
-# increase() sees the first failure instead of a series appearing from nothing.
-for _answer in ANSWERS.values():
-    if _answer.dependency is not None:
-        DEPENDENCY_ERRORS.labels(broker=_answer.dependency)
+
+def export_dependency_errors() -> None:
+    """Export each dependency's error count at 0, at a service's start.
+
+    An alert on increase() then sees the first failure, instead of a series
+    appearing from nothing.
+    """
+    for each in ANSWERS.values():
+        if each.dependency is not None:
+            DEPENDENCY_ERRORS.labels(broker=each.dependency)
 
 
 def answer(error: BaseException | type[BaseException]) -> Answer:

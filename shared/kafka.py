@@ -17,11 +17,6 @@ from shared.backoff import Backoff
 from shared.errors import EventStreamUnavailable, count, down_as
 from shared.settings import KAFKA_RETENTION_MS, ServiceSettings
 
-JOB_TOPIC = "job"
-SOLUTION_TOPIC = "solution"
-# Block candidates (README, "The candidate lane"): their own topic, so they never
-# wait behind shares in a partition.
-CANDIDATE_TOPIC = "solution.candidate"
 ACK_TIMEOUT_SECONDS = 10.0
 # A process worker's batch (500 solutions of ~350 bytes) fits one produce
 # request: with aiokafka's 16 KiB default it took ten, each a broker round trip.

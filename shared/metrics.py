@@ -1,7 +1,7 @@
 """Prometheus metrics, defined once; every service exposes them at /metrics.
 
 Python names say what each holds; two exported names are older than that and
-kept because dashboards scrape them (README, "Operations"):
+kept because dashboards scrape them (docs/operations.md, "Metrics"):
 `wspool_broker_errors` counts database errors too (`broker="postgres"`), and
 `wspool_fanout_undecodable` is `FANOUT_UNDECODABLE`.
 """
@@ -25,7 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from shared.processes import MULTIPROC_DIR, usage
+from shared.runtime.supervisor import MULTIPROC_DIR, usage
 
 LATENCY_BUCKETS = (
     0.001,
@@ -43,8 +43,8 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-# Gauge modes say how the processes of one service add up (README, "Several processes
-# per service"); a single process reads its own value whatever the mode.
+# Gauge modes say how the processes of one service add up (docs/operations.md,
+# "Several processes per service"); a single process reads its own value whatever the mode.
 OPEN_CONNECTIONS = Gauge(
     "wspool_open_connections",
     "Open websocket connections.",
@@ -88,7 +88,7 @@ CURRENT_HEIGHT = Gauge(
 )
 CURRENT_JOB_HEIGHT = Gauge(
     "wspool_current_job_height",
-    "Block height of the job workers are sent now, as this worker_server's fan-out saw it.",
+    "Block height of the job this worker_server's workers are sent now.",
     # The latest change wins: a retired job can make a lower height current again.
     multiprocess_mode="livemostrecent",
 )
@@ -102,6 +102,17 @@ FANOUT_LAG = Gauge(
     "Kafka records the shared fan-out has not read yet (log end minus position), by topic.",
     ["topic"],
     # Every process reads the whole topic: the one furthest behind is the lag.
+    multiprocess_mode="livemax",
+)
+EVENT_LOOP_LAG = Histogram(
+    "wspool_event_loop_lag_seconds",
+    "How much later than asked the event loop ran a timer: what every callback waited.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_LOOP_LAG_NOW = Gauge(
+    "wspool_event_loop_lag_now_seconds",
+    "The event loop's latest lag sample.",
+    # The busiest process is the one to scale for.
     multiprocess_mode="livemax",
 )
 READY = Gauge(

@@ -11,8 +11,8 @@ The body is a run of items, each `received_at` (8 bytes, signed, big-endian),
 the length of its JSON (4 bytes, unsigned) and the JSON itself; the message
 has content type `BATCH_CONTENT_TYPE` and the item count in `ITEMS_HEADER`. A
 message of another content type is one item, its `received_at` in the
-header: what a lone message is published as, and what older publishers sent,
-so a consumer reads both.
+`RECEIVED_AT_HEADER` header: what a lone message is published as, and what
+older publishers sent, so a consumer reads both.
 """
 
 from __future__ import annotations
@@ -20,9 +20,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractMessage
 
 BATCH_CONTENT_TYPE = "application/x-wspool-batch"
 ITEMS_HEADER = "x-wspool-items"
+RECEIVED_AT_HEADER = "received_at"
 _ITEM_HEAD = struct.Struct(">qI")
 
 
@@ -59,9 +64,39 @@ def decode_batch(body: bytes) -> list[Item]:
     return items
 
 
-def item_count(content_type: str | None, headers: dict[str, object] | None) -> int:
+def to_message(items: Sequence[Item]) -> aio_pika.Message:
+    """One persistent AMQP message carrying `items`: a lone one in the plain format."""
+    if len(items) == 1:
+        body, content_type = items[0].body, "application/json"
+        headers: dict[str, Any] = {RECEIVED_AT_HEADER: items[0].received_at}
+    else:
+        body, content_type = encode_batch(items), BATCH_CONTENT_TYPE
+        headers = {ITEMS_HEADER: len(items)}
+    return aio_pika.Message(
+        body,
+        content_type=content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers,
+    )
+
+
+def items(message: AbstractMessage) -> list[tuple[Item, dict[str, Any]]]:
+    """The items one AMQP message carries, each with the headers it travelled with.
+
+    Raises `BadBatch` for a micro-batch whose body is not well formed.
+    """
+    if message.content_type == BATCH_CONTENT_TYPE:
+        return [
+            (item, {RECEIVED_AT_HEADER: item.received_at}) for item in decode_batch(message.body)
+        ]
+    headers = dict(message.headers or {})
+    received_at = headers.get(RECEIVED_AT_HEADER)
+    return [(Item(message.body, received_at if isinstance(received_at, int) else 0), headers)]
+
+
+def item_count(message: AbstractMessage) -> int:
     """How many items a message holds, without reading its body."""
-    if content_type != BATCH_CONTENT_TYPE:
+    if message.content_type != BATCH_CONTENT_TYPE:
         return 1
-    count = (headers or {}).get(ITEMS_HEADER)
+    count = (message.headers or {}).get(ITEMS_HEADER)
     return count if isinstance(count, int) and count > 0 else 1

@@ -18,22 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
 from shared.metrics import DEAD_LETTERED, PUBLISH_BATCH, PUBLISH_PENDING
-from shared.microbatch import BATCH_CONTENT_TYPE, ITEMS_HEADER, Item, encode_batch
+from shared.microbatch import Item, to_message
+from shared.routes import ROUTES, dead_letter_queue
 
-JOB_EXCHANGE = "job"
-SOLUTION_EXCHANGE = "solution"
-JOB_QUEUE = "job.persist_and_broadcast"
-SOLUTION_QUEUE = "solution.persist_and_broadcast"
-# The candidate lane: solutions that meet the lowest proof target waiting at
-# their height, on an exchange and queue of their own so shares can't delay them.
-CANDIDATE_EXCHANGE = "solution.candidate"
-CANDIDATE_QUEUE = "solution.candidate.persist_and_broadcast"
-QUEUES = {
-    JOB_EXCHANGE: JOB_QUEUE,
-    SOLUTION_EXCHANGE: SOLUTION_QUEUE,
-    CANDIDATE_EXCHANGE: CANDIDATE_QUEUE,
-}
-RECEIVED_AT_HEADER = "received_at"
 REASON_HEADER = "x-wspool-reason"
 PUBLISH_TIMEOUT_SECONDS = 5.0
 # A batch stays well under RabbitMQ's frame size (~100 x 0.5 KiB), and a
@@ -45,15 +32,11 @@ MAX_BATCHES_IN_FLIGHT = 2
 # Long enough for a first connect on a busy host, short enough for a client's timeout.
 FIRST_CONNECT_GRACE_SECONDS = 2.0
 RECONNECT_INTERVAL_SECONDS = 1.0
+# A cancelled send has nothing left to wait for: this only bounds a stop that
+# a library call ignoring cancellation would otherwise hold up.
+STOP_SENDING_TIMEOUT_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
-
-
-__all__ = ["PublishRefused"]  # defined with the other failures in shared.errors
-
-
-def dead_letter_queue(queue: str) -> str:
-    return f"{queue}.dead_letter"
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:
@@ -82,14 +65,14 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
 
 async def declare_topology(channel: AbstractChannel) -> None:
     """Exchanges, work queues and dead-letter queues, all durable."""
-    for exchange_name, queue_name in QUEUES.items():
+    for route in ROUTES.values():
         exchange = await channel.declare_exchange(
-            exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
+            route.exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        dead_letter = dead_letter_queue(queue_name)
+        dead_letter = route.dead_letter_queue
         await channel.declare_queue(dead_letter, durable=True)
         queue = await channel.declare_queue(
-            queue_name,
+            route.queue,
             durable=True,
             arguments={
                 "x-dead-letter-exchange": "",
@@ -137,7 +120,7 @@ class Publisher:
         self._pending: list[tuple[Item, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], list[tuple[Item, asyncio.Future[None]]]] = {}
         self._batch_size = PUBLISH_BATCH.labels(exchange=exchange_name)
         self._waiting = PUBLISH_PENDING.labels(exchange=exchange_name)
 
@@ -155,9 +138,8 @@ class Publisher:
             await self._send_batches()
         finally:
             self._exchange = None
-            for task in self._sending:
-                task.cancel()
             self._refuse_pending("publisher stopped")
+            await self._stop_sending()
             await self._connection.close()
 
     @property
@@ -205,40 +187,49 @@ class Publisher:
                 del self._pending[: self.max_batch]
                 self._waiting.dec(len(batch))
                 task = asyncio.create_task(self._send(batch))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+                self._sending[task] = batch
+                task.add_done_callback(self._sending.pop)
+
+    async def _stop_sending(self) -> None:
+        """Cancel the batches waiting for their confirm; every caller of theirs is refused."""
+        sending = dict(self._sending)
+        for task in sending:
+            task.cancel()
+        if sending:
+            _, stuck = await asyncio.wait(list(sending), timeout=STOP_SENDING_TIMEOUT_SECONDS)
+            if stuck:
+                log.warning("publisher_sends_not_stopped", extra={"tasks": len(stuck)})
+        for batch in sending.values():  # a task cancelled before it ran told no one
+            _settle(batch, "publisher stopped", self.exchange_name)
 
     async def _send(self, batch: list[tuple[Item, asyncio.Future[None]]]) -> None:
+        refusal: str | None = "publisher stopped"  # what its callers hear if cancelled
         try:
             await self._publish([item for item, _ in batch])
-        except BaseException as error:  # a nack or a return too: the caller must be told
-            _settle(batch, f"{type(error).__name__}: {error}", self.exchange_name)
-            if isinstance(error, asyncio.CancelledError):
-                raise
-        else:
-            _settle(batch, None, self.exchange_name)
-        finally:
+            refusal = None
+        except Exception as error:  # a nack or a return too: the caller must be told
+            refusal = f"{type(error).__name__}: {error}"
+        finally:  # cancellation goes on up once the callers were told
+            _settle(batch, refusal, self.exchange_name)
             self._slots.release()
 
     async def _publish(self, items: list[Item]) -> None:
         if self._exchange is None or not self.ready:
             raise PublishRefused("not connected to RabbitMQ", subject=self.exchange_name)
         self._batch_size.observe(len(items))
-        if len(items) == 1:
-            body, content_type = items[0].body, "application/json"
-            headers: dict[str, Any] = {RECEIVED_AT_HEADER: items[0].received_at}
-        else:
-            body, content_type = encode_batch(items), BATCH_CONTENT_TYPE
-            headers = {ITEMS_HEADER: len(items)}
-        message = aio_pika.Message(
-            body,
-            content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers=headers,
-        )
-        await self._exchange.publish(
-            message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
-        )
+        message = to_message(items)
+        try:
+            await self._exchange.publish(
+                message, routing_key="", mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        except asyncio.CancelledError:
+            # aiormq rejects the confirms still awaited with CancelledError when the
+            # connection closes under them: that is a refusal, unless this task
+            # itself is being cancelled.
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            closed = "connection closed before the confirm"
+            raise PublishRefused(closed, subject=self.exchange_name) from None
 
     def _refuse_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, []
@@ -297,8 +288,3 @@ async def dead_letter_item(
     )
     DEAD_LETTERED.labels(queue=queue).inc()
     log.warning("message_dead_lettered", extra={"queue": queue, "reason": reason[:200]})
-
-
-def received_at(message: AbstractIncomingMessage) -> int | None:
-    value = (message.headers or {}).get(RECEIVED_AT_HEADER)
-    return value if isinstance(value, int) else None

@@ -1,9 +1,10 @@
 """Settings pieces shared by the four services.
 
-Each service defines one `BaseSettings` subclass with its own env prefix
-(`NODE_SERVER_`, ...). Values come from, in order of precedence: command-line
-flags, environment variables, a `.env` file in the working directory, defaults.
-Defaults work against the local stack (`make run`).
+Each program defines one subclass naming its `shared.catalogue` entry in
+`program`; its env prefix (`NODE_SERVER_`, ...) and default ports come from
+that entry, written there once. Values come from, in order of precedence:
+command-line flags, environment variables, a `.env` file in the working
+directory, defaults. Defaults work against the local stack (`make run`).
 """
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from dotenv import dotenv_values
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.catalogue import PROGRAMS
-from shared.processes import process_index
+from shared.catalogue import Program, Service
+from shared.runtime.supervisor import process_index
 
 # Where the local stack (`make run`) finds its dependencies; every tool reads these.
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/wspool"
@@ -65,6 +64,8 @@ class ServiceSettings(BaseSettings):
         cli_implicit_flags=True,
         validate_default=True,
     )
+    # The program these settings are of; None only in tests that build a bare one.
+    program: ClassVar[Program | None] = None
 
     host: str = Field("0.0.0.0", description="Address the HTTP/websocket server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP/websocket server.")
@@ -119,22 +120,36 @@ class ServiceSettings(BaseSettings):
         le=64,
         description="Processes serving the same ports (SO_REUSEPORT; the kernel spreads "
         "connections). Above 1, a supervisor starts them, restarts one that dies and "
-        '/metrics sums them (README, "Several processes per service").',
+        '/metrics sums them (docs/operations.md, "Several processes per service").',
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that names its program takes the env prefix and ports from it."""
+        super().__pydantic_init_subclass__(**kwargs)
+        program = cls.__dict__.get("program")
+        if program is None:
+            return
+        cls.model_config["env_prefix"] = program.env_prefix
+        if isinstance(program, Service):
+            cls.model_fields["port"].default = program.port
+            if program.internal_port is not None:
+                cls.model_fields["internal_port"].default = program.internal_port
+        cls.model_rebuild(force=True)
 
     @property
     def client_name(self) -> str:
         """`wspool-node-server`, `wspool-setup`, ...: how this program names itself to
         the brokers (Kafka client id, RabbitMQ connection name), for their logs and UIs."""
-        prefix = self.model_config.get("env_prefix") or ""
-        name = prefix.removeprefix("WSPOOL_").strip("_").lower().replace("_", "-")
-        return f"wspool-{name}" if name else "wspool"
+        if self.program is None:
+            return "wspool"
+        name = self.program.env_prefix.removeprefix("WSPOOL_").strip("_")
+        return "wspool-" + name.lower().replace("_", "-")
 
     @property
-    def program(self) -> str:
-        """This program's module in `shared.catalogue`: `node_server`, ..."""
-        prefix = self.model_config.get("env_prefix")
-        return next((p.module for p in PROGRAMS.values() if p.env_prefix == prefix), "wspool")
+    def module(self) -> str:
+        """This program's module (`node_server`, ...): its role in the `instance` table."""
+        return "wspool" if self.program is None else self.program.module
 
     @property
     def instance_name(self) -> str:
@@ -146,8 +161,16 @@ class ServiceSettings(BaseSettings):
 class WebsocketServerSettings(ServiceSettings):
     """What both websocket servers (node and worker) share."""
 
-    # Each server sets its default from `shared.catalogue`.
-    internal_port: int = Field(ge=1, le=65535, description="Port of health and metrics.")
+    port: int = Field(
+        8000, ge=1, le=65535, description="Port of the websocket (only), facing the clients."
+    )
+    internal_port: int = Field(
+        8020,
+        ge=1,
+        le=65535,
+        description="Port of health, metrics and (node_server) the API and dashboard; never "
+        "expose it to the internet.",
+    )
     fanout_mode: FanoutMode = Field(
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",
@@ -227,6 +250,8 @@ class WebsocketServerSettings(ServiceSettings):
 class ConsumerSettings(ServiceSettings):
     """What both persist-and-broadcast workers share."""
 
+    port: int = Field(8010, ge=1, le=65535, description="Port of /healthz, /readyz, /metrics.")
+
     prefetch_count: int = Field(
         1000,
         ge=1,
@@ -267,53 +292,3 @@ def process_suffix() -> str:
     each child keeps its own `instance` row (and worker rows) apart from its siblings'."""
     index = process_index()
     return "" if index is None else f"/{index}"
-
-
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-
-
-def load_settings(settings_class: type[SettingsT], argv: list[str] | None = None) -> SettingsT:
-    """Build settings from CLI flags, env and .env; on error print one line and exit 2."""
-    args = sys.argv[1:] if argv is None else argv
-    unknown = unknown_settings(settings_class)
-    if unknown:
-        names = ", ".join(unknown)
-        print(
-            f"error: unknown setting {names} (misspelt? {_prog_name(settings_class)} --help "
-            "lists them)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    try:
-        return settings_class(_cli_parse_args=args, _cli_prog_name=_prog_name(settings_class))
-    except ValidationError as error:
-        prefix = settings_class.model_config.get("env_prefix", "")
-        problems = "; ".join(
-            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: "
-            f"{e['msg'].removeprefix('Value error, ')}"
-            if e["loc"]
-            else e["msg"].removeprefix("Value error, ")
-            for e in error.errors()
-        )
-        print(f"error: invalid setting {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def unknown_settings(settings_class: type[BaseSettings]) -> list[str]:
-    """Variables in the environment or `.env` with the class's prefix that name no setting.
-
-    A misspelt setting would otherwise be ignored and its default used silently.
-    """
-    prefix = str(settings_class.model_config.get("env_prefix") or "").upper()
-    if not prefix:
-        return []
-    known = {prefix + name.upper() for name in settings_class.model_fields}
-    env_file = Path(str(settings_class.model_config.get("env_file") or ".env"))
-    given = set(os.environ) | set(dotenv_values(env_file) if env_file.is_file() else {})
-    return sorted(k for k in given if k.upper().startswith(prefix) and k.upper() not in known)
-
-
-def _prog_name(settings_class: type[BaseSettings]) -> str:
-    prefix = settings_class.model_config.get("env_prefix")
-    programs = [p.module for p in PROGRAMS.values() if p.env_prefix == prefix]
-    return f"python -m {programs[0] if programs else settings_class.__module__}"

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from shared.catalogue import SETUP
+from shared.catalogue import SETUP, Program
 from shared.db import migrate
-from shared.kafka import CANDIDATE_TOPIC, JOB_TOPIC, SOLUTION_TOPIC, ensure_topics
-from shared.logging import configure_logging
+from shared.kafka import ensure_topics
+from shared.logs import configure_logging
 from shared.rabbit import connect, declare_topology
-from shared.settings import KAFKA_RETENTION_MS, ServiceSettings, load_settings
+from shared.routes import CANDIDATE, JOB, SOLUTION
+from shared.runtime.cli import load_settings
+from shared.settings import KAFKA_RETENTION_MS, ServiceSettings
 
 log = logging.getLogger("setup")
 
@@ -30,7 +32,7 @@ log = logging.getLogger("setup")
 class SetupSettings(ServiceSettings):
     """Settings of the setup; env prefix from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix=SETUP.env_prefix)
+    program: ClassVar[Program] = SETUP
 
     job_partitions: int = Field(1, ge=1, description="Partitions of topic `job`.")
     solution_partitions: int = Field(
@@ -61,9 +63,9 @@ async def setup(settings: SetupSettings) -> None:
         ensure_topics(
             settings,
             {
-                JOB_TOPIC: settings.job_partitions,
-                SOLUTION_TOPIC: settings.solution_partitions,
-                CANDIDATE_TOPIC: settings.solution_partitions,
+                JOB.topic: settings.job_partitions,
+                SOLUTION.topic: settings.solution_partitions,
+                CANDIDATE.topic: settings.solution_partitions,
             },
             settings.retention_ms,
             settings.replication_factor,

@@ -3,7 +3,7 @@
 orjson keeps integers in MIN_INT..MAX_INT exact and turns any other into a
 float; of duplicate keys it keeps the last. Either would make the object we
 store and forward differ from the one a node or worker sent, so such frames
-are refused instead (README, "Protocol (v1)"). Postgres jsonb would collapse
+are refused instead (docs/protocol.md). Postgres jsonb would collapse
 duplicate keys too, so carrying them unchanged is not an option.
 
 The raw text is only parsed a second time when the first result gives cause:

@@ -1,7 +1,7 @@
 """python -m worker_server [--help]"""
 
 from shared.catalogue import WORKER_SERVER
-from shared.lifecycle import serve
+from shared.runtime.lifecycle import serve
 from worker_server.app import create_app
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 from aiohttp import web
 
-from shared.lifecycle import background
-from shared.rabbit import CANDIDATE_EXCHANGE, SOLUTION_EXCHANGE, Publisher
-from shared.updates import JOB_STREAM
-from shared.websocket_app import FANOUT, create_websocket_app
+from shared.db import POOL
+from shared.rabbit import Publisher
+from shared.routes import CANDIDATE, SOLUTION
+from shared.runtime.health import add_check
+from shared.runtime.lifecycle import background, retry
+from shared.websocket.app import FANOUT, create_websocket_app
 from worker_server.admission import Admission
 from worker_server.bans import Bans
 from worker_server.enforce import BANS, keep_bans
+from worker_server.jobs import CurrentJob, job_stream
 from worker_server.limits import TaskCounts
 from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
 from worker_server.settings import WorkerServerSettings
@@ -16,6 +19,7 @@ from worker_server.store import KnownTasks, keep_tasks_known
 from worker_server.ws import (
     ADMISSION,
     CANDIDATE_PUBLISHER,
+    CURRENT_JOB,
     OPEN_ROWS,
     SETTINGS,
     TASK_COUNTS,
@@ -25,19 +29,31 @@ from worker_server.ws import (
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
+    current = CurrentJob()
     app = create_websocket_app(
-        settings, exchange=SOLUTION_EXCHANGE, stream=JOB_STREAM, socket=worker_socket
+        settings, exchange=SOLUTION.exchange, stream=job_stream(current), socket=worker_socket
     )
     app[SETTINGS] = settings
+    # The current job comes from Postgres: not ready, and no welcome served, until it is read.
+    app[CURRENT_JOB] = current
+
+    async def load_current_job(app: web.Application) -> None:
+        await retry("current_job_load", lambda: current.load(app[POOL]))
+
+    async def current_job_loaded() -> bool:
+        return current.loaded.is_set()
+
+    app.cleanup_ctx.append(background("current-job", load_current_job))
+    add_check(app, "current_job", current_job_loaded)
     app[TASKS] = KnownTasks()
     app.cleanup_ctx.append(background("known-tasks", keep_tasks_known(app[FANOUT], app[TASKS])))
     # The candidate lane: block candidates on an exchange and queue of their own.
     candidates = Publisher(
-        settings.rabbitmq_url.get_secret_value(), CANDIDATE_EXCHANGE, settings.client_name
+        settings.rabbitmq_url.get_secret_value(), CANDIDATE.exchange, settings.client_name
     )
     app[CANDIDATE_PUBLISHER] = candidates
     app.cleanup_ctx.append(
-        background(f"publisher-{CANDIDATE_EXCHANGE}", lambda _app: candidates.run())
+        background(f"publisher-{CANDIDATE.exchange}", lambda _app: candidates.run())
     )
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()

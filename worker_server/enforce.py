@@ -10,7 +10,7 @@ from aiohttp import web
 
 from shared.db import POOL
 from shared.errors import Close, CloseConnection, DatabaseUnavailable, ErrorCode, count
-from shared.ws import Connection
+from shared.websocket.connection import Connection
 from worker_server.bans import IDENTITY, IP, Ban, Bans
 from worker_server.store import address_bans, find_ban, store_ban
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import collections
 import uuid
 
-from shared.access import TokenBucket
 from shared.errors import ErrorCode
 from shared.metrics import SOLUTIONS_LIMITED
-from shared.ws import Connection
+from shared.websocket.access import TokenBucket
+from shared.websocket.connection import Connection
 from worker_server.settings import WorkerServerSettings
 
 LIMITED = {limit: SOLUTIONS_LIMITED.labels(limit=limit) for limit in ("per_second", "per_task")}
@@ -22,10 +22,10 @@ LIMITED = {limit: SOLUTIONS_LIMITED.labels(limit=limit) for limit in ("per_secon
 RECENT_PER_CONNECTION = 1024
 # (identity, task) pairs counted per process: tasks change every block, so
 # the oldest pairs are long finished when they are dropped.
-TASK_COUNTS = 65536
+TASK_COUNT_CAPACITY = 65536
 
 
-class RecentSolutions:
+class RecentlySent:
     """(task, nonce) pairs one connection sent lately; the oldest are forgotten."""
 
     def __init__(self, capacity: int = RECENT_PER_CONNECTION) -> None:
@@ -44,7 +44,7 @@ class RecentSolutions:
 class TaskCounts:
     """Accepted solutions per (worker identity, task), for the most recent pairs."""
 
-    def __init__(self, capacity: int = TASK_COUNTS) -> None:
+    def __init__(self, capacity: int = TASK_COUNT_CAPACITY) -> None:
         self.capacity = capacity
         self._counts: collections.OrderedDict[tuple[str, uuid.UUID], int] = (
             collections.OrderedDict()
@@ -69,7 +69,7 @@ class SolutionLimits:
         self.rate = settings.solutions_per_second
         self.max_per_task = settings.max_solutions_per_task
         self.per_task = per_task
-        self.recent = RecentSolutions()
+        self.recent = RecentlySent()
 
     def over_rate(self, connection: Connection) -> bool:
         """True (and the worker told) when this solution is over the rate."""

@@ -1,26 +1,15 @@
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
-from shared.catalogue import WORKER_SERVER
+from shared.catalogue import WORKER_SERVER, Program
 from shared.settings import WebsocketServerSettings, default_instance_name, process_suffix
 
 
 class WorkerServerSettings(WebsocketServerSettings):
     """Settings of worker_server; env prefix and default port from `shared.catalogue`."""
 
-    model_config = SettingsConfigDict(env_prefix=WORKER_SERVER.env_prefix)
-
-    port: int = Field(
-        WORKER_SERVER.port, ge=1, le=65535, description="Port of the worker websocket (only)."
-    )
-    internal_port: int = Field(
-        WORKER_SERVER.internal_port,
-        ge=1,
-        le=65535,
-        description="Port of health and metrics; never expose it to the internet.",
-    )
+    program: ClassVar[Program] = WORKER_SERVER
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )

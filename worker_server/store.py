@@ -17,9 +17,9 @@ import asyncpg
 from aiohttp import web
 
 from shared.errors import DatabaseUnavailable, down_as
-from shared.fanout import Fanout
+from shared.fanout.stream import Fanout
 from shared.protocol import Welcome
-from shared.updates import JobUpdate
+from worker_server.jobs import JobUpdate
 
 log = logging.getLogger(__name__)
 

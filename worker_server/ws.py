@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 
+from shared.codec import check_size, encode, parse
 from shared.db import POOL
 from shared.errors import (
     Close,
@@ -19,25 +21,16 @@ from shared.errors import (
     PublishRefused,
 )
 from shared.errors import count as count_failure
-from shared.filters import NewerJobsOnly
 from shared.metrics import LATENCY, REFUSED_CONNECTIONS, SOLUTION_LANES
-from shared.protocol import (
-    SolutionMessage,
-    Welcome,
-    WorkerSolution,
-    check_size,
-    encode,
-    now_ns,
-    parse,
-)
+from shared.protocol import SolutionMessage, Welcome, WorkerSolution, now_ns
 from shared.rabbit import Publisher
-from shared.socket import FrameTable, Role, socket_handler
-from shared.updates import JobUpdate
-from shared.websocket_app import PUBLISHER
-from shared.ws import Connection
+from shared.websocket.app import PUBLISHER
+from shared.websocket.connection import Connection
+from shared.websocket.steps import FrameTable, Role, socket_handler
 from worker_server.admission import Admission, refused
 from worker_server.bans import IDENTITY, IP
 from worker_server.enforce import BANS, close_banned, identity_ban, imposed, refused_banned
+from worker_server.jobs import CurrentJob, JobUpdate
 from worker_server.limits import SolutionLimits, TaskCounts
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, close_worker_row, open_worker_row
@@ -48,7 +41,11 @@ ADMISSION = web.AppKey("admission", Admission)
 OPEN_ROWS = web.AppKey("open_worker_rows", set)
 TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
 CANDIDATE_PUBLISHER = web.AppKey("candidate_publisher", Publisher)
+CURRENT_JOB = web.AppKey("current_job", CurrentJob)
 ROLE = "worker"
+# How long a welcome waits for the current job to be read at start-up (then 1011):
+# longer only while Postgres is away, and then the worker's row could not be opened either.
+CURRENT_JOB_WAIT_SECONDS = 5.0
 JOB_LATENCY = LATENCY.labels(kind="job")
 CANDIDATE = SOLUTION_LANES.labels(lane="candidate")
 SHARE = SOLUTION_LANES.labels(lane="share")
@@ -57,12 +54,12 @@ log = logging.getLogger(__name__)
 
 
 class WorkerSession:
-    """A welcomed worker: its row, and the jobs newer than the last one it was sent."""
+    """A welcomed worker: its row, and the current job, sent whenever it changes."""
 
     def __init__(self, request: web.Request, connection: Connection) -> None:
         self.app = request.app
         self.connection = connection
-        self.newer = NewerJobsOnly()
+        self.sent_task: uuid.UUID | None = None
         self.welcome: Welcome | None = None
         self.row_id: int | None = None
         self.joined_at = now_ns()
@@ -74,17 +71,26 @@ class WorkerSession:
         assert self.welcome is not None  # frames are dispatched only after the welcome
         return self.welcome.hardware_id
 
-    def offer(self, update: JobUpdate) -> None:
-        if self.newer.accept(update):
-            self.connection.send_newest(update.frame)
-            # The latest job sent on joining is history, not fan-out latency.
-            if update.received_at >= self.joined_at:
-                JOB_LATENCY.observe((now_ns() - update.received_at) / 1e9)
+    def offer(self, _update: JobUpdate) -> None:
+        """Any record of the fan-out: by then the app's current job has seen it."""
+        self.send_current()
+
+    def send_current(self) -> None:
+        job = self.app[CURRENT_JOB].job
+        if job is None or job.task_id == self.sent_task:
+            return
+        self.sent_task = job.task_id
+        self.connection.send_newest(job.frame)
+        # The job sent on joining is history, not fan-out latency.
+        if job.received_at >= self.joined_at:
+            JOB_LATENCY.observe((now_ns() - job.received_at) / 1e9)
 
     async def opened(self) -> Mapping[str, object]:
-        """Wait for the welcome, then record the worker's row."""
+        """Wait for the welcome, record the worker's row, send the current job."""
         settings = self.app[SETTINGS]
         self.welcome = await self._judged_welcome(settings.welcome_timeout_seconds)
+        # Before the row: a connection that fails here has nothing to close.
+        await self.app[CURRENT_JOB].wait_loaded(CURRENT_JOB_WAIT_SECONDS)
         self.connection.hardware_id = self.welcome.hardware_id
         if (ban := await identity_ban(self.app, self.identity)) is not None:
             REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
@@ -96,6 +102,7 @@ class WorkerSession:
             self.app[POOL], self.welcome, self.connection.remote, settings.server_instance
         )
         self.app[OPEN_ROWS].add(self.row_id)
+        self.send_current()
         return {"worker_row": self.row_id}
 
     async def _judged_welcome(self, timeout: float) -> Welcome:

@@ -1,1 +1,1 @@
-"""The benchmark: `python -m misc.bench` (`make bench`); see the README, "Benchmarks"."""
+"""The benchmark: `python -m misc.bench` (`make bench`); see docs/benchmarks.md, "How to run"."""

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from misc.bench.facts import machine_facts, raise_fd_limit
-from misc.bench.ladder import LadderPlan
+from misc.bench.plan import LadderPlan, Plan
 from misc.bench.report import plot, render
-from misc.bench.run import Plan, run_stack, say
+from misc.bench.run import run_stack
 from misc.bench.stack import Endpoints, own_stack
+from misc.bench.steps import say
 from shared.settings import POSTGRES_DSN
 
 

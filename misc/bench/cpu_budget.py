@@ -13,7 +13,7 @@ import collections
 import time
 from pathlib import Path
 
-from shared.processes import usage
+from shared.runtime.supervisor import usage
 
 
 def program(pid: Path) -> str:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from misc.bench.clients import Node, SwarmHandle, received, swarms, wait_received
 from misc.bench.facts import bucket_quantile, latency_buckets, summary
 from misc.bench.heights import Heights
-from misc.bench.run import connect_shares, pipeline_metrics, say, server_metrics, stored
+from misc.bench.plan import LadderPlan, Plan
 from misc.bench.stack import Endpoints
+from misc.bench.steps import connect_shares, pipeline_metrics, say, server_metrics, stored
 
 PROOF_TARGET = 100
 SHARE_TARGET = 50  # below the proof target: stored, not forwarded
@@ -37,19 +37,8 @@ PER_WORKER_RATE = 100
 CANDIDATE_WORKERS = 4
 
 
-@dataclass
-class LadderPlan:
-    rates: list[float]
-    step_seconds: float
-    ceiling_p99_ms: float
-    mixed_rate: float  # 0: twice the ceiling the ladder found
-    candidate_rate: float
-    mixed_seconds: float
-    workers: int  # at least; more when the top rate needs them
-
-
 async def ladder_phases(
-    endpoints: Endpoints, plan: Any, ladder: LadderPlan, the_node: Node, heights: Heights
+    endpoints: Endpoints, plan: Plan, ladder: LadderPlan, the_node: Node, heights: Heights
 ) -> dict[str, Any]:
     top = max([*ladder.rates, ladder.mixed_rate])
     workers = max(ladder.workers, math.ceil(top / PER_WORKER_RATE))
@@ -163,7 +152,7 @@ async def _mixed(
     the_node: Node,
     ladder: LadderPlan,
     rate: float,
-    plan: Any,
+    plan: Plan,
 ) -> dict[str, Any]:
     seconds = ladder.mixed_seconds
     # Only candidates reach node_server in this run: its latency histogram is

@@ -4,47 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from misc.bench.clients import Node, SwarmHandle, node, received, swarms, wait_received
-from misc.bench.facts import process_metrics, summary
+from misc.bench.facts import summary
 from misc.bench.heights import Heights
+from misc.bench.ladder import ladder_phases
+from misc.bench.plan import Plan
 from misc.bench.recovery import recovery_phase
 from misc.bench.stack import Endpoints
+from misc.bench.steps import connect_shares, pipeline_metrics, say, server_metrics, stored
 
 SETTLE_SECONDS = 2.0
 READY_PROBES = 50
 PROOF_TARGET = 100
 SOLUTION_TARGET = 200
-
-
-@dataclass
-class Plan:
-    workers: list[int]
-    jobs: int
-    job_gap: float
-    processes: int
-    sources: list[str]
-    solution_workers: int
-    rtt_rate: float
-    rtt_seconds: float
-    rate: float
-    duration: float
-    drain_timeout: float
-    postgres_dsn: str
-    recovery_rounds: int = 20
-    admin_token: str = ""  # node_server's, to retire the jobs sent
-    phases: frozenset[str] = frozenset({"fanout", "solutions", "recovery"})
-    ladder: Any = None  # a misc.bench.ladder.LadderPlan for the "ladder" phase
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 async def run_stack(endpoints: Endpoints, plan: Plan, worker_counts: list[int]) -> dict[str, Any]:
@@ -74,8 +49,6 @@ async def _phases(
             say(f"  solutions with {plan.solution_workers} workers")
             results["solutions"] = await solution_phases(endpoints, plan, the_node, heights)
         if "ladder" in plan.phases and plan.ladder is not None:
-            from misc.bench.ladder import ladder_phases  # it builds on this module
-
             results["ladder"] = await ladder_phases(endpoints, plan, plan.ladder, the_node, heights)
     if plan.recovery_rounds and "recovery" in plan.phases:
         say(f"  recovery: {plan.recovery_rounds} reconnects")
@@ -87,10 +60,6 @@ async def _phases(
             heights,
         )
     return results
-
-
-def connect_shares(count: int, processes: int) -> list[int]:
-    return [count // processes + (i < count % processes) for i in range(processes)]
 
 
 async def _connect(handles: list[SwarmHandle], count: int) -> dict[str, Any]:
@@ -160,11 +129,6 @@ async def fanout_phase(
     }
 
 
-async def server_metrics(url: str) -> dict[str, float]:
-    """Off the event loop: the node client keeps reading meanwhile."""
-    return await asyncio.to_thread(process_metrics, url)
-
-
 def _per_connection_kib(before: dict[str, float], after: dict[str, float], n: int) -> float | None:
     if "rss" not in before or "rss" not in after or not n:
         return None
@@ -230,34 +194,3 @@ async def _solutions(
         "latency_ms": summary(latencies),
         "task_id": answers[0]["task_id"],
     }
-
-
-def pipeline_metrics(endpoints: Endpoints) -> dict[str, str]:
-    return {
-        "node_server": f"{endpoints.node_http}/metrics",
-        "worker_server": f"{endpoints.worker_http}/metrics",
-        "process_job_worker": f"{endpoints.job_worker_http}/metrics",
-        "process_solution_worker": f"{endpoints.solution_worker_http}/metrics",
-    }
-
-
-async def stored(dsn: str, task_id: str | None, result: dict[str, Any]) -> int | None:
-    """Rows stored for the throughput task, polled until they catch up (bounded)."""
-    if task_id is None:
-        return None
-    try:
-        connection = await asyncpg.connect(dsn, timeout=10)
-    except (OSError, asyncpg.PostgresError) as error:
-        say(f"  cannot count stored solutions: {error}")
-        return None
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            stored = await connection.fetchval(
-                "SELECT count(*) FROM solution WHERE task_id = $1", task_id
-            )
-            if stored >= result["offered"] or time.monotonic() > deadline:
-                return stored
-            await asyncio.sleep(0.5)
-    finally:
-        await connection.close()

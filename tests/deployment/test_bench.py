@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from misc.bench.cli import parse_args
 from misc.bench.facts import percentile
-from misc.bench.ladder import LadderPlan
+from misc.bench.plan import LadderPlan, Plan
 from misc.bench.report import render
-from misc.bench.run import READY_PROBES, Plan, run_stack
+from misc.bench.run import READY_PROBES, run_stack
 from misc.bench.stack import Endpoints
 from tests.support.stack import Backends, Stack, StartServers
 

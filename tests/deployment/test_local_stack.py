@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
@@ -13,7 +12,8 @@ import time
 from pathlib import Path
 
 from shared.catalogue import SERVICES
-from tests.support.clients import job_sent, node_client, worker_client
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import (
     POSTGRES_SERVER,
     RABBITMQ_SERVER,
@@ -54,37 +54,9 @@ async def test_run_local_stack_serves_the_e2e_round_trip(tmp_path: Path) -> None
 
 async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
     """Its own database, vhost and Tansu: nothing shared with the in-process services."""
-    offset = free_offset()
-    env = {
-        **os.environ,
-        "WSPOOL_POSTGRES_DSN": f"{POSTGRES_SERVER}/{database}",
-        "WSPOOL_RABBITMQ_URL": rabbitmq_url,
-    }
-    stack = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "misc.run_local_stack",
-            "--port-offset",
-            str(offset),
-            "--logs",
-            str(tmp_path),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    stack, offset, env = _local_stack(tmp_path, database, rabbitmq_url)
     try:
-        output = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = stack.stdout.readline()
-            assert line, "stack exited early:\n" + "".join(output)
-            output.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        text = "".join(output)
+        text = _until_running(stack)
         assert f"ws://127.0.0.1:{8001 + offset}/" in text
         assert f"ws://127.0.0.1:{8002 + offset}/" in text
         assert f"http://127.0.0.1:{8021 + offset}/dashboard" in text
@@ -95,21 +67,15 @@ async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
             "E2E_NODE_API": f"http://127.0.0.1:{8021 + offset}",
         }
         for _ in range(2):  # safe to repeat against the same database
-            e2e = subprocess.run(
-                [sys.executable, "-m", "misc.local_e2e_test"],
-                env=e2e_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            e2e = _run_module("misc.local_e2e_test", e2e_env)
             assert e2e.returncode == 0, e2e.stderr
             assert e2e.stdout.startswith("e2e passed")
         # The end-to-end check retired what it sent: a real chain's job still gets through.
         async with (
-            worker_client(e2e_env["E2E_WORKER_URL"]) as worker,
-            node_client(e2e_env["E2E_NODE_URL"]) as node,
+            clients.worker_client(e2e_env["E2E_WORKER_URL"]) as worker,
+            clients.node_client(e2e_env["E2E_NODE_URL"]) as node,
         ):
-            await job_sent(node, worker, REALISTIC_HEIGHT, timeout=15)
+            await clients.job_sent(node, worker, REALISTIC_HEIGHT, timeout=15)
         stack.send_signal(signal.SIGINT)
         assert stack.wait(30) == 0
     finally:
@@ -129,26 +95,14 @@ async def check_stack(tmp_path: Path, database: str, rabbitmq_url: str) -> None:
 
 def test_e2e_fails_clearly_when_nothing_listens() -> None:
     env = {**os.environ, "E2E_NODE_URL": "ws://127.0.0.1:1/", "E2E_WORKER_URL": "ws://127.0.0.1:1/"}
-    result = subprocess.run(
-        [sys.executable, "-m", "misc.local_e2e_test"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_module("misc.local_e2e_test", env)
     assert result.returncode == 1
     assert result.stderr.startswith("e2e FAILED: cannot connect")
 
 
 def test_run_local_stack_says_how_to_start_missing_dependencies() -> None:
     env = {**os.environ, "WSPOOL_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:1/wspool"}
-    result = subprocess.run(
-        [sys.executable, "-m", "misc.run_local_stack"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run_module("misc.run_local_stack", env)
     assert result.returncode == 1
     assert result.stderr.startswith("error: Postgres at postgresql://postgres@127.0.0.1:1/wspool")
     assert "docker compose --profile environment up -d" in result.stderr
@@ -158,21 +112,8 @@ def test_run_local_stack_says_how_to_start_missing_dependencies() -> None:
 async def test_killing_the_runner_leaves_nothing_running(tmp_path: Path) -> None:
     """Tansu runs in its own session: only the parent-death tie stops it after a kill -9."""
     database = f"wspool_orphans_{RUN_ID}"
-    offset = free_offset()
     with private_vhost(database) as vhost:
-        env = {
-            **os.environ,
-            "WSPOOL_POSTGRES_DSN": f"{POSTGRES_SERVER}/{database}",
-            "WSPOOL_RABBITMQ_URL": f"{RABBITMQ_SERVER}/{vhost}",
-        }
-        command = ["misc.run_local_stack", "--port-offset", str(offset), "--logs", str(tmp_path)]
-        runner = subprocess.Popen(
-            [sys.executable, "-m", *command],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        runner, _, _ = _local_stack(tmp_path, database, f"{RABBITMQ_SERVER}/{vhost}")
         children: dict[int, str] = {}
         try:
             _until_running(runner)
@@ -183,11 +124,11 @@ async def test_killing_the_runner_leaves_nothing_running(tmp_path: Path) -> None
             assert len(children) == 5, names
             runner.send_signal(signal.SIGKILL)
             runner.wait()
-            deadline = time.monotonic() + 20  # the services stop gracefully
-            while (alive := [pid for pid in children if _alive(pid)]) and (
-                time.monotonic() < deadline
-            ):
-                await asyncio.sleep(0.1)
+            alive = await until(  # the services stop gracefully
+                lambda: [pid for pid in children if _alive(pid)],
+                lambda alive: not alive,
+                timeout=20,
+            )
             assert not alive, f"still running after the runner was killed: {alive}"
         finally:
             for pid in children:
@@ -199,7 +140,30 @@ async def test_killing_the_runner_leaves_nothing_running(tmp_path: Path) -> None
             await drop_database(database)
 
 
-def _until_running(runner: subprocess.Popen[str], timeout: float = 90.0) -> None:
+def _local_stack(
+    tmp_path: Path, database: str, rabbitmq_url: str
+) -> tuple[subprocess.Popen[str], int, dict[str, str]]:
+    """`misc.run_local_stack` on a free port range with its own database and vhost:
+    the runner, its port offset and its environment."""
+    offset = free_offset()
+    env = {
+        **os.environ,
+        "WSPOOL_POSTGRES_DSN": f"{POSTGRES_SERVER}/{database}",
+        "WSPOOL_RABBITMQ_URL": rabbitmq_url,
+    }
+    command = ["misc.run_local_stack", "--port-offset", str(offset), "--logs", str(tmp_path)]
+    runner = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return runner, offset, env
+
+
+def _until_running(runner: subprocess.Popen[str], timeout: float = 90.0) -> str:
+    """What the runner printed up to its "Press Ctrl-C" line."""
     assert runner.stdout is not None
     output: list[str] = []
     deadline = time.monotonic() + timeout
@@ -208,8 +172,15 @@ def _until_running(runner: subprocess.Popen[str], timeout: float = 90.0) -> None
         assert line, "stack exited early:\n" + "".join(output)
         output.append(line)
         if line.startswith("Press Ctrl-C"):
-            return
+            return "".join(output)
     raise AssertionError("stack not running in time:\n" + "".join(output))
+
+
+def _run_module(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m module` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _children(parent: int) -> dict[int, str]:

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.fanout import PerConnectionFanout, SharedFanout, Stream
+from shared.fanout.modes import PerConnectionFanout, SharedFanout
+from shared.fanout.stream import Stream
 from shared.kafka import client_options, ensure_topics
 from shared.settings import ServiceSettings
 from tests.support.instances import PrivateTansu
+from tests.support.poll import until
 
 pytestmark = pytest.mark.faults
 TOPIC = "lost-log"
@@ -37,9 +39,7 @@ class Collector:
 
     async def wait_for(self, expected: set[str], timeout: float = 20.0) -> None:
         try:
-            async with asyncio.timeout(timeout):
-                while not expected <= set(self.items):
-                    await asyncio.sleep(0.05)
+            await until(lambda: expected <= set(self.items), timeout=timeout)
         except TimeoutError:
             missing = sorted(expected - set(self.items))
             raise AssertionError(f"never delivered: {missing}; got {self.items}") from None
@@ -98,9 +98,7 @@ async def fanout_into(
     await shared.subscribe(collector)
     task = asyncio.create_task(shared.run())
     try:
-        async with asyncio.timeout(20):
-            while not shared.ready:
-                await asyncio.sleep(0.05)
+        await until(lambda: shared.ready, timeout=20)
         yield
     finally:
         task.cancel()

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from shared.rabbit import JOB_QUEUE, SOLUTION_QUEUE
+from shared.routes import JOB, SOLUTION
 from tests.support.accounting import assert_clean_logs, run_round
 from tests.support.fault_stack import FaultStack, fault_stack
+from tests.support.poll import until
 
 pytestmark = pytest.mark.faults
 OUTAGE_SECONDS = 2.0
@@ -18,13 +19,16 @@ KAFKA_OUTAGE_SECONDS = 3.0
 
 async def consumers_back(stack: FaultStack) -> None:
     """Each work queue has its consumer again (aio-pika must re-register it)."""
-    async with asyncio.timeout(60):
-        while await asyncio.to_thread(_consumer_counts, stack) != [1, 1]:
-            await asyncio.sleep(0.5)
+    await until(
+        lambda: asyncio.to_thread(_consumer_counts, stack),
+        lambda counts: counts == [1, 1],
+        timeout=60,
+        every=0.5,
+    )
 
 
 def _consumer_counts(stack: FaultStack) -> list[int]:
-    return [stack.rabbit.consumers(queue) for queue in (JOB_QUEUE, SOLUTION_QUEUE)]
+    return [stack.rabbit.consumers(queue) for queue in (JOB.queue, SOLUTION.queue)]
 
 
 async def test_rabbitmq_restart_refuses_or_delivers_and_consumers_resume(

@@ -9,9 +9,10 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.support.clients import connect, welcome
+from tests.support import clients
 from tests.support.fault_stack import FaultStack
 from tests.support.instances import Service
+from tests.support.poll import until
 from tests.support.stack import StartServers
 
 pytestmark = pytest.mark.faults
@@ -25,14 +26,11 @@ RETURNING id
 
 
 async def closed_row(db: asyncpg.Pool, row_id: int) -> asyncpg.Record:
-    async with asyncio.timeout(30):
-        while True:
-            row = await db.fetchrow(
-                "SELECT disconnected_at, close_code FROM worker WHERE id = $1", row_id
-            )
-            if row["disconnected_at"] is not None:
-                return row
-            await asyncio.sleep(0.1)
+    return await until(
+        lambda: db.fetchrow("SELECT disconnected_at, close_code FROM worker WHERE id = $1", row_id),
+        lambda row: row["disconnected_at"] is not None,
+        timeout=30,
+    )
 
 
 async def test_worker_that_stops_answering_pings_is_closed_and_its_row_too(
@@ -41,15 +39,10 @@ async def test_worker_that_stops_answering_pings_is_closed_and_its_row_too(
     hardware_id = f"silent-{uuid.uuid4().hex[:8]}"
     async with start_servers(worker={"heartbeat_seconds": 0.3}) as stack:
         # autoping off and nothing read: the server's pings go unanswered.
-        async with connect(stack.worker_url, autoping=False, heartbeat=None) as ws:
-            await ws.send_json(welcome(hardware_id))
-            async with asyncio.timeout(30):
-                while (
-                    row_id := await db.fetchval(
-                        "SELECT id FROM worker WHERE hardware_id = $1", hardware_id
-                    )
-                ) is None:
-                    await asyncio.sleep(0.05)
+        async with clients.connect(stack.worker_url, autoping=False, heartbeat=None) as ws:
+            await ws.send_json(clients.welcome(hardware_id))
+            query = "SELECT id FROM worker WHERE hardware_id = $1"
+            row_id = await until(lambda: db.fetchval(query, hardware_id), timeout=30)
             row = await closed_row(db, row_id)
     assert row["close_code"] == 1006  # closed by the server without the peer's close frame
 
@@ -71,16 +64,13 @@ async def test_stale_rows_are_closed_and_live_ones_refreshed(
     hardware_id = f"live-{uuid.uuid4().hex[:8]}"
     settings = {"liveness_interval_seconds": 0.2, "stale_after_seconds": 600}
     async with start_servers(worker=settings) as stack:
-        async with connect(stack.worker_url) as ws:
-            await ws.send_json(welcome(hardware_id))
+        async with clients.connect(stack.worker_url) as ws:
+            await ws.send_json(clients.welcome(hardware_id))
             row = await closed_row(db, stale_id)
             assert row["close_code"] == 1006
-            async with asyncio.timeout(30):  # the live row is touched, never closed
-                while not await db.fetchval(
-                    "SELECT last_seen_at > connected_at FROM worker WHERE hardware_id = $1",
-                    hardware_id,
-                ):
-                    await asyncio.sleep(0.1)
+            # The live row is touched, never closed.
+            touched = "SELECT last_seen_at > connected_at FROM worker WHERE hardware_id = $1"
+            await until(lambda: db.fetchval(touched, hardware_id), timeout=30)
             assert (
                 await db.fetchval(
                     "SELECT disconnected_at FROM worker WHERE hardware_id = $1", hardware_id
@@ -94,9 +84,7 @@ async def restart_while_down(service: Service) -> None:
     service.signal(signal.SIGTERM)
     assert await service.exited(timeout=30) == 0
     service.start()
-    async with asyncio.timeout(60):
-        while (status := await service.readyz()) == 0:
-            await asyncio.sleep(0.1)
+    status = await until(service.readyz, timeout=60)
     assert status == 503
 
 

@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.clients import job, next_height, solution, welcome
+from tests.support import clients
 from tests.support.fault_stack import SHUTDOWN_TIMEOUT_SECONDS, FaultStack
 
 pytestmark = pytest.mark.faults
@@ -71,11 +71,11 @@ async def _workers(
     stack: FaultStack, count: int
 ) -> AsyncIterator[list[tuple[aiohttp.ClientWebSocketResponse, str]]]:
     """`count` welcomed workers, each holding the task id of a fresh job."""
-    height = next_height()
+    height = clients.next_height()
     # No connection limit: the default (100) would queue the rest of the workers.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         async with session.ws_connect(stack.node.ws) as node:
-            await node.send_bytes(orjson.dumps(job(height)))
+            await node.send_bytes(orjson.dumps(clients.job(height)))
             opened = await asyncio.gather(
                 *(_worker(session, stack.worker.ws, height) for _ in range(count))
             )
@@ -92,7 +92,7 @@ async def _worker(
     session: aiohttp.ClientSession, url: str, height: int
 ) -> tuple[aiohttp.ClientWebSocketResponse, str]:
     ws = await session.ws_connect(url)
-    await ws.send_bytes(orjson.dumps(welcome()))
+    await ws.send_bytes(orjson.dumps(clients.welcome()))
     async with asyncio.timeout(30):
         while True:
             frame = orjson.loads((await ws.receive()).data)
@@ -116,7 +116,7 @@ async def _flood(
     while (elapsed := time.monotonic() - start) < seconds:
         for _ in range(int(rate * elapsed) - sent):
             ws, task_id = next(turn)
-            await ws.send_bytes(orjson.dumps(solution(task_id)))
+            await ws.send_bytes(orjson.dumps(clients.solution(task_id)))
             sent += 1
         await asyncio.sleep(0.005)
     return sent

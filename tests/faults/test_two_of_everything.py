@@ -12,15 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared.catalogue import SERVICES
+from tests.support import clients
 from tests.support.accounting import assert_clean_logs, fetch, run_round
-from tests.support.clients import (
-    job,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
 from tests.support.fault_stack import SHUTDOWN_TIMEOUT_SECONDS, FaultStack, fault_stack
 
 pytestmark = pytest.mark.faults
@@ -37,23 +30,24 @@ async def test_traffic_crosses_instances_and_a_solution_sent_twice_counts_once(
 ) -> None:
     node_a = pair.services["node_server"]
     worker_a, worker_b = pair.services["worker_server"], pair.services["worker_server#2"]
-    height = next_height()
+    height = clients.next_height()
     async with (
-        worker_client(worker_a.ws) as on_a,
-        worker_client(worker_b.ws) as on_b,
-        node_client(node_a.ws) as node,
+        clients.worker_client(worker_a.ws) as on_a,
+        clients.worker_client(worker_b.ws) as on_b,
+        clients.node_client(node_a.ws) as node,
     ):
-        await node.send(job(height, proof_target=1))
+        await node.send(clients.job(height, proof_target=1))
         task = (await on_a.job_for(height, timeout=15))["task_id"]
         assert (await on_b.job_for(height, timeout=15))["task_id"] == task
 
-        found_on_b = solution_body()
-        await on_b.send(solution(task, body=found_on_b))
+        found_on_b = clients.solution_body()
+        await on_b.send(clients.solution(task, body=found_on_b))
         assert await node.receive(timeout=15) == found_on_b
 
-        twice = solution_body()
+        twice = clients.solution_body()
         await asyncio.gather(
-            on_a.send(solution(task, body=twice)), on_b.send(solution(task, body=twice))
+            on_a.send(clients.solution(task, body=twice)),
+            on_b.send(clients.solution(task, body=twice)),
         )
         assert await node.receive(timeout=15) == twice
         assert await node.nothing_within(1.0), "delivered once"

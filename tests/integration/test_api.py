@@ -13,16 +13,9 @@ import pytest
 
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
-from tests.support.clients import (
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
-from tests.support.clients import welcome as welcome_frame
+from tests.support import clients
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, Stack, StartServers, server_ports, serving_server
 
@@ -33,35 +26,12 @@ async def servers(start_servers) -> Stack:
         yield stack
 
 
-JSON = {"Content-Type": "application/json"}
-
-
-async def call(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    """(status, decoded JSON body) of one request; the body must be JSON."""
-    data = body if isinstance(body, bytes | None) else orjson.dumps(body)
-    headers = {**JSON, **(headers or {})} if data is not None else headers
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, data=data, headers=headers) as response:
-            assert response.content_type == "application/json", await response.text()
-            return response.status, orjson.loads(await response.read())
-
-
-async def until(check, timeout: float = 15.0) -> Any:
-    """Poll `check()` until it returns something truthy (bounded)."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):
-            await asyncio.sleep(0.1)
-    return result
-
-
 async def test_stats_count_connected_workers_and_nodes(servers: Stack) -> None:
     hardware = [f"stats-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     async with (
-        worker_client(servers.worker_url, welcome_frame(hardware[0])),
-        worker_client(servers.worker_url, welcome_frame(hardware[1])),
-        node_client(servers.node_url),
+        clients.worker_client(servers.worker_url, clients.welcome(hardware[0])),
+        clients.worker_client(servers.worker_url, clients.welcome(hardware[1])),
+        clients.node_client(servers.node_url),
     ):
 
         async def both_listed() -> bool:
@@ -79,13 +49,17 @@ async def test_stats_count_connected_workers_and_nodes(servers: Stack) -> None:
 
 
 async def test_job_solutions_and_worker_stats_after_real_traffic(servers: Stack) -> None:
-    height, hardware_id, body = next_height(), f"api-{uuid.uuid4().hex[:6]}", solution_body()
+    height, hardware_id, body = (
+        clients.next_height(),
+        f"api-{uuid.uuid4().hex[:6]}",
+        clients.solution_body(),
+    )
     async with (
-        worker_client(servers.worker_url, welcome_frame(hardware_id)) as worker,
-        node_client(servers.node_url) as node,
+        clients.worker_client(servers.worker_url, clients.welcome(hardware_id)) as worker,
+        clients.node_client(servers.node_url) as node,
     ):
-        task_id = await job_sent(node, worker, height, proof_target=10)
-        await worker.send(solution(task_id, target=50, body=body))
+        task_id = await clients.job_sent(node, worker, height, proof_target=10)
+        await worker.send(clients.solution(task_id, target=50, body=body))
         assert await node.receive() == body
     base = servers.node_http
 
@@ -107,10 +81,10 @@ async def test_job_solutions_and_worker_stats_after_real_traffic(servers: Stack)
 
 
 async def test_jobs_are_paginated_by_block_height(servers: Stack) -> None:
-    heights = [next_height() for _ in range(3)]
-    async with worker_client(servers.worker_url) as worker, node_client(servers.node_url) as node:
+    heights = [clients.next_height() for _ in range(3)]
+    async with clients.worker_and_node(servers) as (worker, node):
         for height in heights:
-            await node.send(job(height))
+            await node.send(clients.job(height))
         await worker.job_for(heights[-1])
     base = f"{servers.node_http}/api/jobs?limit=2"
     status, first = await call("GET", f"{base}&before={heights[-1] + 1}")
@@ -123,7 +97,7 @@ async def test_jobs_are_paginated_by_block_height(servers: Stack) -> None:
 async def test_a_page_never_splits_a_height_with_retired_jobs(
     servers: Stack, db: asyncpg.Pool
 ) -> None:
-    low, high = next_height(), next_height()
+    low, high = clients.next_height(), clients.next_height()
     rows = [(low, "retired"), (low, "current"), (high, "current")]
     for height, kind in rows:  # a retired job and its replacement share the height
         await db.execute(
@@ -181,15 +155,15 @@ async def test_unknown_ids_are_404_with_json(servers: Stack, path: str) -> None:
 
 
 async def test_rest_job_reaches_workers_and_solutions_can_be_polled(servers: Stack) -> None:
-    height, body = next_height(), solution_body()
-    async with worker_client(servers.worker_url) as worker:
+    height, body = clients.next_height(), clients.solution_body()
+    async with clients.worker_client(servers.worker_url) as worker:
         status, accepted = await call(
-            "POST", f"{servers.node_http}/api/jobs", job(height, proof_target=20)
+            "POST", f"{servers.node_http}/api/jobs", clients.job(height, proof_target=20)
         )
         assert status == 202 and accepted["block_height"] == height
         task_id = (await worker.job_for(height))["task_id"]
-        await worker.send(solution(task_id, target=10))  # below the target: not returned
-        await worker.send(solution(task_id, target=20, body=body))
+        await worker.send(clients.solution(task_id, target=10))  # below the target: not returned
+        await worker.send(clients.solution(task_id, target=20, body=body))
 
     async def polled() -> Any:
         status, found = await call("GET", servers.node_http + accepted["poll"])
@@ -208,8 +182,8 @@ async def test_rest_job_reaches_workers_and_solutions_can_be_polled(servers: Sta
     [
         (b"not json", 400, "invalid_message"),
         (orjson.dumps({"block_height": 1}), 400, "invalid_message"),
-        (orjson.dumps(job(1, proof_target=True)), 400, "invalid_message"),
-        (orjson.dumps(job(1, pad="x" * 70000)), 413, "too_large"),
+        (orjson.dumps(clients.job(1, proof_target=True)), 400, "invalid_message"),
+        (orjson.dumps(clients.job(1, pad="x" * 70000)), 413, "too_large"),
     ],
 )
 async def test_bad_rest_jobs_are_refused_with_json(
@@ -238,7 +212,7 @@ async def test_rest_job_is_503_when_rabbitmq_cannot_confirm(backends: Backends) 
     dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
     settings = NodeServerSettings(**backends.settings(**server_ports(), rabbitmq_url=dead_broker))
     async with serving_server(settings, create_app(settings)) as base:
-        status, body = await call("POST", f"{base}/api/jobs", job(next_height()))
+        status, body = await call("POST", f"{base}/api/jobs", clients.job(clients.next_height()))
     assert status == 503
     assert body == {"error": "unavailable", "detail": "job not accepted: broker unavailable"}
 
@@ -265,10 +239,10 @@ async def test_api_requires_admin_token_when_set(start_servers) -> None:
 
 async def test_rest_jobs_require_node_token_when_set(start_servers) -> None:
     async with start_servers(node={"admin_token": "adm1n", "auth_tokens": "n0de"}) as stack:
-        url, height = f"{stack.node_http}/api/jobs", next_height()
-        status, _ = await call("POST", url, job(height), {"Authorization": "Bearer adm1n"})
+        url, height = f"{stack.node_http}/api/jobs", clients.next_height()
+        status, _ = await call("POST", url, clients.job(height), {"Authorization": "Bearer adm1n"})
         assert status == 401
-        status, _ = await call("POST", url, job(height), {"Authorization": "Bearer n0de"})
+        status, _ = await call("POST", url, clients.job(height), {"Authorization": "Bearer n0de"})
         assert status == 202
         poll = f"{url}/by-height/{height}/solutions"
         assert (await call("GET", poll))[0] == 401
@@ -284,11 +258,11 @@ async def test_api_is_503_with_json_when_postgres_is_down(backends: Backends) ->
 
 
 async def test_posted_jobs_are_json_only(servers: Stack) -> None:
-    url, height = f"{servers.node_http}/api/jobs", next_height()
+    url, height = f"{servers.node_http}/api/jobs", clients.next_height()
     form = {"Content-Type": "application/x-www-form-urlencoded"}  # what a cross-site form sends
-    status, body = await call("POST", url, job(height), form)
+    status, body = await call("POST", url, clients.job(height), form)
     assert status == 415 and body["error"] == "unsupported_media_type"
-    status, _ = await call("POST", url, job(height))  # the control: the same job as JSON
+    status, _ = await call("POST", url, clients.job(height))  # the control: the same job as JSON
     assert status == 202
 
 
@@ -316,7 +290,7 @@ async def test_a_body_declared_too_large_is_refused_before_it_is_sent(servers: S
 
 async def test_a_body_that_trickles_in_times_out(start_servers: StartServers) -> None:
     async with start_servers(node={"http_idle_timeout_seconds": 1}) as stack:
-        body = orjson.dumps(job(next_height()))
+        body = orjson.dumps(clients.job(clients.next_height()))
         head = (
             b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()

@@ -7,7 +7,6 @@ learns it, so 127.0.0.1 must never be banned.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -19,18 +18,8 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.support.clients import (
-    Client,
-    Worker,
-    connect,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    welcome,
-    worker_client,
-)
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 BANS = {"ban_min_bad": 5, "ban_bad_ratio": 0.5, "ban_seconds": 600}
@@ -40,7 +29,7 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def errors(worker: Worker, count: int) -> list[tuple[str, str]]:
+async def errors(worker: clients.Worker, count: int) -> list[tuple[str, str]]:
     """The next `count` error frames (code, detail), skipping job frames."""
     found: list[tuple[str, str]] = []
     while len(found) < count:
@@ -54,7 +43,7 @@ def nonce(body: dict[str, Any]) -> int:
     return body["partial_solution"]["nonce"]
 
 
-async def received(node: Client, count: int) -> list[dict[str, Any]]:
+async def received(node: clients.Client, count: int) -> list[dict[str, Any]]:
     """`count` solutions in nonce order (partitions do not keep the sending order)."""
     return sorted([await node.receive() for _ in range(count)], key=nonce)
 
@@ -72,25 +61,22 @@ async def test_solutions_over_a_limit_are_answered_rate_limited_and_not_publishe
 ) -> None:
     per_second = sample("wspool_solutions_limited_total", limit="per_second")
     per_task = sample("wspool_solutions_limited_total", limit="per_task")
-    height = next_height()
-    bodies = [solution_body() for _ in range(6)]
-    async with (
-        worker_client(limited.worker_url) as greedy,
-        node_client(limited.node_url) as node,
-    ):
-        task_id = await job_sent(node, greedy, height)
+    height = clients.next_height()
+    bodies = [clients.solution_body() for _ in range(6)]
+    async with clients.worker_and_node(limited) as (greedy, node):
+        task_id = await clients.job_sent(node, greedy, height)
         for body in bodies:
-            await greedy.send(solution(task_id, body=body))
+            await greedy.send(clients.solution(task_id, body=body))
         answers = await errors(greedy, 3)
         assert await received(node, 3) == sorted(bodies[:3], key=nonce)
         # Same address, another worker: its own limits (positive control).
-        async with worker_client(limited.worker_url) as modest:
+        async with clients.worker_client(limited.worker_url) as modest:
             await modest.job_for(height)
-            await modest.send(solution(task_id, body=(fair := solution_body())))
+            await modest.send(clients.solution(task_id, body=(fair := clients.solution_body())))
             assert await node.receive() == fair
         assert await node.nothing_within(0.5), "no limited solution arrives after all"
-        newer = next_height()
-        await job_sent(node, greedy, newer)  # still connected: gets the next job
+        newer = clients.next_height()
+        await clients.job_sent(node, greedy, newer)  # still connected: gets the next job
     assert answers == [
         ("rate_limited", "per_task: more than 3 solutions for this task"),
         ("rate_limited", "per_second: more than 0.001 solutions per second"),
@@ -106,15 +92,15 @@ async def banning(start_servers) -> AsyncIterator[Stack]:
         yield servers
 
 
-async def _misbehave(worker: Worker, node: Client) -> list[tuple[str, str]]:
+async def _misbehave(worker: clients.Worker, node: clients.Client) -> list[tuple[str, str]]:
     """One good solution, a duplicate of it and four for unknown tasks: 5 of 6 bad."""
-    task_id = await job_sent(node, worker, next_height())
-    body = solution_body()
-    await worker.send(solution(task_id, body=body))
+    task_id = await clients.job_sent(node, worker, clients.next_height())
+    body = clients.solution_body()
+    await worker.send(clients.solution(task_id, body=body))
     assert await node.receive() == body
-    await worker.send(solution(task_id, body=body))
+    await worker.send(clients.solution(task_id, body=body))
     for _ in range(4):
-        await worker.send(solution(str(uuid.uuid4())))
+        await worker.send(clients.solution(str(uuid.uuid4())))
     return await errors(worker, 5)
 
 
@@ -125,10 +111,10 @@ async def test_a_worker_sending_mostly_bad_solutions_is_banned_by_identity(
     banning: Stack, db: asyncpg.Pool
 ) -> None:
     source = "127.0.0.20"
-    hello = welcome()
+    hello = clients.welcome()
     async with (
-        worker_client(banning.worker_url, hello, source=source) as bad,
-        node_client(banning.node_url) as node,
+        clients.worker_client(banning.worker_url, hello, source=source) as bad,
+        clients.node_client(banning.node_url) as node,
     ):
         answers = await _misbehave(bad, node)
         closed = await bad.closed()
@@ -137,12 +123,12 @@ async def test_a_worker_sending_mostly_bad_solutions_is_banned_by_identity(
     ]
     assert answers[-1][1] == f"{REASON}; 600 s left"
     assert closed == (1008, REASON)
-    async with worker_client(banning.worker_url, hello, source=source) as again:
+    async with clients.worker_client(banning.worker_url, hello, source=source) as again:
         [(code, detail)] = await errors(again, 1)
         assert code == "banned" and detail.startswith(f"{REASON}; ")
         assert await again.closed() == (1008, REASON)
     # Another identity from the same address works (positive control).
-    async with worker_client(banning.worker_url, source=source) as neighbour:
+    async with clients.worker_client(banning.worker_url, source=source) as neighbour:
         assert "task_id" in await neighbour.receive()
     row = await db.fetchrow(
         "SELECT reason, banned_until > now() + interval '9 minutes' AS long FROM worker_ban "
@@ -164,13 +150,13 @@ async def test_dry_run_logs_and_counts_what_enforce_bans(
     settings = {**BANS, "max_invalid_messages": 100, "ban_mode": mode}
     async with (
         start_servers(worker=settings) as servers,
-        worker_client(servers.worker_url, source="127.0.0.21") as worker,
-        node_client(servers.node_url) as node,
+        clients.worker_client(servers.worker_url, source="127.0.0.21") as worker,
+        clients.node_client(servers.node_url) as node,
     ):
         codes = [code for code, _ in await _misbehave(worker, node)]
         if mode == "dry_run":  # still served: its next solution is published
-            task_id = await job_sent(node, worker, next_height())
-            await worker.send(solution(task_id, body=(body := solution_body())))
+            task_id = await clients.job_sent(node, worker, clients.next_height())
+            await worker.send(clients.solution(task_id, body=(body := clients.solution_body())))
             assert await node.receive() == body
         else:
             assert (await worker.closed())[0] == 1008
@@ -189,15 +175,15 @@ async def _refusal(url: str, source: str) -> tuple[int, dict[str, Any], str | No
 
 async def _failed_welcomes(url: str, source: str, count: int) -> None:
     for _ in range(count):
-        async with connect(url, source) as ws:
-            worker = Worker(ws)
+        async with clients.connect(url, source) as ws:
+            worker = clients.Worker(ws)
             await worker.send(b"[]")
             assert (await worker.closed())[0] == 3000
 
 
 @contextlib.asynccontextmanager
-async def _welcomed(url: str, source: str) -> AsyncIterator[Worker]:
-    async with worker_client(url, source=source) as worker:
+async def _welcomed(url: str, source: str) -> AsyncIterator[clients.Worker]:
+    async with clients.worker_client(url, source=source) as worker:
         assert "task_id" in await worker.receive()
         yield worker
 
@@ -217,9 +203,12 @@ async def test_an_address_failing_its_welcomes_is_refused_429_on_every_instance(
         await _failed_welcomes(servers.worker_url, busy, 5)
         async with _welcomed(servers.worker_url, busy):
             pass
-        async with start_servers(worker={"ban_refresh_seconds": 0.1}) as other, asyncio.timeout(20):
-            while (await _refusal(other.worker_url, banned))[0] != 429:
-                await asyncio.sleep(0.1)
+        async with start_servers(worker={"ban_refresh_seconds": 0.1}) as other:
+            await until(
+                lambda: _refusal(other.worker_url, banned),
+                lambda refusal: refusal[0] == 429,
+                timeout=20,
+            )
     assert (status, retry_after) == (429, "600")
     assert body == {
         "error": "banned",
@@ -230,14 +219,14 @@ async def test_an_address_failing_its_welcomes_is_refused_429_on_every_instance(
 async def test_a_banned_identity_is_refused_by_every_instance(
     banning: Stack, start_servers
 ) -> None:
-    hello = welcome()
+    hello = clients.welcome()
     async with (
-        worker_client(banning.worker_url, hello, source="127.0.0.24") as bad,
-        node_client(banning.node_url) as node,
+        clients.worker_client(banning.worker_url, hello, source="127.0.0.24") as bad,
+        clients.node_client(banning.node_url) as node,
     ):
         await _misbehave(bad, node)
     async with start_servers() as other:
-        async with worker_client(other.worker_url, hello) as again:
+        async with clients.worker_client(other.worker_url, hello) as again:
             [(code, _)] = await errors(again, 1)
             assert (code, await again.closed()) == ("banned", (1008, REASON))
         async with _welcomed(other.worker_url, "127.0.0.24"):

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from shared.acks import BulkAcks
+from shared.pipeline.acks import BulkAcks
 from tests.support.stack import Backends
 
 COUNT = 60

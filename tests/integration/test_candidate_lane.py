@@ -9,7 +9,6 @@ and delivered once.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import aio_pika
@@ -25,20 +24,13 @@ from process_solution_worker.app import CANDIDATE_LIMITS
 from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.persist import CANDIDATES
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from shared.consumer_app import Pipeline, create_consumer_app
-from shared.protocol import SolutionMessage, challenge_digest, encode, now_ns
-from shared.rabbit import CANDIDATE_EXCHANGE, CANDIDATE_QUEUE, SOLUTION_EXCHANGE, SOLUTION_QUEUE
-from tests.support.clients import (
-    challenge,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from shared.codec import encode
+from shared.pipeline.app import Pipeline, create_consumer_app
+from shared.protocol import SolutionMessage, challenge_digest, now_ns
+from shared.routes import CANDIDATE, SOLUTION
+from tests.support import clients
 from tests.support.metrics import scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import (
     RABBITMQ_SERVER,
@@ -74,31 +66,25 @@ async def stored(db: asyncpg.Pool, task_id: str) -> dict[int, int]:
 
 
 async def eventually_stored(db: asyncpg.Pool, task_id: str, expected: dict[int, int]) -> None:
-    async with asyncio.timeout(15):
-        while await stored(db, task_id) != expected:
-            await asyncio.sleep(0.05)
+    await until(lambda: stored(db, task_id), lambda rows: rows == expected)
 
 
 async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    candidate = solution_body()
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height, proof_target=100)
+    height = clients.next_height()
+    candidate = clients.solution_body()
+    async with clients.worker_and_node(stack) as (worker, node):
+        task_id = await clients.job_sent(node, worker, height, proof_target=100)
         before = await lanes(stack.worker_http)
-        await worker.send(solution(task_id, target=99))  # a share: stored, not forwarded
-        await worker.send(solution(task_id, target=100, body=candidate))
+        await worker.send(clients.solution(task_id, target=99))  # a share: stored, not forwarded
+        await worker.send(clients.solution(task_id, target=100, body=candidate))
         assert await node.receive() == candidate
         assert await node.nothing_within(0.3)
     await eventually_stored(db, task_id, {99: 1, 100: 1})
     # The share is done once stored: marked broadcast, though no node wants it on Kafka.
-    async with asyncio.timeout(10):
-        while await db.fetchval(
-            "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL",
-            uuid.UUID(task_id),
-        ):
-            await asyncio.sleep(0.05)
+    unmarked = "SELECT count(*) FROM solution WHERE task_id = $1 AND broadcast_at IS NULL"
+    await until(lambda: db.fetchval(unmarked, uuid.UUID(task_id)), lambda count: count == 0)
     after = await lanes(stack.worker_http)
     assert after.get("candidate", 0) - before.get("candidate", 0) == 1
     assert after.get("share", 0) - before.get("share", 0) == 1
@@ -109,31 +95,27 @@ async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
 
 
 async def test_the_lowest_target_sent_for_a_height_decides(stack: Stack, db: asyncpg.Pool) -> None:
-    height = next_height()
-    between = solution_body()
+    height = clients.next_height()
+    between = clients.solution_body()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as strict,
-        node_client(stack.node_url) as lenient,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as strict,
+        clients.node_client(stack.node_url) as lenient,
     ):
-        task_id = await job_sent(strict, worker, height, proof_target=1000)
-        await lenient.send(job(height, proof_target=10))  # the same job, a lower target
-        async with asyncio.timeout(10):
-            while (
-                await db.fetchval(
-                    "SELECT proof_target FROM job WHERE task_id = $1 AND broadcast_at IS NOT NULL",
-                    uuid.UUID(task_id),
-                )
-                != 10
-            ):
-                await asyncio.sleep(0.05)
-        await worker.send(solution(task_id, target=50, body=between))
+        task_id = await clients.job_sent(strict, worker, height, proof_target=1000)
+        await lenient.send(clients.job(height, proof_target=10))  # the same job, a lower target
+        lowered = "SELECT proof_target FROM job WHERE task_id = $1 AND broadcast_at IS NOT NULL"
+        await until(lambda: db.fetchval(lowered, uuid.UUID(task_id)), lambda target: target == 10)
+        await worker.send(clients.solution(task_id, target=50, body=between))
         assert await lenient.receive() == between
         assert await strict.nothing_within(0.3)  # below its own target
     await eventually_stored(db, task_id, {50: 1})
     # A higher target later does not raise it.
-    async with node_client(stack.node_url) as later, worker_client(stack.worker_url) as other:
-        await job_sent(later, other, height, proof_target=5000)
+    async with (
+        clients.node_client(stack.node_url) as later,
+        clients.worker_client(stack.worker_url) as other,
+    ):
+        await clients.job_sent(later, other, height, proof_target=5000)
     assert (
         await db.fetchval("SELECT proof_target FROM job WHERE task_id = $1", uuid.UUID(task_id))
         == 10
@@ -143,10 +125,10 @@ async def test_the_lowest_target_sent_for_a_height_decides(stack: Stack, db: asy
 async def test_a_solution_sent_down_both_lanes_is_stored_and_delivered_once(
     stack: Stack, db: asyncpg.Pool, backends: Backends
 ) -> None:
-    height = next_height()
-    body = solution_body()
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height, proof_target=100)
+    height = clients.next_height()
+    body = clients.solution_body()
+    async with clients.worker_and_node(stack) as (worker, node):
+        task_id = await clients.job_sent(node, worker, height, proof_target=100)
         message = SolutionMessage(
             task_id=uuid.UUID(task_id),
             solution=body,
@@ -156,7 +138,7 @@ async def test_a_solution_sent_down_both_lanes_is_stored_and_delivered_once(
         )
         async with await aio_pika.connect(backends.rabbitmq_url) as connection:
             channel = await connection.channel(publisher_confirms=True)
-            for exchange in (SOLUTION_EXCHANGE, CANDIDATE_EXCHANGE):
+            for exchange in (SOLUTION.exchange, CANDIDATE.exchange):
                 await (await channel.get_exchange(exchange)).publish(
                     aio_pika.Message(encode(message), headers={"received_at": now_ns()}),
                     routing_key="",
@@ -184,7 +166,7 @@ async def test_a_candidate_arrives_while_shares_wait_in_their_queue(
         # Candidates consumed, shares not: their queue only fills.
         candidates_only = create_consumer_app(
             consumer,
-            Pipeline(CANDIDATE_QUEUE, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
+            Pipeline(CANDIDATE.queue, SolutionMessage, CANDIDATES, overrides=CANDIDATE_LIMITS),
         )
         jobs = create_job_app(
             ProcessJobWorkerSettings(**backends.settings(rabbitmq_url=url, port=free_port()))
@@ -195,17 +177,17 @@ async def test_a_candidate_arrives_while_shares_wait_in_their_queue(
                 **server_ports(), rabbitmq_url=url, server_instance=f"lane-{uuid.uuid4().hex[:8]}"
             )
         )
-        legacy, height = next_height(), next_height()
+        legacy, height = clients.next_height(), clients.next_height()
         # A job stored before jobs had a proof target: its solutions take the ordinary lane.
         await db.execute(
             "INSERT INTO job (block_height, epoch_challenge, task_id, challenge_digest) "
             "VALUES ($1, $2, $3, $4)",
             legacy,
-            orjson.dumps(challenge(legacy)).decode(),
+            orjson.dumps(clients.challenge(legacy)).decode(),
             uuid.uuid4(),
-            challenge_digest(challenge(legacy)),
+            challenge_digest(clients.challenge(legacy)),
         )
-        control, candidate = solution_body(), solution_body()
+        control, candidate = clients.solution_body(), clients.solution_body()
         async with (
             serving(jobs, free_port()),
             serving(candidates_only, free_port()),
@@ -217,18 +199,21 @@ async def test_a_candidate_arrives_while_shares_wait_in_their_queue(
                 f"ws://127.0.0.1:{node_settings.port}/",
                 (f"ws://127.0.0.1:{worker_settings.port}/"),
             )
-            async with worker_client(worker_url) as worker, node_client(node_url) as node:
-                legacy_task = await job_sent(node, worker, legacy)
-                task_id = await job_sent(node, worker, height, proof_target=100)
+            async with (
+                clients.worker_client(worker_url) as worker,
+                clients.node_client(node_url) as node,
+            ):
+                legacy_task = await clients.job_sent(node, worker, legacy)
+                task_id = await clients.job_sent(node, worker, height, proof_target=100)
                 for _ in range(50):
-                    await worker.send(solution(task_id, target=10))
-                await worker.send(solution(legacy_task, target=1000, body=control))
-                await worker.send(solution(task_id, target=100, body=candidate))
+                    await worker.send(clients.solution(task_id, target=10))
+                await worker.send(clients.solution(legacy_task, target=1000, body=control))
+                await worker.send(clients.solution(task_id, target=100, body=candidate))
                 assert await node.receive() == candidate
                 assert await node.nothing_within(0.5)  # the control waits with the shares
                 async with await aio_pika.connect(url) as connection:
                     channel = await connection.channel()
-                    queue = await channel.declare_queue(SOLUTION_QUEUE, passive=True)
+                    queue = await channel.declare_queue(SOLUTION.queue, passive=True)
                     assert queue.declaration_result.message_count > 0
                 assert await stored(db, task_id) == {100: 1}
                 assert await stored(db, legacy_task) == {}

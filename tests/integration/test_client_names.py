@@ -10,6 +10,7 @@ from process_job_worker.settings import ProcessJobWorkerSettings
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from shared.kafka import client_options
 from shared.setup import SetupSettings
+from tests.support.poll import until
 from tests.support.stack import Backends, StartServers
 from worker_server.settings import WorkerServerSettings
 
@@ -34,9 +35,12 @@ async def test_rabbitmq_shows_each_service_by_name(
 ) -> None:
     expected = {name for name in SERVICES.values() if name != "wspool-setup"}
     async with start_servers():
-        async with asyncio.timeout(20):
-            while not expected <= (names := await asyncio.to_thread(_names, backends.vhost)):
-                await asyncio.sleep(0.2)
+        names = await until(
+            lambda: asyncio.to_thread(_names, backends.vhost),
+            lambda names: expected <= names,
+            timeout=20,
+            every=0.2,
+        )
     assert names <= expected | {"wspool-setup"}, f"unnamed or unexpected connections: {names}"
 
 

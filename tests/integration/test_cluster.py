@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 
 from node_server.cluster import merged_latency
-from shared.instances import STALE_AFTER_SECONDS
-from tests.integration.test_api import call, until
-from tests.support.clients import node_client, welcome, worker_client
+from shared.runtime.instances import STALE_AFTER_SECONDS
+from tests.support import clients
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.stack import Stack, StartServers
 
 
@@ -43,9 +44,9 @@ async def test_one_node_server_sees_every_instance_and_their_connections(
         roles = {i["role"] for i in document["cluster"]["instances"]}
         assert roles >= {"node_server", "worker_server", "process_job_worker"}
         async with (
-            worker_client(b.worker_url, welcome("cluster-1")),
-            worker_client(b.worker_url, welcome("cluster-2")),
-            node_client(b.node_url),
+            clients.worker_client(b.worker_url, clients.welcome("cluster-1")),
+            clients.worker_client(b.worker_url, clients.welcome("cluster-2")),
+            clients.node_client(b.node_url),
         ):
             # Counted on B, seen from A: through B's heartbeat, not A's own sockets.
             seen = await until_shown(

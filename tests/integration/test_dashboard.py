@@ -11,15 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from node_server.cluster import quantile
-from tests.support import browser
-from tests.support.clients import (
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    welcome,
-    worker_client,
-)
+from tests.support import browser, clients
 from tests.support.stack import Stack
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard.png"
@@ -59,12 +51,12 @@ async def test_an_operator_clicks_through_a_two_instance_cluster(start_servers) 
             nodes_shown = int(await page.locator("#nodes").inner_text())
             hardware = [f"dash-{uuid.uuid4().hex[:6]}" for _ in range(5)]
             async with (
-                worker_client(a.worker_url, welcome(hardware[0])) as busiest,
-                worker_client(a.worker_url, welcome(hardware[1])),
-                worker_client(a.worker_url, welcome(hardware[2])),
-                worker_client(b.worker_url, welcome(hardware[3])),
-                worker_client(b.worker_url, welcome(hardware[4])),
-                node_client(b.node_url),
+                clients.worker_client(a.worker_url, clients.welcome(hardware[0])) as busiest,
+                clients.worker_client(a.worker_url, clients.welcome(hardware[1])),
+                clients.worker_client(a.worker_url, clients.welcome(hardware[2])),
+                clients.worker_client(b.worker_url, clients.welcome(hardware[3])),
+                clients.worker_client(b.worker_url, clients.welcome(hardware[4])),
+                clients.node_client(b.node_url),
             ):
                 await _solve(a, busiest)
                 # A live update: pushed by the server, no reload, no click.
@@ -98,8 +90,8 @@ async def _number_at_least(page: Page, element_id: str, least: int) -> None:
 
 async def _solve(stack: Stack, worker) -> None:
     """One job and one solution, so the chart and the busiest-workers table have data."""
-    height = next_height()
-    async with node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500))
+    height = clients.next_height()
+    async with clients.node_client(stack.node_url) as node:
+        task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, target=500))
         await node.receive()

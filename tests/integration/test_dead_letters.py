@@ -14,22 +14,18 @@ import pytest
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
-from shared.rabbit import (
-    JOB_EXCHANGE,
-    REASON_HEADER,
-    SOLUTION_EXCHANGE,
-    SOLUTION_QUEUE,
-    dead_letter_queue,
-)
-from tests.integration.test_api import call, until
-from tests.integration.test_process_workers import publish, wait_for_row
-from tests.support.clients import challenge, next_height, solution_body
+from shared.rabbit import REASON_HEADER
+from shared.routes import SOLUTION, dead_letter_queue
+from tests.support import clients
+from tests.support.http import call
 from tests.support.metrics import scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
+from tests.support.rabbit import publish, published_job
 from tests.support.stack import Backends, Stack, server_ports, serving_server
 
-SOLUTION_DLQ = dead_letter_queue(SOLUTION_QUEUE)
-REQUEUED = ("wspool_requeued_total", (("queue", SOLUTION_QUEUE),))
+SOLUTION_DLQ = dead_letter_queue(SOLUTION.queue)
+REQUEUED = ("wspool_requeued_total", (("queue", SOLUTION.queue),))
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +55,14 @@ async def test_dead_letters_show_depth_and_reasons_and_peeking_keeps_them_in_ord
 ) -> None:
     markers = [uuid.uuid4().hex for _ in range(2)]
     for marker in markers:
-        await publish(channel, SOLUTION_EXCHANGE, f"not json {marker}".encode())
+        await publish(channel, SOLUTION.exchange, f"not json {marker}".encode())
 
     async def both_dead() -> dict[str, Any] | None:
         letters = await solution_letters(servers)
         return letters if letters["dead_letters"] == 2 else None
 
     letters = await until(both_dead)
-    assert (letters["work_queue"], letters["dead_letter_queue"]) == (SOLUTION_QUEUE, SOLUTION_DLQ)
+    assert (letters["work_queue"], letters["dead_letter_queue"]) == (SOLUTION.queue, SOLUTION_DLQ)
     assert isinstance(letters["ready"], int)
     previews = [letter["body_preview"] for letter in letters["peek"]]
     assert previews == [f"not json {marker}" for marker in markers]
@@ -84,12 +80,7 @@ async def test_dead_letters_show_depth_and_reasons_and_peeking_keeps_them_in_ord
 async def test_requeue_moves_dead_letters_back_to_be_stored(
     servers: Stack, channel, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    good_job = {"epoch_challenge": challenge(height), "proof_target": 1, "block_height": height}
-    await publish(channel, JOB_EXCHANGE, orjson.dumps(good_job))
-    task_id = (await wait_for_row(db, "SELECT * FROM job WHERE block_height = $1", height))[
-        "task_id"
-    ]
+    task_id = (await published_job(channel, db))["task_id"]
     # Good solutions an older release could not process: straight into the dead-letter queue.
     for _ in range(3):
         await _dead_letter(channel, task_id)
@@ -117,7 +108,7 @@ async def test_requeue_moves_dead_letters_back_to_be_stored(
 async def _dead_letter(channel: aio_pika.abc.AbstractChannel, task_id: uuid.UUID) -> None:
     body = {
         "task_id": str(task_id),
-        "solution": solution_body(),
+        "solution": clients.solution_body(),
         "solution_target": 5,
         "hardware_id": "gpu-requeued",
         "caption": "c",

@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 import asyncpg
 import pytest
 
-from tests.integration.test_api import call, until
-from tests.support.clients import job_sent, next_height, node_client, solution, worker_client
-from tests.support.clients import welcome as welcome_frame
+from tests.support import clients
+from tests.support.http import call
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 INVALID_FRAMES = 21  # one over max_invalid_messages: the server closes with 1008
@@ -41,20 +41,20 @@ async def test_fleet_finds_a_worker_by_each_field_with_solutions_and_disconnects
 ) -> None:
     token = uuid.uuid4().hex[:10]
     hardware_id = f"fleet-{token}"
-    hello = welcome_frame(hardware_id, address=f"aleo1addr{token}", caption=f"Rig-{token}")
+    hello = clients.welcome(hardware_id, address=f"aleo1addr{token}", caption=f"Rig-{token}")
     other = f"other-{uuid.uuid4().hex[:10]}"
-    async with worker_client(servers.worker_url, hello) as first:
+    async with clients.worker_client(servers.worker_url, hello) as first:
         await until(lambda: item(servers, hardware_id, q=hardware_id))
         for _ in range(INVALID_FRAMES):
             await first.send(b"{not json")
         assert (await first.closed())[0] == 1008
     async with (
-        worker_client(servers.worker_url, hello) as again,
-        worker_client(servers.worker_url, welcome_frame(other, caption="elsewhere")),
-        node_client(servers.node_url) as node,
+        clients.worker_client(servers.worker_url, hello) as again,
+        clients.worker_client(servers.worker_url, clients.welcome(other, caption="elsewhere")),
+        clients.node_client(servers.node_url) as node,
     ):
-        task_id = await job_sent(node, again, next_height())
-        await again.send(solution(task_id))
+        task_id = await clients.job_sent(node, again, clients.next_height())
+        await again.send(clients.solution(task_id))
 
         async def back_with_its_solution() -> dict[str, Any] | None:
             found = await item(servers, hardware_id, q=token)
@@ -83,8 +83,8 @@ async def test_fleet_finds_a_worker_by_each_field_with_solutions_and_disconnects
 async def test_fleet_shows_a_ban_in_force(servers: Stack, db: asyncpg.Pool) -> None:
     banned, free = f"banned-{uuid.uuid4().hex[:8]}", f"free-{uuid.uuid4().hex[:8]}"
     async with (
-        worker_client(servers.worker_url, welcome_frame(banned)),
-        worker_client(servers.worker_url, welcome_frame(free)),
+        clients.worker_client(servers.worker_url, clients.welcome(banned)),
+        clients.worker_client(servers.worker_url, clients.welcome(free)),
     ):
         await until(lambda: item(servers, free, q=free))
         await db.execute(

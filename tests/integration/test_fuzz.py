@@ -24,15 +24,8 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 
-from tests.support.clients import (
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    welcome,
-    worker_client,
-)
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 SEED = 5_2026
@@ -51,7 +44,7 @@ def hostile_frame(rng: random.Random, role: str) -> Frame:
     kind = rng.choice(
         ["bytes", "non_utf8_text", "truncated", "nested", "wrong_types", "not_object"]
     )
-    valid = job(1) if role == "node" else solution(str(rng.randbytes(16).hex()))
+    valid = clients.job(1) if role == "node" else clients.solution(str(rng.randbytes(16).hex()))
     if kind == "bytes":
         return kind, rng.randbytes(rng.randrange(0, 2000)), WSMsgType.BINARY
     if kind == "non_utf8_text":
@@ -116,7 +109,7 @@ async def fuzz_connection(
         frames.append(huge_frame(rng))
     async with session.ws_connect(url, autoclose=False, max_msg_size=0) as ws:
         if role == "worker":
-            first = orjson.dumps(welcome()) if rng.random() < 0.85 else frames.pop()[1]
+            first = orjson.dumps(clients.welcome()) if rng.random() < 0.85 else frames.pop()[1]
             await ws.send_bytes(first)
         for kind, data, opcode in frames:
             try:
@@ -191,7 +184,7 @@ async def message_flood(
 ) -> None:
     async with session.ws_connect(url, autoclose=False) as ws:
         if role == "worker":
-            await ws.send_bytes(orjson.dumps(welcome()))
+            await ws.send_bytes(orjson.dumps(clients.welcome()))
         for _ in range(1000):
             try:
                 await ws.send_bytes(b"{}")
@@ -217,9 +210,7 @@ async def open_connections(http: str) -> float:
 
 
 async def _settled(http: str, baseline: float) -> None:
-    async with asyncio.timeout(20):
-        while await open_connections(http) != baseline:
-            await asyncio.sleep(0.1)
+    await until(lambda: open_connections(http), lambda count: count == baseline, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -280,10 +271,13 @@ async def test_hostile_traffic_leaves_servers_up_bounded_and_working(fuzzed: Sta
     print(f"rss growth {growth / 2**20:.1f} MiB")
     assert growth < 256 * 2**20
 
-    height = next_height()
-    async with node_client(fuzzed.node_url) as node, worker_client(fuzzed.worker_url) as worker:
-        task_id = await job_sent(node, worker, height, timeout=15, proof_target=100)
-        body = solution(task_id, target=100)
+    height = clients.next_height()
+    async with (
+        clients.node_client(fuzzed.node_url) as node,
+        clients.worker_client(fuzzed.worker_url) as worker,
+    ):
+        task_id = await clients.job_sent(node, worker, height, timeout=15, proof_target=100)
+        body = clients.solution(task_id, target=100)
         await worker.send(body)
         assert await node.receive(timeout=15) == body["solution"]
 

@@ -6,14 +6,7 @@ import uuid
 
 import pytest
 
-from tests.support.clients import (
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from tests.support import clients
 from worker_server.store import KnownTasks
 
 
@@ -24,17 +17,14 @@ async def test_unexpected_error_closes_1011_and_others_carry_on(
         raise RuntimeError("injected bug")
 
     async with start_servers() as servers:
-        height = next_height()
-        async with (
-            worker_client(servers.worker_url) as worker,
-            node_client(servers.node_url) as node,
-        ):
-            task_id = await job_sent(node, worker, height)
+        height = clients.next_height()
+        async with clients.worker_and_node(servers) as (worker, node):
+            task_id = await clients.job_sent(node, worker, height)
             with monkeypatch.context() as patch:
                 patch.setattr(KnownTasks, "exists", broken)
-                async with worker_client(servers.worker_url) as victim:
-                    await victim.send(solution(task_id))
+                async with clients.worker_client(servers.worker_url) as victim:
+                    await victim.send(clients.solution(task_id))
                     assert await victim.closed() == (1011, "internal error")
-            body = solution_body()
-            await worker.send(solution(task_id, body=body))
+            body = clients.solution_body()
+            await worker.send(clients.solution(task_id, body=body))
             assert await node.receive() == body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.support.clients import node_client, welcome, worker_client
+from tests.support import clients
 from tests.support.stack import Stack, StartServers
 
 INTERNAL_PATHS = ["/healthz", "/readyz", "/metrics"]
@@ -38,10 +38,10 @@ async def test_each_port_serves_only_its_own_routes(stack: Stack, role: str) -> 
         assert refused.value.status == 404
     # ...and served on the public one.
     if role == "node":
-        async with node_client(websocket_url) as node:
+        async with clients.node_client(websocket_url) as node:
             assert not node.ws.closed
     else:
-        async with worker_client(websocket_url, welcome("ports-1")) as worker:
+        async with clients.worker_client(websocket_url, clients.welcome("ports-1")) as worker:
             assert not worker.ws.closed
 
 

@@ -22,15 +22,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from shared.protocol import MAX_JSON_DEPTH
-from tests.support.clients import (
-    Worker,
-    connect,
-    job,
-    next_height,
-    solution,
-    solution_body,
-    welcome,
-)
+from tests.support import clients
 from tests.support.stack import Stack
 
 
@@ -64,13 +56,14 @@ async def _refusal(url: str) -> tuple[int, dict[str, Any], str | None]:
 async def test_connections_per_ip_are_capped_with_503_before_the_upgrade(limited: Stack) -> None:
     async with contextlib.AsyncExitStack() as open_sockets:
         sockets = [
-            await open_sockets.enter_async_context(connect(limited.worker_url)) for _ in range(3)
+            await open_sockets.enter_async_context(clients.connect(limited.worker_url))
+            for _ in range(3)
         ]
         status, body, retry_after = await _refusal(limited.worker_url)
         await sockets[0].close()
-        async with connect(limited.worker_url) as again:  # a freed slot is usable again
-            await Worker(again).send(b"[]")
-            assert (await Worker(again).closed())[0] == 3000
+        async with clients.connect(limited.worker_url) as again:  # a freed slot is usable again
+            await clients.Worker(again).send(b"[]")
+            assert (await clients.Worker(again).closed())[0] == 3000
     assert status == 503
     assert body == {
         "error": "unavailable",
@@ -82,7 +75,7 @@ async def test_connections_per_ip_are_capped_with_503_before_the_upgrade(limited
 
 async def test_total_connections_are_capped_with_503(start_servers) -> None:
     async with start_servers(worker={"max_connections": 2}) as servers:
-        async with connect(servers.worker_url), connect(servers.worker_url):
+        async with clients.connect(servers.worker_url), clients.connect(servers.worker_url):
             status, body, _ = await _refusal(servers.worker_url)
     assert status == 503
     assert (body["reason"], body["detail"]) == ("capacity", "server at connection capacity")
@@ -97,10 +90,10 @@ async def throttled(start_servers) -> AsyncIterator[Stack]:
 @pytest.mark.parametrize("role", ["node", "worker"])
 async def test_message_flood_closes_1008_rate_limit(throttled: Stack, role: str) -> None:
     url = throttled.node_url if role == "node" else throttled.worker_url
-    async with connect(url) as ws:
-        client = Worker(ws)
+    async with clients.connect(url) as ws:
+        client = clients.Worker(ws)
         if role == "worker":
-            await client.send(welcome())  # takes one token of the five
+            await client.send(clients.welcome())  # takes one token of the five
         for _ in range(20):
             await client.send(b'{"type": "nonsense"}')
         code, reason = await client.closed()
@@ -121,14 +114,14 @@ async def test_message_flood_closes_1008_rate_limit(throttled: Stack, role: str)
 async def test_welcome_fields_are_bounded(
     limited: Stack, field: str, value: Any, detail: str
 ) -> None:
-    async with connect(limited.worker_url) as ws:
-        worker = Worker(ws)
-        await worker.send(welcome(**{field: value}))
+    async with clients.connect(limited.worker_url) as ws:
+        worker = clients.Worker(ws)
+        await worker.send(clients.welcome(**{field: value}))
         code, reason = await worker.closed()
     assert (code, reason) == (3000, f"invalid welcome: {detail}"[:120])
 
 
-async def _error_for(client: Worker, frame: dict[str, Any]) -> dict[str, Any]:
+async def _error_for(client: clients.Worker, frame: dict[str, Any]) -> dict[str, Any]:
     await client.send(frame)
     while (answer := await client.receive()).get("type") != "error":
         pass
@@ -146,8 +139,10 @@ async def _error_for(client: Worker, frame: dict[str, Any]) -> dict[str, Any]:
 async def test_epoch_challenge_depth_and_nul_are_refused(
     limited: Stack, challenge: dict[str, Any], detail: str
 ) -> None:
-    async with connect(limited.node_url) as ws:
-        error = await _error_for(Worker(ws), {**job(next_height()), "epoch_challenge": challenge})
+    async with clients.connect(limited.node_url) as ws:
+        error = await _error_for(
+            clients.Worker(ws), {**clients.job(clients.next_height()), "epoch_challenge": challenge}
+        )
     assert error == {
         "type": "error",
         "code": "invalid_message",
@@ -156,12 +151,15 @@ async def test_epoch_challenge_depth_and_nul_are_refused(
 
 
 async def test_epoch_challenge_at_the_depth_limit_is_accepted(limited: Stack) -> None:
-    height = next_height()
-    async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
-        worker = Worker(worker_ws)
-        await worker.send(welcome())
+    height = clients.next_height()
+    async with (
+        clients.connect(limited.node_url) as node_ws,
+        clients.connect(limited.worker_url) as worker_ws,
+    ):
+        worker = clients.Worker(worker_ws)
+        await worker.send(clients.welcome())
         deep = {**nested(MAX_JSON_DEPTH), "epoch_number": height}
-        await Worker(node_ws).send({**job(height), "epoch_challenge": deep})
+        await clients.Worker(node_ws).send({**clients.job(height), "epoch_challenge": deep})
         frame = await worker.job_for(height, timeout=10)
     assert frame["epoch_challenge"] == deep
 
@@ -169,18 +167,24 @@ async def test_epoch_challenge_at_the_depth_limit_is_accepted(limited: Stack) ->
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({**solution_body(), "deep": nested(MAX_JSON_DEPTH)}, "nested deeper than 32 levels"),
-        (solution_body(nonce="n\x00"), "contains a NUL character"),
-        (solution_body(nonce="9" * 256), "partial_solution.nonce is longer than 255 characters"),
+        (
+            {**clients.solution_body(), "deep": nested(MAX_JSON_DEPTH)},
+            "nested deeper than 32 levels",
+        ),
+        (clients.solution_body(nonce="n\x00"), "contains a NUL character"),
+        (
+            clients.solution_body(nonce="9" * 256),
+            "partial_solution.nonce is longer than 255 characters",
+        ),
     ],
 )
 async def test_solution_depth_nul_and_nonce_are_refused(
     limited: Stack, body: dict[str, Any], detail: str
 ) -> None:
-    async with connect(limited.worker_url) as ws:
-        worker = Worker(ws)
-        await worker.send(welcome())
-        error = await _error_for(worker, solution(str(uuid.uuid4()), body=body))
+    async with clients.connect(limited.worker_url) as ws:
+        worker = clients.Worker(ws)
+        await worker.send(clients.welcome())
+        error = await _error_for(worker, clients.solution(str(uuid.uuid4()), body=body))
     assert (error["code"], error["detail"]) == (
         "invalid_message",
         f"solution: Value error, {detail}",
@@ -191,10 +195,10 @@ async def test_unknown_tasks_count_as_invalid_frames_and_are_never_stored(
     limited: Stack, db: asyncpg.Pool
 ) -> None:
     task_ids = [uuid.uuid4() for _ in range(3)]
-    async with connect(limited.worker_url) as ws:
-        worker = Worker(ws)
-        await worker.send(welcome())
-        codes = [(await _error_for(worker, solution(str(t))))["code"] for t in task_ids]
+    async with clients.connect(limited.worker_url) as ws:
+        worker = clients.Worker(ws)
+        await worker.send(clients.welcome())
+        codes = [(await _error_for(worker, clients.solution(str(t))))["code"] for t in task_ids]
         code, reason = await worker.closed()
     assert codes == ["unknown_task"] * 3
     assert (code, reason) == (1008, "too many invalid messages")
@@ -203,8 +207,8 @@ async def test_unknown_tasks_count_as_invalid_frames_and_are_never_stored(
 
 
 async def test_binary_and_text_frames_are_both_parsed(limited: Stack) -> None:
-    async with connect(limited.node_url) as ws:
-        node = Worker(ws)
+    async with clients.connect(limited.node_url) as ws:
+        node = clients.Worker(ws)
         await node.send(orjson.dumps([1]))
         await node.send("[1]")
         details = [(await node.receive())["detail"] for _ in range(2)]
@@ -215,15 +219,18 @@ async def test_objects_larger_than_max_object_bytes_are_refused(
     limited: Stack, db: asyncpg.Pool
 ) -> None:
     big_challenge = {"pad": "x" * 1100}
-    body = {**solution_body(), "pad": "y" * 1100}
+    body = {**clients.solution_body(), "pad": "y" * 1100}
     task_id = str(uuid.uuid4())
-    async with connect(limited.node_url) as node_ws, connect(limited.worker_url) as worker_ws:
-        node, worker = Worker(node_ws), Worker(worker_ws)
-        await worker.send(welcome())
+    async with (
+        clients.connect(limited.node_url) as node_ws,
+        clients.connect(limited.worker_url) as worker_ws,
+    ):
+        node, worker = clients.Worker(node_ws), clients.Worker(worker_ws)
+        await worker.send(clients.welcome())
         node_error = await _error_for(
-            node, {**job(next_height()), "epoch_challenge": big_challenge}
+            node, {**clients.job(clients.next_height()), "epoch_challenge": big_challenge}
         )
-        worker_error = await _error_for(worker, solution(task_id, body=body))
+        worker_error = await _error_for(worker, clients.solution(task_id, body=body))
     assert node_error["detail"] == "epoch_challenge: larger than 1024 bytes (1110)"
     assert worker_error["code"] == "invalid_message"
     assert worker_error["detail"].startswith("solution: larger than 1024 bytes (")
@@ -241,18 +248,20 @@ async def _raw_worker(address: str, hello: dict[str, Any]) -> asyncio.StreamWrit
 async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
     start_servers, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hello = welcome()
+    hello = clients.welcome()
     # Big jobs fill the socket buffers quickly: allow objects of their size.
     big_objects = {"max_object_bytes": 16384}
     async with start_servers(node=big_objects, worker={"send_queue_size": 4}) as servers:
         writer = await _raw_worker(servers.worker_address, hello)
         try:
-            async with connect(servers.node_url) as ws, asyncio.timeout(60):
-                node = Worker(ws)
+            async with clients.connect(servers.node_url) as ws, asyncio.timeout(60):
+                node = clients.Worker(ws)
                 close_code = None
                 while close_code is None:  # big jobs until the server gives up on the worker
-                    height = next_height()
-                    await node.send({**job(height), "epoch_challenge": {"pad": "x" * 15000}})
+                    height = clients.next_height()
+                    await node.send(
+                        {**clients.job(height), "epoch_challenge": {"pad": "x" * 15000}}
+                    )
                     close_code = await db.fetchval(
                         "SELECT close_code FROM worker WHERE hardware_id = $1",
                         hello["hardware_id"],
@@ -265,7 +274,7 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
 
 async def test_a_busy_worker_gets_the_newest_job_next_never_an_older_one(start_servers) -> None:
     """Jobs that pile up for a worker that reads slowly are replaced, not queued."""
-    hello = welcome()
+    hello = clients.welcome()
     big_objects = {"max_object_bytes": 16384}
     worker_settings = {"send_queue_size": 1000}  # replaced jobs only; it is not closed here
     async with start_servers(node=big_objects, worker=worker_settings) as servers:
@@ -274,12 +283,12 @@ async def test_a_busy_worker_gets_the_newest_job_next_never_an_older_one(start_s
         replaced_before = _jobs_replaced()
         heights: list[int] = []
         try:
-            async with connect(servers.node_url) as ws, asyncio.timeout(60):
-                node = Worker(ws)
+            async with clients.connect(servers.node_url) as ws, asyncio.timeout(60):
+                node = clients.Worker(ws)
                 while _jobs_replaced() < replaced_before + 3:  # the worker's buffers are full
-                    heights.append(next_height())
+                    heights.append(clients.next_height())
                     padded = {"pad": "x" * 15000, "height": heights[-1]}
-                    await node.send({**job(heights[-1]), "epoch_challenge": padded})
+                    await node.send({**clients.job(heights[-1]), "epoch_challenge": padded})
                     await asyncio.sleep(0.05)
                 received = []
                 while not received or received[-1] != heights[-1]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -10,8 +9,9 @@ import aiohttp
 import orjson
 import pytest
 
-from shared.logging import JsonFormatter
-from tests.support.clients import connect, job, node_client, solution, welcome, worker_client
+from shared.logs import JsonFormatter
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Stack
 
 
@@ -50,18 +50,18 @@ async def test_client_mistakes_are_logged_without_tracebacks(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     hardware_id = f"log-{uuid.uuid4().hex[:6]}"
-    async with node_client(strict.node_url) as node:
+    async with clients.node_client(strict.node_url) as node:
         await node.send(b"\xff\xfe not json")
-        await node.send(orjson.dumps(job(1, proof_target=-1)))
+        await node.send(orjson.dumps(clients.job(1, proof_target=-1)))
         await node.closed()
-    async with node_client(strict.node_url) as node:
+    async with clients.node_client(strict.node_url) as node:
         await node.send(b"x" * 5000)
         await node.closed()
-    async with connect(strict.worker_url) as ws:
+    async with clients.connect(strict.worker_url) as ws:
         await ws.send_bytes(b"[1, 2]")
         await ws.receive(5)
-    async with worker_client(strict.worker_url, welcome(hardware_id)) as worker:
-        await worker.send(solution(str(uuid.uuid4())))
+    async with clients.worker_client(strict.worker_url, clients.welcome(hardware_id)) as worker:
+        await worker.send(clients.solution(str(uuid.uuid4())))
         await worker.send(b"{")
         await worker.closed()
     async with aiohttp.ClientSession() as session:
@@ -82,6 +82,4 @@ async def test_client_mistakes_are_logged_without_tracebacks(
 
 
 async def _until_logged(caplog: pytest.LogCaptureFixture, event: str) -> None:
-    async with asyncio.timeout(10):
-        while not any(r.getMessage() == event for r in caplog.records):
-            await asyncio.sleep(0.05)
+    await until(lambda: any(r.getMessage() == event for r in caplog.records), timeout=10)

@@ -6,24 +6,15 @@ registry: the counters are read before and after the traffic and compared.
 
 from __future__ import annotations
 
-import asyncio
-
 import aio_pika
 
 from node_server.app import create_app
 from node_server.settings import NodeServerSettings
 from shared.protocol import now_ns
-from shared.rabbit import JOB_EXCHANGE
-from tests.support.clients import (
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from shared.routes import JOB
+from tests.support import clients
 from tests.support.metrics import Sample, scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, server_ports, serving_server
 
@@ -54,47 +45,42 @@ async def test_metrics_move_with_real_traffic(start_servers, backends: Backends)
         await _traffic(stack.node_url, stack.worker_url)
         await _dead_letter(backends.rabbitmq_url)
         async with serving_server(settings, unreachable):
-            still = await _unmoved(stack.node_http, before)
+            still = await until(
+                lambda: _unmoved(stack.node_http, before), lambda still: not still, timeout=20
+            )
         assert still == []
         worker_side = await scrape(stack.worker_http)
     assert ("wspool_open_connections", (("role", "worker"),)) in worker_side
 
 
 async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
-    """The watched samples that have not grown, once all have or 20 s passed."""
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
-        after = await scrape(base)
-        still = [s for s in WATCHED if after.get(s, 0) <= before.get(s, 0)]
-        if not still or loop.time() > deadline:
-            return still
-        await asyncio.sleep(0.2)
+    """The watched samples that have not grown since `before`."""
+    after = await scrape(base)
+    return [s for s in WATCHED if after.get(s, 0) <= before.get(s, 0)]
 
 
 async def _traffic(node_url: str, worker_url: str) -> None:
-    body = solution_body()
-    async with worker_client(worker_url) as worker, node_client(node_url) as node:
+    body = clients.solution_body()
+    async with clients.worker_client(worker_url) as worker, clients.node_client(node_url) as node:
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
         # Two jobs: the first may reach the worker as the latest job on joining,
         # the second is live fan-out and so a job latency sample.
-        for height in (next_height(), next_height()):
-            task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500, body=body))
+        for height in (clients.next_height(), clients.next_height()):
+            task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, target=500, body=body))
         assert await node.receive() == body
         # A duplicate from another connection (the same one's is refused before
         # publishing) reaches the deduplication in Postgres.
-        async with worker_client(worker_url) as other:
+        async with clients.worker_client(worker_url) as other:
             await other.job_for(height)
-            await other.send(solution(task_id, target=500, body=body))
+            await other.send(clients.solution(task_id, target=500, body=body))
 
 
 async def _dead_letter(rabbitmq_url: str) -> None:
     async with await aio_pika.connect(rabbitmq_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(JOB_EXCHANGE)
+        exchange = await channel.get_exchange(JOB.exchange)
         message = aio_pika.Message(b"not a job", headers={"received_at": now_ns()})
         await exchange.publish(message, routing_key="")
 
@@ -108,16 +94,16 @@ def _job_latency_count() -> float:
 
 
 async def test_job_latency_counts_live_fanout_not_the_latest_job_on_joining(stack) -> None:
-    height = next_height()
-    async with worker_client(stack.worker_url) as first, node_client(stack.node_url) as node:
-        await node.send(job(height))
+    height = clients.next_height()
+    async with clients.worker_and_node(stack) as (first, node):
+        await node.send(clients.job(height))
         await first.job_for(height)
     before = _job_latency_count()
-    async with worker_client(stack.worker_url) as late:
+    async with clients.worker_client(stack.worker_url) as late:
         await late.job_for(height)  # the latest job, sent on joining: not a latency sample
         assert _job_latency_count() == before
-        newer = next_height()
-        async with node_client(stack.node_url) as node:
-            await node.send(job(newer))
+        newer = clients.next_height()
+        async with clients.node_client(stack.node_url) as node:
+            await node.send(clients.job(newer))
             await late.job_for(newer)
         assert _job_latency_count() == before + 1

@@ -12,7 +12,6 @@ are allowed only through `NOT_OURS`, each with its reason.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -25,17 +24,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.clients import (
-    Worker,
-    connect,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.promql import (
     label_values_query,
     references,
@@ -47,7 +37,7 @@ from tests.support.stack import Processors, Stack
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "_etc" / "grafana" / "wspool.json"
 ALERTS = ROOT / "_etc" / "prometheus" / "alerts.yml"
-README = ROOT / "README.md"
+RUNBOOKS = ROOT / "docs" / "operations.md"
 
 # Names no wspool service exports: their labels, and why the dashboard or an alert may use them.
 NOT_OURS: dict[str, tuple[set[str], str]] = {
@@ -152,7 +142,7 @@ def test_the_dashboard_imports_as_is() -> None:
 def test_alert_rules_have_the_rule_file_shape_and_a_runbook_each() -> None:
     document = yaml.safe_load(ALERTS.read_text())
     assert set(document) == {"groups"}
-    headings = set(re.findall(r"^### (\w+)$", README.read_text(), re.MULTILINE))
+    headings = set(re.findall(r"^### (\w+)$", RUNBOOKS.read_text(), re.MULTILINE))
     names = []
     for group in document["groups"]:
         assert group["name"] and group["rules"]
@@ -161,8 +151,8 @@ def test_alert_rules_have_the_rule_file_shape_and_a_runbook_each() -> None:
             assert re.fullmatch(r"(\d+[smhd])+", rule["for"]), rule["for"]
             assert rule["labels"]["severity"] in {"critical", "warning"}
             assert rule["annotations"]["summary"]
-            assert rule["annotations"]["runbook"] == f"README.md#{rule['alert'].lower()}"
-            assert rule["alert"] in headings, f"README has no runbook for {rule['alert']}"
+            assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+            assert rule["alert"] in headings, f"{RUNBOOKS.name} has no runbook for {rule['alert']}"
             names.append(rule["alert"])
     assert len(names) == len(set(names))
 
@@ -214,7 +204,14 @@ async def test_every_name_the_dashboard_and_alerts_use_is_exported(
     async with start_servers(worker={"max_connections_per_ip": 2}) as stack:
         await _traffic(stack)
         bases = [stack.node_http, stack.worker_http, processors.job_http, processors.solution_http]
-        exported = await _exported_once_settled(bases, expressions)
+        # Counters of the process workers move after the websocket traffic (a
+        # duplicate is found when the batch is stored): wait for them.
+
+        async def missing() -> list[str]:
+            return problems(expressions, await _exported(bases))
+
+        await until(missing, lambda found: not found, timeout=20)
+        exported = await _exported(bases)
     assert problems(expressions, exported) == []
     # The control, on the real exposition: a misspelt name would be caught.
     assert problems(
@@ -225,50 +222,43 @@ async def test_every_name_the_dashboard_and_alerts_use_is_exported(
     ]
 
 
-async def _exported_once_settled(
-    bases: list[str], expressions: list[Expression]
-) -> dict[str, set[str]]:
-    """The union of every service's exposition, once nothing is missing or 20 s passed.
-
-    Counters of the process workers move after the websocket traffic (a
-    duplicate is found when the batch is stored): wait for them.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
+async def _exported(bases: list[str]) -> dict[str, set[str]]:
+    """The union of every service's exposition: metric names and their labels."""
+    exported: dict[str, set[str]] = {}
     async with aiohttp.ClientSession() as session:
-        while True:
-            exported: dict[str, set[str]] = {}
-            for base in bases:
-                async with session.get(f"{base}/metrics") as response:
-                    assert response.status == 200, base
-                    for name, labels in exported_names(await response.text()).items():
-                        exported.setdefault(name, set()).update(labels)
-            if not problems(expressions, exported) or loop.time() > deadline:
-                return exported
-            await asyncio.sleep(0.2)
+        for base in bases:
+            async with session.get(f"{base}/metrics") as response:
+                assert response.status == 200, base
+                for name, labels in exported_names(await response.text()).items():
+                    exported.setdefault(name, set()).update(labels)
+    return exported
 
 
 async def _traffic(stack: Stack) -> None:
-    body = solution_body()
+    body = clients.solution_body()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as node,
-        node_client(stack.node_url) as forked_node,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as node,
+        clients.node_client(stack.node_url) as forked_node,
     ):
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
         # The second job is live fan-out, hence a job latency sample.
-        for height in (next_height(), next_height()):
-            task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, target=500, body=body))
+        for height in (clients.next_height(), clients.next_height()):
+            task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, target=500, body=body))
         assert await node.receive() == body
-        await worker.send(solution(task_id, target=500, body=body))  # a duplicate
-        fork = job(height, epoch_challenge={"epoch_number": height, "epoch_block_hash": "fork"})
+        await worker.send(clients.solution(task_id, target=500, body=body))  # a duplicate
+        fork = clients.job(
+            height, epoch_challenge={"epoch_number": height, "epoch_block_hash": "fork"}
+        )
         await forked_node.send(fork)
         assert (await forked_node.receive())["code"] == "conflicting_job"
-        async with connect(stack.worker_url) as second:  # the last one this address may open
+        async with clients.connect(
+            stack.worker_url
+        ) as second:  # the last one this address may open
             with pytest.raises(aiohttp.WSServerHandshakeError):  # refused with 503
-                async with connect(stack.worker_url):
+                async with clients.connect(stack.worker_url):
                     pass
-            await Worker(second).send(b"[]")  # not a welcome: closed 3000
-            assert (await Worker(second).closed())[0] == 3000
+            await clients.Worker(second).send(b"[]")  # not a welcome: closed 3000
+            assert (await clients.Worker(second).closed())[0] == 3000

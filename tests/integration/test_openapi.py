@@ -6,7 +6,6 @@ body models (`node_server.openapi`); these tests hold it to the real answers.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 
@@ -22,13 +21,15 @@ from node_server.openapi import build
 from node_server.route import Route
 from node_server.routes import document
 from node_server.settings import NodeServerSettings
-from tests.support.clients import job, next_height, solution, welcome, worker_client
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Backends, Stack
 
 ADMIN, NODE = "adm1n", "n0de"
 TASK = "{task}"  # replaced by a real task id
 HARDWARE = "{hardware}"  # replaced by a real hardware id
 HEIGHT = "{height}"
+BELOW = "{below}"  # the height before it
 SPEC = document()
 # (method, described path) -> (valid request, token, invalid request, token)
 CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
@@ -48,6 +49,12 @@ CASES: dict[tuple[str, str], tuple[str, str | None, str | None, str | None]] = {
         f"/api/jobs/{TASK}/retire",
         ADMIN,
         f"/api/jobs/{uuid.uuid4()}/retire",
+        ADMIN,
+    ),
+    ("POST", "/api/retire"): (  # above the one before: only this case's own job
+        f"/api/retire?above_height={BELOW}",
+        ADMIN,
+        "/api/retire",
         ADMIN,
     ),
     ("GET", "/api/jobs/by-height/{block_height}/solutions"): (
@@ -117,18 +124,25 @@ async def _request(
 async def test_route_answers_with_documented_status_codes(
     guarded: Stack, method: str, path: str
 ) -> None:
-    height, hardware_id = next_height(), f"spec-{uuid.uuid4().hex[:6]}"
-    async with worker_client(guarded.worker_url, welcome(hardware_id)) as w:
+    height, hardware_id = clients.next_height(), f"spec-{uuid.uuid4().hex[:6]}"
+    async with clients.worker_client(guarded.worker_url, clients.welcome(hardware_id)) as w:
         async with aiohttp.ClientSession() as session:
             url = f"{guarded.node_http}/api/jobs"
-            status, _ = await _request(session, "POST", url, NODE, orjson.dumps(job(height)))
+            status, _ = await _request(
+                session, "POST", url, NODE, orjson.dumps(clients.job(height))
+            )
             assert status == 202
             task_id = (await w.job_for(height, timeout=15))["task_id"]
-            await w.send(solution(task_id))  # so the solution lists have an item to check
+            await w.send(clients.solution(task_id))  # so the solution lists have an item to check
             await _solution_stored(session, guarded, task_id)
             valid, valid_token, invalid, invalid_token = CASES[(method, path)]
             documented = SPEC["paths"][path][method.lower()]["responses"]
-            fill = {TASK: task_id, HARDWARE: hardware_id, HEIGHT: str(height)}
+            fill = {
+                TASK: task_id,
+                HARDWARE: hardware_id,
+                HEIGHT: str(height),
+                BELOW: str(height - 1),
+            }
             body = _body(method, path)
             request_body = SPEC["paths"][path][method.lower()].get("requestBody")
             if request_body is not None:
@@ -159,7 +173,7 @@ def _body(method: str, path: str) -> bytes | None:
         return None
     if path == "/api/session":
         return orjson.dumps({"token": ADMIN})
-    return orjson.dumps(job(next_height()))
+    return orjson.dumps(clients.job(clients.next_height()))
 
 
 def assert_body_matches(body: object, documented: dict) -> None:
@@ -173,9 +187,9 @@ def assert_body_matches(body: object, documented: dict) -> None:
 
 async def _solution_stored(session: aiohttp.ClientSession, stack: Stack, task_id: str) -> None:
     url = f"{stack.node_http}/api/jobs/{task_id}/solutions"
-    async with asyncio.timeout(15):
-        while not (await _request(session, "GET", url, ADMIN, None))[1]["items"]:
-            await asyncio.sleep(0.05)
+    await until(
+        lambda: _request(session, "GET", url, ADMIN, None), lambda answer: answer[1]["items"]
+    )
 
 
 def test_the_description_is_a_valid_openapi_document() -> None:

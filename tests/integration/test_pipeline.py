@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 import orjson
 
-from tests.support.clients import (
-    challenge,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
-from tests.support.stack import Stack
+from shared.metrics import DEDUP_HITS
+from tests.support import clients
+from tests.support.poll import until
+from tests.support.stack import Stack, StartServers, wait_ready
 
 
 async def test_job_reaches_worker_as_task_id_and_challenge_only(stack: Stack) -> None:
-    height = next_height()
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        await node.send(job(height))
+    height = clients.next_height()
+    async with clients.worker_and_node(stack) as (worker, node):
+        await node.send(clients.job(height))
         frame = await worker.job_for(height)
     assert set(frame) == {"task_id", "epoch_challenge"}
-    assert frame["epoch_challenge"] == challenge(height)
+    assert frame["epoch_challenge"] == clients.challenge(height)
     assert uuid.UUID(frame["task_id"])
 
 
 async def test_solution_reaches_node_exactly_as_the_worker_sent_it(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    body = solution_body()
+    height = clients.next_height()
+    body = clients.solution_body()
     body["extra"] = {"nested": [1, "two", None, 3.25]}
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height, proof_target=100)
-        await worker.send(solution(task_id, target=100, body=body))
+    async with clients.worker_and_node(stack) as (worker, node):
+        task_id = await clients.job_sent(node, worker, height, proof_target=100)
+        await worker.send(clients.solution(task_id, target=100, body=body))
         assert await node.receive() == body
         assert await node.nothing_within(0.3)
     row = await db.fetchrow("SELECT * FROM solution WHERE task_id = $1", uuid.UUID(task_id))
@@ -52,52 +44,59 @@ async def test_solution_reaches_node_exactly_as_the_worker_sent_it(
 async def test_solutions_for_other_heights_or_lower_targets_are_not_delivered(
     stack: Stack,
 ) -> None:
-    waited, other = next_height(), next_height()
+    waited, other = clients.next_height(), clients.next_height()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as node,
-        node_client(stack.node_url) as other_node,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as node,
+        clients.node_client(stack.node_url) as other_node,
     ):
-        await node.send(job(waited, proof_target=1000))
+        await node.send(clients.job(waited, proof_target=1000))
         waited_task = (await worker.job_for(waited))["task_id"]
-        await other_node.send(job(other, proof_target=1))
+        await other_node.send(clients.job(other, proof_target=1))
         other_task = (await worker.job_for(other))["task_id"]
-        await worker.send(solution(waited_task, target=999))  # below the node's target
-        await worker.send(solution(other_task, target=10**6))  # a height it never sent
-        good = solution_body()
-        await worker.send(solution(waited_task, target=1000, body=good))
+        await worker.send(clients.solution(waited_task, target=999))  # below the node's target
+        await worker.send(clients.solution(other_task, target=10**6))  # a height it never sent
+        good = clients.solution_body()
+        await worker.send(clients.solution(waited_task, target=1000, body=good))
         assert await node.receive() == good
         assert await node.nothing_within(0.5)
         # the other node did wait for `other`, and gets that one only
         assert (await other_node.receive())["partial_solution"]
 
 
-async def test_expired_wait_delivers_nothing(start_servers) -> None:
-    async with start_servers(node={"solution_wait_time_seconds": 0.3}) as servers:
-        height = next_height()
+async def test_expired_wait_delivers_nothing(start_servers: StartServers) -> None:
+    # A wait shorter than any trip through the pipeline: over before a solution can arrive.
+    expiring = start_servers(node={"solution_wait_time_seconds": 1e-9}, ready=False)
+    async with expiring as servers, start_servers(ready=False) as usual:
+        await wait_ready(servers.node_http, servers.worker_http, usual.node_http, usual.worker_http)
+        height, body = clients.next_height(), clients.solution_body()
         async with (
-            worker_client(servers.worker_url) as worker,
-            node_client(servers.node_url) as node,
+            clients.worker_client(servers.worker_url) as worker,
+            clients.node_client(servers.node_url) as node,
+            clients.node_client(usual.node_url) as control,
         ):
-            task_id = await job_sent(node, worker, height)
-            await asyncio.sleep(0.5)
-            await worker.send(solution(task_id))
-            assert await node.nothing_within(1.0)
+            # The control: the same job on a node_server with the usual wait gets the
+            # solution (live, or recovered if it was found before this job was confirmed).
+            await control.send(clients.job(height))
+            task_id = await clients.job_sent(node, worker, height)
+            await worker.send(clients.solution(task_id, body=body))
+            assert await control.receive() == body
+            assert await node.nothing_within(0.5)
 
 
 async def test_same_height_from_two_nodes_is_one_task(stack: Stack, db: asyncpg.Pool) -> None:
-    height = next_height()
+    height = clients.next_height()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as first,
-        node_client(stack.node_url) as second,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as first,
+        clients.node_client(stack.node_url) as second,
     ):
-        await first.send(job(height, proof_target=100))
-        await second.send(job(height, proof_target=100))
+        await first.send(clients.job(height, proof_target=100))
+        await second.send(clients.job(height, proof_target=100))
         frame = await worker.job_for(height)
         assert await worker.nothing_within(0.5), "the second job for a height is not sent"
-        body = solution_body()
-        await worker.send(solution(frame["task_id"], target=100, body=body))
+        body = clients.solution_body()
+        await worker.send(clients.solution(frame["task_id"], target=100, body=body))
         assert await first.receive() == body
         assert await second.receive() == body
     rows = await db.fetch("SELECT task_id FROM job WHERE block_height = $1", height)
@@ -107,12 +106,12 @@ async def test_same_height_from_two_nodes_is_one_task(stack: Stack, db: asyncpg.
 async def test_duplicate_solution_is_stored_and_delivered_once(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    body = solution_body()
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height)
-        await worker.send(solution(task_id, body=body))
-        await worker.send(solution(task_id, body=body))
+    height = clients.next_height()
+    body = clients.solution_body()
+    async with clients.worker_and_node(stack) as (worker, node):
+        task_id = await clients.job_sent(node, worker, height)
+        await worker.send(clients.solution(task_id, body=body))
+        await worker.send(clients.solution(task_id, body=body))
         assert await node.receive() == body
         assert await node.nothing_within(0.7)
         refused = await worker.receive()
@@ -121,9 +120,13 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
             f"nonce {body['partial_solution']['nonce']} already sent for this task",
         )
         # From another connection it is published, and Postgres keeps it once.
-        async with worker_client(stack.worker_url) as other:
+        duplicates = DEDUP_HITS.labels(kind="solution")
+        before = duplicates._value.get()
+        async with clients.worker_client(stack.worker_url) as other:
             await other.job_for(height)
-            await other.send(solution(task_id, body=body))
+            await other.send(clients.solution(task_id, body=body))
+            # The control: it reached persist, which found it stored already.
+            await until(lambda: duplicates._value.get() > before)
             assert await node.nothing_within(0.7)
     count = await db.fetchval(
         "SELECT count(*) FROM solution WHERE task_id = $1", uuid.UUID(task_id)
@@ -132,22 +135,22 @@ async def test_duplicate_solution_is_stored_and_delivered_once(
 
 
 async def test_worker_joining_later_gets_the_latest_job_at_once(stack: Stack) -> None:
-    height = next_height()
-    async with worker_client(stack.worker_url) as early, node_client(stack.node_url) as node:
-        await node.send(job(height))
+    height = clients.next_height()
+    async with clients.worker_and_node(stack) as (early, node):
+        await node.send(clients.job(height))
         first = await early.job_for(height)
-    async with worker_client(stack.worker_url) as late:
+    async with clients.worker_client(stack.worker_url) as late:
         assert await late.receive(2.0) == first
 
 
 async def test_older_or_equal_heights_never_reach_a_worker(stack: Stack) -> None:
-    height = next_height()
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        await node.send(job(height))
+    height = clients.next_height()
+    async with clients.worker_and_node(stack) as (worker, node):
+        await node.send(clients.job(height))
         await worker.job_for(height)
-        await node.send(job(height - 1))  # older: stored, not sent to this worker
-        await node.send(job(height, proof_target=1))  # equal: deduplicated
+        await node.send(clients.job(height - 1))  # older: stored, not sent to this worker
+        await node.send(clients.job(height, proof_target=1))  # equal: deduplicated
         assert await worker.nothing_within(0.7)
-        newer = next_height()
-        await node.send(job(newer))
-        assert (await worker.receive())["epoch_challenge"] == challenge(newer)
+        newer = clients.next_height()
+        await node.send(clients.job(newer))
+        assert (await worker.receive())["epoch_challenge"] == clients.challenge(newer)

@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from shared.catalogue import SERVICES
-from shared.processes import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
-from tests.integration.test_api import until
-from tests.support.clients import welcome, worker_client
+from shared.runtime.supervisor import MULTIPROC_DIR, STOP_MARGIN_SECONDS, SUPERVISOR_PID, usage
+from tests.support import clients
 from tests.support.instances import Service
 from tests.support.metrics import Sample, scrape
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
@@ -133,10 +133,12 @@ async def test_connections_spread_over_both_processes_and_metrics_sum_them(
     async with two_processes(backends, tmp_path, instance) as service:
         await service.ready()
         pids = await two_children(service)
-        async with contextlib.AsyncExitStack() as clients:
+        async with contextlib.AsyncExitStack() as connections:
             for number in range(CONNECTIONS):
-                await clients.enter_async_context(
-                    worker_client(service.ws, welcome(f"procs-{number}-{uuid.uuid4().hex[:6]}"))
+                await connections.enter_async_context(
+                    clients.worker_client(
+                        service.ws, clients.welcome(f"procs-{number}-{uuid.uuid4().hex[:6]}")
+                    )
                 )
 
             async def summed() -> dict[Sample, float] | None:
@@ -185,7 +187,9 @@ async def test_a_killed_child_is_restarted_and_the_service_keeps_serving(
         assert len(exited) == 1 and f'"pid":{victim},' in exited[0], exited
         assert '"exit_code":-9' in exited[0]
         await service.ready()
-        async with worker_client(service.ws, welcome(f"procs-after-{uuid.uuid4().hex[:6]}")):
+        async with clients.worker_client(
+            service.ws, clients.welcome(f"procs-after-{uuid.uuid4().hex[:6]}")
+        ):
 
             async def counted() -> bool:
                 return (await scrape(service.http)).get(OPEN_WORKERS) == 1

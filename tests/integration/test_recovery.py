@@ -15,18 +15,8 @@ import orjson
 import pytest
 
 from shared.metrics import RECOVERED
-from tests.support.clients import (
-    Client,
-    Worker,
-    challenge,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    solution_body,
-    worker_client,
-)
+from tests.support import clients
+from tests.support.poll import until
 from tests.support.stack import Stack, StartServers
 
 
@@ -38,12 +28,10 @@ async def stored(db: asyncpg.Pool, bodies: list[dict[str, Any]]) -> None:
     """Wait until every solution is stored and broadcast."""
     nonces = [nonce(body) for body in bodies]
     query = "SELECT count(*) FROM solution WHERE nonce = ANY($1) AND broadcast_at IS NOT NULL"
-    async with asyncio.timeout(15):
-        while await db.fetchval(query, nonces) < len(nonces):
-            await asyncio.sleep(0.05)
+    await until(lambda: db.fetchval(query, nonces), lambda count: count == len(nonces))
 
 
-async def solutions_received(node: Client, count: int) -> list[dict[str, Any]]:
+async def solutions_received(node: clients.Client, count: int) -> list[dict[str, Any]]:
     return [await node.receive() for _ in range(count)]
 
 
@@ -58,23 +46,23 @@ def recovered(source: str) -> float:
 @contextlib.asynccontextmanager
 async def missed_while_away(
     servers: Stack, db: asyncpg.Pool, height: int
-) -> AsyncIterator[tuple[Worker, str, list[dict[str, Any]]]]:
+) -> AsyncIterator[tuple[clients.Worker, str, list[dict[str, Any]]]]:
     """A node sends a job and leaves; a worker then finds three solutions at or above
     its target, one below it, and one for another height. Yields the worker, the task
     and the three the node should recover."""
-    other_height = next_height()
-    async with worker_client(servers.worker_url) as worker:
-        async with node_client(servers.node_url) as node:
-            task_id = await job_sent(node, worker, height, proof_target=100)
-        missed = [solution_body() for _ in range(3)]
+    other_height = clients.next_height()
+    async with clients.worker_client(servers.worker_url) as worker:
+        async with clients.node_client(servers.node_url) as node:
+            task_id = await clients.job_sent(node, worker, height, proof_target=100)
+        missed = [clients.solution_body() for _ in range(3)]
         for body in missed:
-            await worker.send(solution(task_id, target=150, body=body))
-        below = solution_body()
-        await worker.send(solution(task_id, target=99, body=below))
-        async with node_client(servers.node_url) as other_node:
-            other_task = await job_sent(other_node, worker, other_height, proof_target=1)
-        elsewhere = solution_body()
-        await worker.send(solution(other_task, target=500, body=elsewhere))
+            await worker.send(clients.solution(task_id, target=150, body=body))
+        below = clients.solution_body()
+        await worker.send(clients.solution(task_id, target=99, body=below))
+        async with clients.node_client(servers.node_url) as other_node:
+            other_task = await clients.job_sent(other_node, worker, other_height, proof_target=1)
+        elsewhere = clients.solution_body()
+        await worker.send(clients.solution(other_task, target=500, body=elsewhere))
         await stored(db, [*missed, below, elsewhere])
         yield worker, task_id, missed
 
@@ -83,34 +71,34 @@ async def missed_while_away(
 async def test_a_reconnecting_node_gets_what_it_missed_once_then_live_ones(
     start_servers: StartServers, db: asyncpg.Pool, instance: str
 ) -> None:
-    height = next_height()
+    height = clients.next_height()
     async with start_servers() as first, start_servers() as second:
         reconnect_to = first if instance == "same" else second
         async with missed_while_away(first, db, height) as (worker, task_id, missed):
-            async with node_client(reconnect_to.node_url) as node:
-                await node.send(job(height, proof_target=100))
+            async with clients.node_client(reconnect_to.node_url) as node:
+                await node.send(clients.job(height, proof_target=100))
                 assert by_nonce(await solutions_received(node, 3)) == by_nonce(missed)
                 # Not the one below target, not the other height's, and no repeats.
                 assert await node.nothing_within(0.5)
-                await node.send(job(height, proof_target=100))  # re-sent on the same socket
+                await node.send(clients.job(height, proof_target=100))  # re-sent on the same socket
                 assert await node.nothing_within(0.5), "each solution reaches a node once"
-                live = solution_body()
-                await worker.send(solution(task_id, target=150, body=live))
+                live = clients.solution_body()
+                await worker.send(clients.solution(task_id, target=150, body=live))
                 assert await node.receive() == live
 
 
 async def test_after_a_restart_recovery_comes_from_postgres(
     start_servers: StartServers, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
+    height = clients.next_height()
     async with start_servers() as servers:
         async with missed_while_away(servers, db, height) as (_worker, _task, missed):
             before = recovered("database")
             # Without a window: a fresh instance's fan-out may still re-read the topic from
             # its start (see OutageWatch), and then memory would answer first.
             fresh = start_servers(node={"recovery_window_per_height": 0})
-            async with fresh as restarted, node_client(restarted.node_url) as node:
-                await node.send(job(height, proof_target=100))
+            async with fresh as restarted, clients.node_client(restarted.node_url) as node:
+                await node.send(clients.job(height, proof_target=100))
                 assert by_nonce(await solutions_received(node, 3)) == by_nonce(missed)
             assert recovered("database") - before == 3
 
@@ -118,60 +106,68 @@ async def test_after_a_restart_recovery_comes_from_postgres(
 async def test_solutions_older_than_the_wait_time_are_not_recovered(
     start_servers: StartServers, db: asyncpg.Pool
 ) -> None:
-    height = next_height()
-    async with start_servers(node={"solution_wait_time_seconds": 2}) as servers:
-        async with worker_client(servers.worker_url) as worker:
-            async with node_client(servers.node_url) as node:
-                task_id = await job_sent(node, worker, height, proof_target=1)
-            old, fresh = solution_body(), solution_body()
-            await worker.send(solution(task_id, body=old))
-            await stored(db, [old])
-            await asyncio.sleep(2.5)
-            await worker.send(solution(task_id, body=fresh))
-            await stored(db, [fresh])
-            async with node_client(servers.node_url) as node:
-                await node.send(job(height, proof_target=1))
+    """From Postgres, with one row made older than the wait instead of waiting it out;
+    the memory window's own age limit is tested in tests/unit/test_recent_solutions.py."""
+    height, wait_seconds = clients.next_height(), 60
+    settings = {"solution_wait_time_seconds": wait_seconds, "recovery_window_per_height": 0}
+    async with start_servers(node=settings) as servers:
+        async with clients.worker_client(servers.worker_url) as worker:
+            async with clients.node_client(servers.node_url) as node:
+                task_id = await clients.job_sent(node, worker, height, proof_target=1)
+            old, fresh = clients.solution_body(), clients.solution_body()
+            await worker.send(clients.solution(task_id, body=old))
+            await worker.send(clients.solution(task_id, body=fresh))
+            await stored(db, [old, fresh])
+            await db.execute(
+                "UPDATE solution SET created_at = created_at - make_interval(secs => $3)"
+                " WHERE task_id = $1 AND nonce = $2",
+                uuid.UUID(task_id),
+                nonce(old),
+                wait_seconds + 1,
+            )
+            async with clients.node_client(servers.node_url) as node:
+                await node.send(clients.job(height, proof_target=1))
                 assert await node.receive() == fresh
                 assert await node.nothing_within(0.5)
 
 
 def forked(height: int) -> dict[str, Any]:
-    return {**challenge(height), "epoch_block_hash": f"fork-{height}"}
+    return {**clients.challenge(height), "epoch_block_hash": f"fork-{height}"}
 
 
 async def test_a_job_whose_height_another_challenge_holds_is_told_and_gets_nothing(
     stack: Stack,
 ) -> None:
-    height = next_height()
+    height = clients.next_height()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as holder,
-        node_client(stack.node_url) as forked_node,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as holder,
+        clients.node_client(stack.node_url) as forked_node,
     ):
-        task_id = await job_sent(holder, worker, height, proof_target=1)
-        await forked_node.send(job(height, proof_target=1, epoch_challenge=forked(height)))
+        task_id = await clients.job_sent(holder, worker, height, proof_target=1)
+        await forked_node.send(clients.job(height, proof_target=1, epoch_challenge=forked(height)))
         error = await forked_node.receive()
         assert error == {
             "type": "error",
             "code": "conflicting_job",
             "detail": f"block height {height} is held by another epoch_challenge",
         }
-        body = solution_body()
-        await worker.send(solution(task_id, body=body))
+        body = clients.solution_body()
+        await worker.send(clients.solution(task_id, body=body))
         assert await holder.receive() == body
         assert await forked_node.nothing_within(0.5)
 
 
 async def test_two_challenges_racing_for_a_height_never_cross(stack: Stack) -> None:
-    height = next_height()
+    height = clients.next_height()
     async with (
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as a,
-        node_client(stack.node_url) as b,
+        clients.worker_client(stack.worker_url) as worker,
+        clients.node_client(stack.node_url) as a,
+        clients.node_client(stack.node_url) as b,
     ):
         jobs = {
-            "a": job(height, proof_target=1),
-            "b": job(height, proof_target=1, epoch_challenge=forked(height)),
+            "a": clients.job(height, proof_target=1),
+            "b": clients.job(height, proof_target=1, epoch_challenge=forked(height)),
         }
         # Both sent at once: both may pass the lookup, one wins the height.
         await asyncio.gather(a.send(jobs["a"]), b.send(jobs["b"]))
@@ -179,8 +175,8 @@ async def test_two_challenges_racing_for_a_height_never_cross(stack: Stack) -> N
         winner, loser = (
             (a, b) if frame["epoch_challenge"] == jobs["a"]["epoch_challenge"] else (b, a)
         )
-        body = solution_body()
-        await worker.send(solution(frame["task_id"], body=body))
+        body = clients.solution_body()
+        await worker.send(clients.solution(frame["task_id"], body=body))
         assert await winner.receive() == body
         with contextlib.suppress(TimeoutError):
             while True:  # the loser may be told conflicting_job, never sent the solution
@@ -188,17 +184,22 @@ async def test_two_challenges_racing_for_a_height_never_cross(stack: Stack) -> N
 
 
 async def test_the_poll_path_filters_by_challenge_like_recovery(stack: Stack) -> None:
-    height = next_height()
+    height = clients.next_height()
     base = stack.node_http
-    async with aiohttp.ClientSession() as session, worker_client(stack.worker_url) as worker:
-        async with session.post(f"{base}/api/jobs", json=job(height, proof_target=1)) as reply:
+    async with (
+        aiohttp.ClientSession() as session,
+        clients.worker_client(stack.worker_url) as worker,
+    ):
+        async with session.post(
+            f"{base}/api/jobs", json=clients.job(height, proof_target=1)
+        ) as reply:
             assert reply.status == 202
             accepted = await reply.json()
         frame = await worker.job_for(height)
-        body = solution_body()
-        await worker.send(solution(frame["task_id"], body=body))
+        body = clients.solution_body()
+        await worker.send(clients.solution(frame["task_id"], body=body))
         async with session.post(
-            f"{base}/api/jobs", json=job(height, epoch_challenge=forked(height))
+            f"{base}/api/jobs", json=clients.job(height, epoch_challenge=forked(height))
         ) as reply:
             assert reply.status == 409
             assert (await reply.json())["error"] == "conflicting_job"
@@ -209,9 +210,7 @@ async def test_the_poll_path_filters_by_challenge_like_recovery(stack: Stack) ->
                 assert reply.status == 200
                 return (orjson.loads(await reply.read()))["solutions"]
 
-        async with asyncio.timeout(15):
-            while not (found := await poll(accepted["challenge_digest"])):
-                await asyncio.sleep(0.05)
+        found = await until(lambda: poll(accepted["challenge_digest"]))
         assert found == [body]
         assert accepted["poll"].endswith(f"challenge_digest={accepted['challenge_digest']}")
         assert await poll(uuid.uuid4().hex) == [], "another challenge's poll gets nothing"

@@ -8,14 +8,7 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 
-from tests.support.clients import (
-    challenge,
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    worker_client,
-)
+from tests.support import clients
 from tests.support.stack import Stack
 
 NEWEST = "SELECT max(block_height) FROM job WHERE retired_at IS NULL"
@@ -25,11 +18,11 @@ MAX_HEIGHT_JUMP = 100_000  # node_server's default
 async def test_a_job_far_above_the_newest_is_refused_and_never_published(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        await job_sent(node, worker, next_height())
+    async with clients.worker_and_node(stack) as (worker, node):
+        await clients.job_sent(node, worker, clients.next_height())
         newest = await db.fetchval(NEWEST)
         poison = newest + MAX_HEIGHT_JUMP + 1
-        await node.send(job(poison))
+        await node.send(clients.job(poison))
         assert await node.receive() == {
             "type": "error",
             "code": "implausible_height",
@@ -38,12 +31,14 @@ async def test_a_job_far_above_the_newest_is_refused_and_never_published(
         }
         assert await worker.nothing_within(0.5)
         assert await db.fetchval("SELECT count(*) FROM job WHERE block_height = $1", poison) == 0
-        await job_sent(node, worker, next_height())  # the control: the next height flows
+        await clients.job_sent(
+            node, worker, clients.next_height()
+        )  # the control: the next height flows
 
         poison = await db.fetchval(NEWEST) + MAX_HEIGHT_JUMP + 1
         async with aiohttp.ClientSession() as session:
             url = f"{stack.node_http}/api/jobs"
-            async with session.post(url, json=job(poison)) as reply:
+            async with session.post(url, json=clients.job(poison)) as reply:
                 assert reply.status == 422
                 assert (await reply.json())["error"] == "implausible_height"
 
@@ -51,13 +46,13 @@ async def test_a_job_far_above_the_newest_is_refused_and_never_published(
 async def test_a_retired_job_stops_being_current_for_every_worker(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        real = next_height()
-        await job_sent(node, worker, real)
+    async with clients.worker_and_node(stack) as (worker, node):
+        real = clients.next_height()
+        await clients.job_sent(node, worker, real)
         poison = real + MAX_HEIGHT_JUMP // 2  # plausible enough to pass, wrong all the same
-        poison_task = await job_sent(node, worker, poison)
-        stalled = next_height()
-        await node.send(job(stalled))
+        poison_task = await clients.job_sent(node, worker, poison)
+        stalled = clients.next_height()
+        await node.send(clients.job(stalled))
         assert await worker.nothing_within(0.5), "below the poison: the worker refuses it"
 
         async with aiohttp.ClientSession() as session:
@@ -70,25 +65,25 @@ async def test_a_retired_job_stops_being_current_for_every_worker(
 
         # Every connected worker is reset to the newest job not retired and sent it ...
         frame = await worker.receive()
-        assert frame["epoch_challenge"] == challenge(stalled)
+        assert frame["epoch_challenge"] == clients.challenge(stalled)
         # ... a worker joining now gets it as its first job ...
-        async with worker_client(stack.worker_url) as late:
-            assert (await late.receive())["epoch_challenge"] == challenge(stalled)
+        async with clients.worker_client(stack.worker_url) as late:
+            assert (await late.receive())["epoch_challenge"] == clients.challenge(stalled)
         # ... and the next job reaches them again.
-        await job_sent(node, worker, next_height())
+        await clients.job_sent(node, worker, clients.next_height())
     row = await db.fetchrow("SELECT retired_at FROM job WHERE block_height = $1", poison)
     assert row["retired_at"] is not None, "a retired job stays in the table, marked"
 
 
 async def test_a_retired_height_can_be_taken_by_a_new_job(stack: Stack, db: asyncpg.Pool) -> None:
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        height = next_height()
-        task = await job_sent(node, worker, height)
+    async with clients.worker_and_node(stack) as (worker, node):
+        height = clients.next_height()
+        task = await clients.job_sent(node, worker, height)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{stack.node_http}/api/jobs/{task}/retire") as reply:
                 assert reply.status == 200
-        other = {**challenge(height), "epoch_block_hash": f"again-{height}"}
-        await node.send(job(height, epoch_challenge=other))
+        other = {**clients.challenge(height), "epoch_block_hash": f"again-{height}"}
+        await node.send(clients.job(height, epoch_challenge=other))
         frame = await worker.job_for(height)
         assert frame["epoch_challenge"] == other and frame["task_id"] != task
     rows = await db.fetch("SELECT retired_at FROM job WHERE block_height = $1 ORDER BY id", height)

@@ -11,7 +11,7 @@ import pytest
 
 from node_server.app import create_app as create_node_app
 from node_server.settings import NodeServerSettings
-from tests.support.clients import Worker, connect, welcome
+from tests.support import clients
 from tests.support.stack import Backends, Stack
 
 TOKENS = "first-s3cret-token,second-s3cret-token"
@@ -24,7 +24,7 @@ async def guarded(start_servers) -> AsyncIterator[Stack]:
         yield servers
 
 
-async def first_error(client: Worker) -> dict[str, object]:
+async def first_error(client: clients.Worker) -> dict[str, object]:
     """The next error frame, skipping the latest job a worker gets after its welcome."""
     while (frame := await client.receive()).get("type") != "error":
         pass
@@ -75,10 +75,10 @@ async def test_right_token_is_accepted(guarded: Stack, role: str, how: str) -> N
         kwargs["headers"] = {"Authorization": "bearer first-s3cret-token"}
     else:
         url += f"?token={RIGHT}"
-    async with connect(url, **kwargs) as ws:
-        client = Worker(ws)
+    async with clients.connect(url, **kwargs) as ws:
+        client = clients.Worker(ws)
         if role == "worker":
-            await client.send(welcome())
+            await client.send(clients.welcome())
         await client.send(b"{}")  # answered, so the connection is really served
         assert (await first_error(client))["code"] == "invalid_message"
 

@@ -20,7 +20,9 @@ from node_server.settings import NodeServerSettings
 from shared.catalogue import SERVICES
 from shared.kafka import client_options
 from tests.integration.test_security import RIGHT, TOKENS, first_error
-from tests.support.clients import Worker, welcome
+from tests.support import clients
+from tests.support.http import status
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends
 
@@ -46,12 +48,17 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def worker_server_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`python -m worker_server` as operators run it; stopped with SIGTERM."""
+def worker_server_process(
+    backends: Backends, port: int, internal_port: int, **settings: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`python -m worker_server` as operators run it, on 127.0.0.1 and the two ports, with
+    `settings` (by field name) in its environment; stopped with SIGTERM."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_SERVER_")}
+    fields = {"port": str(port), "internal_port": str(internal_port), "host": "127.0.0.1"}
+    own = {f"WORKER_SERVER_{name.upper()}": value for name, value in {**fields, **settings}.items()}
     process = subprocess.Popen(
         [sys.executable, "-m", "worker_server"],
-        env={**base, **env},
+        env={**base, **backends.env("WORKER_SERVER_"), **own},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -71,14 +78,11 @@ def worker_server_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]
 async def _wait_ready(
     url: str, ssl_context: ssl.SSLContext | None, process: subprocess.Popen
 ) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-        while process.poll() is None:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url, ssl=ssl_context) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"worker_server exited with {process.returncode}")
+    async def answer() -> int | None:
+        assert process.poll() is None, f"worker_server exited with {process.returncode}"
+        return await status(url, ssl=ssl_context)
+
+    await until(answer, lambda got: got == 200, timeout=30)
 
 
 async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
@@ -86,19 +90,17 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
 ) -> None:
     cert, key = certificate
     port, internal_port = free_port(), free_port()
-    env = {
-        **backends.env("WORKER_SERVER_"),
-        "WORKER_SERVER_PORT": str(port),
-        "WORKER_SERVER_INTERNAL_PORT": str(internal_port),
-        "WORKER_SERVER_HOST": "127.0.0.1",
-        "WORKER_SERVER_LOG_LEVEL": "DEBUG",
-        "WORKER_SERVER_AUTH_TOKENS": TOKENS,
-        "WORKER_SERVER_TLS_CERT_FILE": str(cert),
-        "WORKER_SERVER_TLS_KEY_FILE": str(key),
-        "WORKER_SERVER_SERVER_INSTANCE": "tls-test",
-    }
     trusted = ssl.create_default_context(cafile=str(cert))
-    with worker_server_process(env) as process:
+    with worker_server_process(
+        backends,
+        port,
+        internal_port,
+        log_level="DEBUG",
+        auth_tokens=TOKENS,
+        tls_cert_file=str(cert),
+        tls_key_file=str(key),
+        server_instance="tls-test",
+    ) as process:
         # TLS faces the internet; the internal port stays plain HTTP for probes and scrapers.
         await _wait_ready(f"http://127.0.0.1:{internal_port}/readyz", None, process)
         async with aiohttp.ClientSession() as session:
@@ -108,8 +110,8 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
                 {"params": {"token": RIGHT}},
             ):
                 async with session.ws_connect(url, ssl=trusted, **auth) as ws:
-                    worker = Worker(ws)
-                    await worker.send(welcome())
+                    worker = clients.Worker(ws)
+                    await worker.send(clients.welcome())
                     await worker.send(b"{}")
                     assert (await first_error(worker))["code"] == "invalid_message"
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -129,15 +131,9 @@ async def test_tls_serves_wss_and_no_secret_reaches_the_logs(
 
 async def test_half_sent_requests_are_dropped_after_the_idle_timeout(backends: Backends) -> None:
     port, internal_port = free_port(), free_port()
-    env = {
-        **backends.env("WORKER_SERVER_"),
-        "WORKER_SERVER_PORT": str(port),
-        "WORKER_SERVER_INTERNAL_PORT": str(internal_port),
-        "WORKER_SERVER_HOST": "127.0.0.1",
-        "WORKER_SERVER_HTTP_IDLE_TIMEOUT_SECONDS": "1",
-        "WORKER_SERVER_SERVER_INSTANCE": "idle-test",
-    }
-    with worker_server_process(env) as process:
+    with worker_server_process(
+        backends, port, internal_port, http_idle_timeout_seconds="1", server_instance="idle-test"
+    ) as process:
         await _wait_ready(f"http://127.0.0.1:{internal_port}/healthz", None, process)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:

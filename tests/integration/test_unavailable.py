@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.support.clients import (
-    job,
-    job_sent,
-    next_height,
-    node_client,
-    solution,
-    welcome,
-    worker_client,
-)
+from tests.support import clients
 from tests.support.ports import free_port
 
 UNREACHABLE_AMQP = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
@@ -24,21 +16,21 @@ async def test_job_without_broker_confirm_closes_1011(start_servers) -> None:
             async with session.get(f"{servers.node_http}/readyz") as response:
                 assert response.status == 503
                 assert (await response.json())["checks"]["rabbitmq"] is False
-        async with node_client(servers.node_url) as node:
-            await node.send(job(next_height()))
+        async with clients.node_client(servers.node_url) as node:
+            await node.send(clients.job(clients.next_height()))
             code, reason = await node.closed()
     assert code == 1011
     assert reason == "job not accepted: broker unavailable"
 
 
 async def test_solution_without_broker_confirm_closes_1011(start_servers, stack) -> None:
-    height = next_height()
+    height = clients.next_height()
     # A job the healthy stack stored, so the task is known to every worker_server.
-    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
-        task_id = await job_sent(node, worker, height)
+    async with clients.worker_and_node(stack) as (worker, node):
+        task_id = await clients.job_sent(node, worker, height)
     async with start_servers(rabbitmq_url=UNREACHABLE_AMQP, ready=False) as servers:
-        async with worker_client(servers.worker_url, welcome()) as worker:
-            await worker.send(solution(task_id))
+        async with clients.worker_client(servers.worker_url, clients.welcome()) as worker:
+            await worker.send(clients.solution(task_id))
             code, reason = await worker.closed()
     assert code == 1011
     assert reason == "solution not accepted: broker unavailable"

@@ -1,4 +1,5 @@
-"""The outbox of shared/ws.py: a client that stops reading is dropped, others carry on."""
+"""The outbox (shared/websocket/outbox.py) through the servers: a client that stops
+reading is dropped, others carry on."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import asyncpg
 import orjson
 import pytest
 
-from shared.ws import text_frame
-from tests.support.clients import challenge, job, next_height, node_client, welcome, worker_client
+from shared.websocket.outbox import text_frame
+from tests.support import clients
 
 PADDING = "x" * 100_000  # big jobs fill the socket buffers in a few dozen frames
 MOST_JOBS = 200
@@ -44,7 +45,7 @@ async def stalled_worker(url: str, hardware_id: str) -> AsyncIterator[socket.soc
             while b"\r\n\r\n" not in response:
                 response += await loop.sock_recv(sock, 1)
             assert response.startswith(b"HTTP/1.1 101"), response
-            await loop.sock_sendall(sock, _masked(orjson.dumps(welcome(hardware_id))))
+            await loop.sock_sendall(sock, _masked(orjson.dumps(clients.welcome(hardware_id))))
         yield sock
     finally:
         sock.close()
@@ -76,15 +77,17 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_job(
             worker={"send_queue_size": 4},
             node={"max_message_bytes": 1 << 20, "max_object_bytes": 1 << 20},
         ) as stack,
-        worker_client(stack.worker_url) as reader,
+        clients.worker_client(stack.worker_url) as reader,
         stalled_worker(stack.worker_url, stalled_id),
-        node_client(stack.node_url) as node,
+        clients.node_client(stack.node_url) as node,
     ):
         delivered = 0
         code = None
         for _ in range(MOST_JOBS):
-            height = next_height()
-            await node.send(job(height, epoch_challenge={**challenge(height), "pad": PADDING}))
+            height = clients.next_height()
+            await node.send(
+                clients.job(height, epoch_challenge={**clients.challenge(height), "pad": PADDING})
+            )
             frame = await reader.job_for(height, timeout=30)
             assert frame["epoch_challenge"]["pad"] == PADDING
             delivered += 1
@@ -92,6 +95,6 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_job(
                 break
         assert code == 1008, f"still open after {delivered} jobs"
         # The others keep getting jobs after the slow one is gone.
-        height = next_height()
-        await node.send(job(height))
+        height = clients.next_height()
+        await node.send(clients.job(height))
         assert (await reader.job_for(height, timeout=30))["task_id"]

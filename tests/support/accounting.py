@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from tests.support.fault_stack import FaultStack
+from tests.support.poll import until
 from tests.support.traffic import Round
 
 SETTLE_SECONDS = 120.0
@@ -100,8 +101,9 @@ async def run_round(
             if kafka_loses_data:  # what the restarted broker acknowledged must all arrive
                 round_.cut = (await fetch(stack.postgres.dsn, "SELECT now()"))[0][0]
             await round_.sent.wait()
-            while (state := await _settled(stack, round_)) is None:
-                await asyncio.sleep(0.2)
+            state = await until(
+                lambda: _settled(stack, round_), lambda state: state is not None, every=0.2
+            )
     except TimeoutError:
         raise AssertionError(f"{name}: never settled; {await _progress(stack, round_)}") from None
     finally:

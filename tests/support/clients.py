@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tests.support.stack import Stack
+
 # Heights grow by one through the session, like a chain's: workers only get newer
 # ones, and a job far above the newest is refused (max_height_jump). Every session
 # has its own database, so each starts here.
@@ -88,11 +90,20 @@ class Client:
         return orjson.loads(message.data)
 
     async def nothing_within(self, seconds: float) -> bool:
-        """True when no data frame arrives within `seconds`."""
-        with contextlib.suppress(TimeoutError):
+        """True when no data frame arrives within `seconds` on a connection still open.
+
+        A closed connection delivers nothing either: that is a failure, not a pass.
+        """
+        try:
             message = await self.ws.receive(seconds)
-            return message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-        return True
+        except TimeoutError:
+            return True
+        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            raise AssertionError(
+                f"the connection closed ({self.ws.close_code} {message.extra!r}) "
+                "while the test waited for nothing to arrive"
+            )
+        return False
 
     async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
         """Read until the server closes; returns (code, reason)."""
@@ -151,3 +162,10 @@ async def worker_client(
         worker = Worker(ws)
         await worker.send(hello or welcome())
         yield worker
+
+
+@contextlib.asynccontextmanager
+async def worker_and_node(stack: Stack) -> AsyncIterator[tuple[Worker, Client]]:
+    """A worker on `stack`'s worker_server, then a node on its node_server."""
+    async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
+        yield worker, node

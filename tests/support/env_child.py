@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from shared.processes import PROCESS_INDEX, die_with_parent
+from shared.runtime.supervisor import PROCESS_INDEX, die_with_parent
 
 if __name__ == "__main__":
     die_with_parent()

@@ -19,8 +19,9 @@ from typing import Any
 import schemathesis
 from pydantic import BaseModel
 
+from shared.codec import check_size, parse
 from shared.errors import ProtocolError
-from shared.protocol import JsonObject, check_size, parse
+from shared.protocol import JsonObject
 from shared.settings import WebsocketServerSettings
 
 MAX_OBJECT_BYTES = WebsocketServerSettings.model_fields["max_object_bytes"].default

@@ -6,7 +6,6 @@ runs from its own directory on free ports and is stopped by its owner.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from misc.tansu import start_tansu, wait_for_port
+from tests.support.poll import until
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,10 +261,7 @@ class Service:
     async def exited(self, timeout: float) -> int:
         """Wait (bounded) for the process to end; its exit code."""
         assert self.process is not None
-        async with asyncio.timeout(timeout):
-            while (code := self.process.poll()) is None:
-                await asyncio.sleep(0.05)
-        return code
+        return await until(self.process.poll, lambda code: code is not None, timeout=timeout)
 
     async def readyz(self) -> int:
         """HTTP status of /readyz, 0 when nothing answers."""
@@ -276,11 +273,12 @@ class Service:
             return 0
 
     async def ready(self, timeout: float = 60.0) -> None:
-        async with asyncio.timeout(timeout):
-            while await self.readyz() != 200:
-                assert self.process is not None
-                assert self.process.poll() is None, f"{self.name} exited; see {self.log}"
-                await asyncio.sleep(0.1)
+        async def answer() -> int:
+            assert self.process is not None
+            assert self.process.poll() is None, f"{self.name} exited; see {self.log}"
+            return await self.readyz()
+
+        await until(answer, lambda got: got == 200, timeout=timeout)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -15,15 +14,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 from aiohttp import web
 
 from misc.tansu import tansu
 from shared.db import with_database
-from shared.listeners import listening
+from shared.runtime.listeners import listening
 from shared.settings import WebsocketServerSettings
 from shared.setup import SetupSettings, setup
+from tests.support.http import status
+from tests.support.poll import until
 from tests.support.ports import free_port
 
 POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -160,12 +160,9 @@ StartServers = Callable[..., contextlib.AbstractAsyncContextManager[Stack]]
 
 
 async def wait_ready(*base_urls: str, timeout: float = 20.0) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with asyncio.timeout(timeout):
-            for base in base_urls:
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.get(f"{base}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    await asyncio.sleep(0.05)
+    """Until every service at `base_urls` answers /readyz with 200."""
+
+    async def answers() -> list[int | None]:
+        return [await status(f"{base}/readyz") for base in base_urls]
+
+    await until(answers, lambda got: all(code == 200 for code in got), timeout=timeout)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,9 +213,3 @@ async def _until(reading: asyncio.Task[int | None], stop: asyncio.Event) -> int 
     with contextlib.suppress(asyncio.CancelledError, *CLIENT_ERRORS):
         await reading
     return None
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(0.1)

@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from shared.health import add_health_routes
-from shared.lifecycle import background
+from shared.runtime.health import add_health_routes
+from shared.runtime.lifecycle import background
+from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import serving
 
@@ -31,7 +32,7 @@ async def test_a_failing_task_is_logged_and_started_again(
         await asyncio.Future()  # then runs until cancelled
 
     lifecycle = contextlib.asynccontextmanager(background("flaky", flaky))
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with lifecycle(web.Application()):
             await asyncio.wait_for(running_again.wait(), 5)
     assert runs == [1, 2]
@@ -47,7 +48,8 @@ async def test_a_task_that_returns_is_not_started_again() -> None:
 
     lifecycle = contextlib.asynccontextmanager(background("once", once))
     async with lifecycle(web.Application()):
-        await asyncio.sleep(0.3)
+        (supervisor,) = [task for task in asyncio.all_tasks() if task.get_name() == "once"]
+        await until(supervisor.done)  # returned: nothing is left to start `once` again
     assert runs == [1]
 
 
@@ -74,9 +76,9 @@ async def test_a_task_failing_past_the_limit_turns_healthz_to_503() -> None:
         raise RuntimeError("injected failure")
 
     async with _serving_task("broken", broken, failure_limit=3) as address:
-        async with asyncio.timeout(10):
-            while (answer := await _healthz(f"http://{address}"))[0] == 200:
-                await asyncio.sleep(0.05)
+        answer = await until(
+            lambda: _healthz(f"http://{address}"), lambda answer: answer[0] != 200, timeout=10
+        )
     assert answer[0] == 503
     assert answer[1]["status"] == "failing" and answer[1]["failures"]["broken"] >= 3
     assert len(attempts) >= 3
@@ -112,7 +114,7 @@ async def test_a_cancellation_leaked_by_a_library_does_not_end_the_task(
         await asyncio.Future()
 
     lifecycle = contextlib.asynccontextmanager(background("leaky", leaky))
-    with caplog.at_level(logging.ERROR, logger="shared.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="shared.runtime.lifecycle"):
         async with lifecycle(web.Application()):
             await asyncio.wait_for(running_again.wait(), 5)
     # Leaving the block cancelled it for real: that one ends the task (no third run).

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 
 from worker_server.bans import IDENTITY, IP, Bans
 from worker_server.judge import Judge
-from worker_server.limits import RecentSolutions, TaskCounts
+from worker_server.limits import RecentlySent, TaskCounts
 from worker_server.settings import WorkerServerSettings
 
 
@@ -137,7 +137,7 @@ def test_bans_stored_elsewhere_are_learned_and_the_longer_one_wins() -> None:
 
 
 def test_limits_memory_is_bounded_oldest_first() -> None:
-    recent, counts = RecentSolutions(capacity=2), TaskCounts(capacity=2)
+    recent, counts = RecentlySent(capacity=2), TaskCounts(capacity=2)
     for key in ("a", "b", "c"):
         recent.add((None, key))  # type: ignore[arg-type]
         counts.add(key, None)  # type: ignore[arg-type]

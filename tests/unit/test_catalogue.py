@@ -12,6 +12,7 @@ from shared.catalogue import PROGRAMS, SERVICES, Program, Service
 @pytest.mark.parametrize("program", PROGRAMS.values(), ids=lambda p: p.module)
 def test_settings_take_prefix_and_port_from_the_catalogue(program: Program) -> None:
     settings_class = program.settings_class()
+    assert settings_class.program is program
     assert settings_class.model_config["env_prefix"] == program.env_prefix
     if isinstance(program, Service):
         assert settings_class.model_fields["port"].default == program.port
@@ -44,3 +45,13 @@ def test_a_websocket_server_refuses_one_port_for_both(service: Service) -> None:
     settings_class = service.settings_class()
     with pytest.raises(ValueError, match="internal_port and port are both 9000"):
         settings_class(port=9000, internal_port=9000)
+
+
+def test_a_program_s_prefix_does_not_leak_into_the_shared_classes() -> None:
+    from shared.settings import ServiceSettings
+
+    assert (
+        "env_prefix" not in ServiceSettings.model_config
+        or not ServiceSettings.model_config["env_prefix"]
+    )
+    assert ServiceSettings.program is None

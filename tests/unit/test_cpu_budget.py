@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from misc.bench.cpu_budget import budget, program
+from tests.support.poll import until_sync
 
 
 def test_a_module_run_with_dash_m_is_named_by_its_module() -> None:
     child = subprocess.Popen([sys.executable, "-m", "http.server", "0", "-b", "127.0.0.1"])
     try:
-        deadline = time.monotonic() + 10
-        name = program(Path(f"/proc/{child.pid}"))
-        while name != "http.server" and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the fork has exec'd the interpreter
-            name = program(Path(f"/proc/{child.pid}"))
+        # Until the fork has exec'd the interpreter.
+        name = until_sync(
+            lambda: program(Path(f"/proc/{child.pid}")),
+            lambda name: name == "http.server",
+            timeout=10,
+        )
         assert name == "http.server"
     finally:
         child.kill()

@@ -1,12 +1,12 @@
-"""The per-connection filters both fan-out modes share."""
+"""The per-connection filters both fan-out modes share (a worker's: `CurrentJob`)."""
 
 from __future__ import annotations
 
 import uuid
 
-from shared.filters import NewerJobsOnly, NodeExpectations
+from node_server.expectations import NodeExpectations
+from node_server.solutions import SolutionUpdate
 from shared.metrics import EXPECTATIONS_EVICTED
-from shared.updates import JobUpdate, SolutionUpdate
 
 
 def solution(height: int, target: int, nonce: str = "1") -> SolutionUpdate:
@@ -42,18 +42,6 @@ def test_the_lowest_live_target_of_a_height_counts() -> None:
     node.expect(10, 1000, now=0)
     node.expect(10, 10, now=30)
     assert node.accept(solution(10, 50), now=70), "second job (target 10) still waiting"
-
-
-def test_workers_get_only_newer_heights() -> None:
-    worker = NewerJobsOnly()
-
-    def update(height: int) -> JobUpdate:
-        return JobUpdate(height, uuid.uuid4(), b"{}", 0)
-
-    assert worker.accept(update(5))
-    assert not worker.accept(update(5))
-    assert not worker.accept(update(4))
-    assert worker.accept(update(6))
 
 
 def test_a_node_gets_only_solutions_for_the_challenge_it_sent() -> None:

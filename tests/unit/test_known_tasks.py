@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from shared.updates import JobUpdate
+from worker_server.jobs import JobUpdate
 from worker_server.store import KnownTasks
 
 

@@ -6,16 +6,16 @@ import pytest
 
 from process_solution_worker.app import create_app, lanes_per_process
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
-from shared.consumer_app import PIPELINES
-from shared.rabbit import CANDIDATE_QUEUE, SOLUTION_QUEUE
+from shared.pipeline.app import PIPELINES
+from shared.routes import CANDIDATE, SOLUTION
 
 
 @pytest.mark.parametrize(
     ("lanes", "queues"),
     [
-        ("all", [SOLUTION_QUEUE, CANDIDATE_QUEUE]),
-        ("shares", [SOLUTION_QUEUE]),
-        ("candidates", [CANDIDATE_QUEUE]),
+        ("all", [SOLUTION.queue, CANDIDATE.queue]),
+        ("shares", [SOLUTION.queue]),
+        ("candidates", [CANDIDATE.queue]),
     ],
 )
 def test_a_process_consumes_the_queues_of_its_lanes(lanes: str, queues: list[str]) -> None:

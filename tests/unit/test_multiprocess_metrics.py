@@ -14,7 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from shared import metrics
 from shared.metrics import SiblingProcesses
-from shared.processes import MULTIPROC_DIR
+from shared.runtime.supervisor import MULTIPROC_DIR
 
 # Run in a fresh interpreter per process, as the supervisor's children are: each
 # sets what a busy child would and stays alive until told to go on.

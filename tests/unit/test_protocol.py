@@ -7,18 +7,18 @@ import uuid
 import orjson
 import pytest
 
+from shared.codec import parse
+from shared.errors import ProtocolError
 from shared.protocol import (
     MAX_INT64,
     MAX_JSON_DEPTH,
     JobRecord,
     NodeJob,
-    ProtocolError,
     SolutionRecord,
     Welcome,
     WorkerSolution,
     error_frame,
     job_frame,
-    parse,
     solution_frame,
 )
 

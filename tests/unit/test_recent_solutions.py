@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from node_server.recovery import RecentSolutions
+from node_server.recovery import RecoveryWindow
+from node_server.solutions import SolutionUpdate
 from shared.metrics import RECOVERY_WINDOW
 from shared.protocol import now_ns
-from shared.updates import SolutionUpdate
 
 
 def found(height: int, nonce: int, age_seconds: float = 0.0) -> SolutionUpdate:
@@ -16,7 +16,7 @@ def found(height: int, nonce: int, age_seconds: float = 0.0) -> SolutionUpdate:
 
 
 def test_each_height_keeps_its_newest_solutions_up_to_the_bound() -> None:
-    window = RecentSolutions(per_height=3, wait_seconds=60)
+    window = RecoveryWindow(per_height=3, wait_seconds=60)
     for n in range(5):
         window.offer(found(10, n))
     window.offer(found(11, 0))
@@ -27,7 +27,7 @@ def test_each_height_keeps_its_newest_solutions_up_to_the_bound() -> None:
 
 
 def test_solutions_older_than_the_wait_time_are_left_out_and_pruned() -> None:
-    window = RecentSolutions(per_height=10, wait_seconds=60)
+    window = RecoveryWindow(per_height=10, wait_seconds=60)
     window.offer(found(10, 0, age_seconds=120))
     window.offer(found(10, 1))
     window.offer(found(9, 0, age_seconds=120))  # a height whose newest is stale

@@ -1,14 +1,14 @@
-"""The README's settings tables are generated from the settings classes and must match."""
+"""The settings tables in docs/configuration.md are generated from the code and must match."""
 
 from __future__ import annotations
 
-from misc.settings_table import README, markdown, readme_section
+from misc.settings_table import CONFIGURATION, generated_section, markdown
 from shared.catalogue import PROGRAMS
 
 
-def test_readme_settings_tables_match_the_code() -> None:
-    assert readme_section(README.read_text()) == markdown(), (
-        "README settings are stale: run `python -m misc.settings_table --write`"
+def test_configuration_settings_tables_match_the_code() -> None:
+    assert generated_section(CONFIGURATION.read_text()) == markdown(), (
+        "docs/configuration.md is stale: run `python -m misc.settings_table --write`"
     )
 
 

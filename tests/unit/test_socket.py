@@ -11,7 +11,7 @@ import pytest
 from node_server.ws import NODE, on_job
 from shared.errors import ProtocolError
 from shared.protocol import NodeJob, Welcome, WorkerSolution
-from shared.socket import FrameTable
+from shared.websocket.steps import FrameTable
 from worker_server.ws import WORKER, on_solution
 
 JOB = {"epoch_challenge": {"epoch_number": 1}, "proof_target": 2048, "block_height": 17}

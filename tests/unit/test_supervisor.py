@@ -1,18 +1,18 @@
-"""shared.processes: each child gets its own environment and the parent's flags."""
+"""shared.runtime.supervisor: each child gets its own environment and the parent's flags."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support.instances import ROOT
+from tests.support.poll import until_sync
 
 SUPERVISOR = """
 import sys
-from shared.processes import supervise
+from shared.runtime.supervisor import supervise
 sys.exit(supervise("tests.support.env_child", [{"ROLE": "candidates"}, {}, {}], 5.0))
 """
 
@@ -21,9 +21,7 @@ def test_each_child_gets_its_extra_environment_and_sigterm_stops_all(tmp_path: P
     # `tmp_path` is the supervisor's only flag: the children get it as theirs.
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path)], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while len(list(tmp_path.glob("[0-9]"))) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until_sync(lambda: len(list(tmp_path.glob("[0-9]"))), lambda count: count >= 3, timeout=30)
         roles = {path.name: path.read_text() for path in tmp_path.glob("[0-9]")}
         assert roles == {"0": "candidates", "1": "", "2": ""}
         supervisor.send_signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""Objects are taken exactly as sent or refused naming the field (README, "Protocol (v1)")."""
+"""Objects are taken exactly as sent or refused naming the field (docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import uuid
 import orjson
 import pytest
 
-from shared.protocol import JobMessage, NodeJob, ProtocolError, WorkerSolution, parse
+from shared.codec import parse
+from shared.errors import ProtocolError
+from shared.protocol import JobMessage, NodeJob, WorkerSolution
 from shared.verbatim import MAX_INT, MIN_INT, changed
 
 TASK = str(uuid.uuid4())

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from shared.processes import process_index
+from shared.runtime.supervisor import process_index
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 

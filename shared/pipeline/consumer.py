@@ -3,9 +3,10 @@
 Messages are taken as they come (no waiting to fill a batch, so latency stays
 low) up to `batch_size`; undecodable ones are dead-lettered at once; the rest
 are processed together and acked only after processing succeeded (in bulk,
-see `shared.acks`). Transient
-failures (Postgres or Kafka away) are retried with backoff while the messages
-stay unacked; a message that fails on its own is dead-lettered with the reason.
+see `shared.pipeline.acks`). Transient failures (Postgres or Kafka away) are
+retried with backoff while the messages stay unacked; a batch that fails
+otherwise is halved until each bad item stands alone, and that item is
+dead-lettered with the reason.
 """
 
 from __future__ import annotations
@@ -19,18 +20,11 @@ from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.acks import BulkAcks
 from shared.backoff import Backoff
 from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
-from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, decode_batch, item_count
-from shared.rabbit import (
-    RECEIVED_AT_HEADER,
-    connect,
-    dead_letter,
-    dead_letter_item,
-    declare_topology,
-    received_at,
-)
+from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, item_count, items
+from shared.pipeline.acks import BulkAcks
+from shared.rabbit import connect, dead_letter, dead_letter_item, declare_topology
 from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
@@ -119,14 +113,14 @@ class BatchConsumer(Generic[T]):
                 if (first := await self._inbox.get()) is None:
                     slots.release()
                     break
-                batch, size = [first], _size(first)
+                batch, size = [first], item_count(first)
                 while size < self.settings.batch_size and not self._inbox.empty():
                     message = self._inbox.get_nowait()
                     if message is None:
                         self._stopping = True
                         break
                     batch.append(message)
-                    size += _size(message)
+                    size += item_count(message)
                 batches.create_task(self._run_batch(channel, batch, slots))
 
     async def _run_batch(
@@ -181,37 +175,43 @@ class BatchConsumer(Generic[T]):
             return None
         return Delivery(message, decoded, item.received_at, item.body, headers)
 
-    async def _process(
-        self, channel: AbstractChannel, deliveries: list[Delivery[T]]
-    ) -> list[Delivery[T]]:
-        """Process with retries; returns what to ack (the rest was dead-lettered)."""
+    async def _process(self, channel: AbstractChannel, deliveries: list[Delivery[T]]) -> None:
+        """Process every delivery, or dead-letter it with the reason it fails alone.
+
+        A batch that fails is halved until the bad ones stand alone: one bad
+        item in n costs about 2 log2(n) attempts, and the good halves are
+        processed once each.
+        """
+        error = await self._attempt(deliveries)
+        if error is None:
+            return
+        if len(deliveries) > 1:
+            half = len(deliveries) // 2
+            await self._process(channel, deliveries[:half])
+            await self._process(channel, deliveries[half:])
+            return
+        reason = f"{type(error).__name__}: {error}"
+        log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
+        bad = deliveries[0]
+        await self._dead_letter_item(channel, bad.message, bad.body, bad.headers, reason)
+
+    async def _attempt(self, deliveries: list[Delivery[T]]) -> Exception | None:
+        """Process, retrying while a dependency is down; the error if the batch is at fault."""
         backoff = Backoff(maximum=self.settings.retry_max_seconds)
         while True:
             try:
                 await self.process(deliveries)
-                return deliveries
+                return None
             except Exception as error:
                 # A bare OSError or timeout is the database's: Kafka's are KafkaErrors.
                 failure = unavailable(error, DatabaseUnavailable)
                 if failure is None:
-                    return await self._isolate(channel, deliveries, error)
+                    return error
                 count(failure)
                 log.warning(
                     "transient_failure", extra={"queue": self.queue_name, "error": repr(error)}
                 )
                 await backoff.sleep()
-
-    async def _isolate(
-        self, channel: AbstractChannel, deliveries: list[Delivery[T]], error: Exception
-    ) -> list[Delivery[T]]:
-        """Something in the batch is bad: process each alone, dead-letter the bad one."""
-        if len(deliveries) > 1:
-            return [ok for d in deliveries for ok in await self._process(channel, [d])]
-        reason = f"{type(error).__name__}: {error}"
-        log.error("message_failed", extra={"queue": self.queue_name, "error": reason})
-        bad = deliveries[0]
-        await self._dead_letter_item(channel, bad.message, bad.body, bad.headers, reason)
-        return []
 
     async def _dead_letter(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, reason: str
@@ -236,18 +236,3 @@ class BatchConsumer(Generic[T]):
     async def _cancel(queue: AbstractQueue, tag: str) -> None:
         with contextlib.suppress(Exception):
             await queue.cancel(tag)
-
-
-def _size(message: AbstractIncomingMessage) -> int:
-    return item_count(message.content_type, message.headers)
-
-
-def items(message: AbstractIncomingMessage) -> list[tuple[Item, dict[str, Any]]]:
-    """The messages one AMQP message carries, each with the headers it travelled with.
-
-    Raises `BadBatch` for a micro-batch whose body is not well formed.
-    """
-    if message.content_type == BATCH_CONTENT_TYPE:
-        batch = decode_batch(message.body)
-        return [(item, {RECEIVED_AT_HEADER: item.received_at}) for item in batch]
-    return [(Item(message.body, received_at(message) or 0), dict(message.headers or {}))]

@@ -1,6 +1,6 @@
-"""Which fan-out updates each connection wants.
+"""Which solutions a node connection wants: the heights and targets it waits for.
 
-Both fan-out modes use these, so clients see identical results either way.
+Both fan-out modes use this filter, so nodes see identical results either way.
 """
 
 from __future__ import annotations
@@ -9,30 +9,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from node_server.solutions import SolutionUpdate
 from shared.metrics import EXPECTATIONS_EVICTED
-from shared.updates import JobUpdate, SolutionUpdate
 
+# Expired entries are dropped at most this often, by whichever call comes next:
+# pruning on every call would walk every height per solution.
 PRUNE_INTERVAL_SECONDS = 1.0
-
-
-@dataclass(slots=True)
-class NewerJobsOnly:
-    """A worker gets a job only if its height is above the last one it got.
-
-    A reset (the job current again after a newer one was retired) is always
-    taken, and sent unless no job is left.
-    """
-
-    last_height: int = -1
-
-    def accept(self, update: JobUpdate) -> bool:
-        if update.reset:
-            self.last_height = update.block_height
-            return bool(update.frame)
-        if update.block_height <= self.last_height:
-            return False
-        self.last_height = update.block_height
-        return True
 
 
 @dataclass(frozen=True, slots=True)

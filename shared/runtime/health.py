@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from shared.backoff import HEALTHY_RUN_SECONDS
+from shared.errors import export_dependency_errors
 from shared.metrics import READY, metrics_handler
+from shared.runtime.loop_lag import LOOP_LAG, watch_loop_lag
 
 Check = Callable[[], Awaitable[bool]]
 READINESS = web.AppKey("readiness_checks", dict)
 CHECK_TIMEOUT_SECONDS = 2.0
 CHECK_INTERVAL_SECONDS = 1.0
-# A run this long ends a streak of failures: the task works again.
-HEALTHY_RUN_SECONDS = 60.0
 
 
 @dataclass
@@ -81,9 +82,13 @@ async def readiness(app: web.Application) -> dict[str, bool]:
 async def readyz(request: web.Request) -> web.Response:
     results = await readiness(request.app)
     status = 200 if all(results.values()) else 503
-    return web.json_response(
-        {"status": "ready" if status == 200 else "not_ready", "checks": results}, status=status
-    )
+    body: dict[str, object] = {
+        "status": "ready" if status == 200 else "not_ready",
+        "checks": results,
+    }
+    if LOOP_LAG in request.app:  # as of the latest sample: not a check, a figure to watch
+        body["event_loop_lag_ms"] = round(request.app[LOOP_LAG].latest * 1000, 1)
+    return web.json_response(body, status=status)
 
 
 async def _run(check: Check) -> bool:
@@ -99,6 +104,8 @@ def add_health_routes(app: web.Application, task_failure_limit: int) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(watch_loop_lag)
+    export_dependency_errors()
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -114,13 +121,14 @@ class _Cached:
     request would let anyone who can reach /readyz load the database).
     """
 
-    def __init__(self, check: Check) -> None:
+    def __init__(self, check: Check, clock: Callable[[], float] = time.monotonic) -> None:
         self.check = check
+        self.clock = clock
         self.probed_at = float("-inf")
         self.probe: asyncio.Future[bool] | None = None
 
     async def __call__(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if self.probe is None or now - self.probed_at >= CHECK_INTERVAL_SECONDS:
             self.probed_at = now
             self.probe = asyncio.ensure_future(_run(self.check))
@@ -128,5 +136,7 @@ class _Cached:
         return await asyncio.shield(self.probe)
 
 
-def add_check(app: web.Application, name: str, check: Check) -> None:
-    app[READINESS][name] = _Cached(check)
+def add_check(
+    app: web.Application, name: str, check: Check, clock: Callable[[], float] = time.monotonic
+) -> None:
+    app[READINESS][name] = _Cached(check, clock)

@@ -23,14 +23,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.access import authorized, unauthorized
+from shared.codec import Frames
 from shared.errors import EVENT_STREAM_DOWN, EventStreamUnavailable, ProtocolError
-from shared.fanout import Fanout
+from shared.fanout.stream import Fanout
 from shared.metrics import ACCEPTED_CONNECTIONS, OPEN_CONNECTIONS, REFUSED_CONNECTIONS
-from shared.protocol import Frames
 from shared.settings import WebsocketServerSettings
-from shared.websocket_app import FANOUT
-from shared.ws import OPEN_SOCKETS, Connection
+from shared.websocket.access import authorized, unauthorized
+from shared.websocket.app import FANOUT
+from shared.websocket.connection import OPEN_SOCKETS, Connection
 
 
 class Session(Protocol):

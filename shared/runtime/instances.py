@@ -26,10 +26,11 @@ from prometheus_client import Metric
 
 from shared.db import POOL
 from shared.errors import transient
-from shared.health import readiness
-from shared.lifecycle import CleanupContext, background
 from shared.metrics import CLOSES, CURRENT_JOB_HEIGHT, CURRENT_JOB_TIMESTAMP, FANOUT_LAG, LATENCY
-from shared.ws import OPEN_SOCKETS
+from shared.runtime.health import readiness
+from shared.runtime.lifecycle import CleanupContext, background
+from shared.runtime.loop_lag import LOOP_LAG
+from shared.websocket.connection import OPEN_SOCKETS
 
 HEARTBEAT_SECONDS = 2.0
 # Generous: a busy instance's beat may come late; a dead one's never comes.
@@ -104,6 +105,8 @@ async def _mark_stopped(app: web.Application, role: str, name: str) -> None:
 
 def instance_stats(app: web.Application, role: str) -> dict[str, Any]:
     stats: dict[str, Any] = {"connections": len(app.get(OPEN_SOCKETS, ()))}
+    if LOOP_LAG in app:
+        stats["event_loop_lag_seconds"] = app[LOOP_LAG].latest
     labels = ROLE_LABELS.get(role)
     if labels is None:
         return stats

@@ -3,7 +3,7 @@
 An HTTP app for /healthz, /readyz and /metrics, with each pipeline (Kafka
 producer, then the batch consumer of one queue) running as a background task
 it owns, so the health endpoints answer while dependencies are still coming
-up. What is stored and broadcast is the kind's `Persisted` (`shared.persist`).
+up. What is stored and broadcast is the kind's `Persisted` (`shared.pipeline.persist`).
 A service may run several pipelines (process_solution_worker: shares and
 block candidates), each with its own RabbitMQ channel, prefetch and Kafka
 producer, so one's backlog never holds up the other.
@@ -21,16 +21,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.consumer import BatchConsumer, Delivery
+from shared.codec import parse_internal
 from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
-from shared.health import add_check, add_health_routes
-from shared.instances import heartbeat
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
-from shared.lifecycle import background, postgres, retry
 from shared.metrics import DEAD_LETTERED
-from shared.persist import Persisted, persist_and_broadcast
-from shared.protocol import parse_internal
+from shared.pipeline.consumer import BatchConsumer, Delivery
+from shared.pipeline.persist import Persisted, persist_and_broadcast
+from shared.runtime.health import add_check, add_health_routes
+from shared.runtime.instances import heartbeat
+from shared.runtime.lifecycle import background, postgres, retry
 from shared.settings import ConsumerSettings
 
 
@@ -50,7 +50,6 @@ class Pipeline:
         return parse_internal(self.message, body)
 
 
-PIPELINE = web.AppKey("pipeline", Pipeline)  # the first one
 PIPELINES = web.AppKey("pipelines", list)
 TOPIC_CHECK_TIMEOUT_SECONDS = 10.0
 PERSIST_TIMEOUT_SECONDS = 60.0
@@ -62,11 +61,10 @@ def create_consumer_app(
 ) -> web.Application:
     app = web.Application()
     pipelines = [pipeline, *more]
-    app[PIPELINE] = pipeline
     app[PIPELINES] = pipelines
     add_health_routes(app, settings.task_failure_limit)
     app.cleanup_ctx.append(postgres(settings))
-    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
+    app.cleanup_ctx.append(heartbeat(settings.module, settings.instance_name))
     for each in pipelines:
         # Exported at 0 from the start, so an alert on increase() sees the first one.
         DEAD_LETTERED.labels(queue=each.queue)

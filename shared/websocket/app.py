@@ -2,9 +2,9 @@
 
 Postgres pool, a confirming RabbitMQ publisher and a Kafka fan-out, each a
 resource owned by the app's lifecycle; the websocket on the public port and
-`/healthz`, `/readyz`, `/metrics` on the internal one (`shared.listeners`); and
+`/healthz`, `/readyz`, `/metrics` on the internal one (`shared.runtime.listeners`); and
 on shutdown every websocket is told 1001 before the resources close. What
-one connection goes through is `shared.socket`.
+one connection goes through is `shared.websocket.steps`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.fanout import Fanout, MergedFanout, PerConnectionFanout, SharedFanout, Stream
-from shared.health import add_check, add_health_routes
-from shared.instances import heartbeat
-from shared.lifecycle import background, postgres
-from shared.listeners import Handler, add_public_websocket
+from shared.fanout.modes import MergedFanout, PerConnectionFanout, SharedFanout
+from shared.fanout.stream import Fanout, Stream
 from shared.rabbit import Publisher
+from shared.runtime.health import add_check, add_health_routes
+from shared.runtime.instances import heartbeat
+from shared.runtime.lifecycle import background, postgres
+from shared.runtime.listeners import Handler, add_public_websocket
 from shared.settings import WebsocketServerSettings
-from shared.ws import OPEN_SOCKETS, close_all
+from shared.websocket.connection import OPEN_SOCKETS, close_all
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)
@@ -47,7 +48,7 @@ def create_websocket_app(
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
     app[PUBLISHER] = publisher
     app.cleanup_ctx.append(postgres(settings))
-    app.cleanup_ctx.append(heartbeat(settings.program, settings.instance_name))
+    app.cleanup_ctx.append(heartbeat(settings.module, settings.instance_name))
     app.cleanup_ctx.append(background(f"publisher-{exchange}", lambda _app: publisher.run()))
     fanouts = [_fanout(app, settings, each) for each in (stream, *more_streams)]
     fanout: Fanout[Any] = fanouts[0] if len(fanouts) == 1 else MergedFanout(fanouts)

@@ -13,14 +13,15 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from shared.backoff import Backoff
+from shared.backoff import HEALTHY_RUN_SECONDS, Backoff
 from shared.catalogue import Service
 from shared.db import POOL, create_pool, migrate
-from shared.health import HEALTHY_RUN_SECONDS, SUPERVISION, add_check
-from shared.listeners import listening
-from shared.logging import configure_logging
-from shared.processes import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
-from shared.settings import ServiceSettings, WebsocketServerSettings, load_settings
+from shared.logs import configure_logging
+from shared.runtime.cli import load_settings
+from shared.runtime.health import SUPERVISION, add_check
+from shared.runtime.listeners import listening
+from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
+from shared.settings import ServiceSettings, WebsocketServerSettings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Per child of a service run as several processes: the variables it gets besides the parent's.
@@ -58,7 +59,7 @@ def background(
     Supervised: if `run` fails, the error is logged once with its traceback
     and `run` starts again after a backoff, so no loop of the service is ever
     silently gone. Failing `task_failure_limit` times in a row turns /healthz
-    to 503 (`shared.health.Supervision`). A `run` that returns is done.
+    to 503 (`shared.runtime.health.Supervision`). A `run` that returns is done.
     """
 
     async def supervised(app: web.Application) -> None:
@@ -155,31 +156,36 @@ def _ports(settings: ServiceSettings) -> dict[str, object]:
     return ports
 
 
-def _cancel_remaining(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-    """Cancel what no cleanup owned; name any task that ignores it instead of waiting forever."""
+def _cancel_remaining(loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+    """Cancel what no cleanup owned; name any task that ignores it instead of waiting forever.
+
+    Whether every task ended.
+    """
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()
     if not tasks:
-        return
+        return True
     _done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=deadline))
     for task in pending:
         log.error("task_did_not_stop", extra={"task": task.get_name()})
+    return not pending
 
 
 def run(app: web.Application, settings: ServiceSettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down within the configured deadline."""
     # A broadcast is one socket write per connection: uvloop makes each far cheaper.
-    loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop_factory = uvloop.new_event_loop if settings.event_loop == "uvloop" else None
+    runner = asyncio.Runner(loop_factory=loop_factory)
     stopping = asyncio.Event()
-    stop_once(loop, stopping)
+    stop_once(runner.get_loop(), stopping)
     try:
-        loop.run_until_complete(_serve(app, settings, stopping))
+        runner.run(_serve(app, settings, stopping))
     finally:
-        _cancel_remaining(loop, CANCEL_DEADLINE_SECONDS)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        # The runner's close (async generators, default executor, loop) waits for
+        # every task without a bound: a task that ignores cancellation would hang it.
+        if _cancel_remaining(runner.get_loop(), CANCEL_DEADLINE_SECONDS):
+            runner.close()
         # Stopped: a late repeat of the signal must not turn a clean exit into a kill.
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
@@ -193,7 +199,7 @@ def serve(
     """Entry point of every `python -m <service>`: settings, logging, serve.
 
     With `processes` > 1 this process only supervises that many children
-    (`shared.processes`), each serving the same ports; `children` gives each
+    (`shared.runtime.supervisor`), each serving the same ports; `children` gives each
     one's extra environment, so a service can give one child another job.
     """
     settings = load_settings(service.settings_class())

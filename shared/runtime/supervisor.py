@@ -23,7 +23,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from shared.backoff import Backoff
+from shared.backoff import HEALTHY_RUN_SECONDS, Backoff
 
 PROCESS_INDEX = "WSPOOL_PROCESS_INDEX"
 SUPERVISOR_PID = "WSPOOL_SUPERVISOR_PID"
@@ -33,8 +33,6 @@ CANNOT_LISTEN_EXIT = 3
 # A child's own graceful shutdown has the service's deadline; this covers the rest
 # (cancelling leftover tasks, interpreter exit) before the supervisor kills it.
 STOP_MARGIN_SECONDS = 5.0
-# A child that ran this long before ending starts again without the grown backoff.
-HEALTHY_RUN_SECONDS = 60.0
 POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from shared.consumer import Delivery
 from shared.kafka import Broadcaster
 from shared.metrics import BROADCAST, DEDUP_HITS, STORED
+from shared.pipeline.consumer import Delivery
 
 M = TypeVar("M")
 K = TypeVar("K", bound=Hashable)
@@ -49,7 +49,8 @@ class Persisted(Generic[M, K]):
     # Why a key has no row after the insert (it can't be stored): raised, so the
     # consumer dead-letters that message alone.
     unstorable: Callable[[K], Exception] | None = None
-    broadcast: Callable[[list[asyncpg.Record]], None] | None = None  # after the marking
+    # Told the rows just marked broadcast (the job kind shows the newest height).
+    on_broadcast: Callable[[list[asyncpg.Record]], None] | None = None
     # Whether a row's record is of use to anyone (None: every row's is). A row
     # that isn't is marked broadcast without a record: stored, and done.
     wanted: Callable[[asyncpg.Record], bool] | None = None
@@ -91,8 +92,8 @@ async def persist_and_broadcast(
         )
     await pool.execute(kind.mark_broadcast, [row["id"] for row in pending])
     BROADCAST.labels(kind=kind.kind).inc(len(wanted))
-    if kind.broadcast is not None:
-        kind.broadcast(pending)
+    if kind.on_broadcast is not None:
+        kind.on_broadcast(pending)
 
 
 def ids(rows: Sequence[Any]) -> set[int]:
