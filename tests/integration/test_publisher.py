@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import pytest
 from yarl import URL
@@ -75,7 +76,7 @@ async def test_concurrent_publishes_share_confirms_and_each_caller_gets_its_own(
 async def test_a_publisher_stopped_with_sends_in_flight_refuses_their_callers_and_ends_them(
     backends: Backends,
 ) -> None:
-    async with ConfirmHold(backends.rabbitmq_url) as hold:
+    async with ConfirmHold(backends.rabbitmq_url, BATCH_CONTENT_TYPE.encode()) as hold:
         publisher = Publisher(hold.url, JOB.exchange, "wspool-test-stop")
         running = asyncio.create_task(publisher.run())
         await publisher.publish(encode(_job()), received_at=0)  # connected, through the hold
@@ -98,6 +99,30 @@ async def test_a_publisher_stopped_with_sends_in_flight_refuses_their_callers_an
     assert all(outcome is None or isinstance(outcome, PublishRefused) for outcome in outcomes)
 
 
+async def test_a_lone_send_in_flight_when_the_publisher_stops_is_refused_not_cancelled(
+    backends: Backends,
+) -> None:
+    """The library fails the confirm it still awaits with CancelledError as the
+    connection closes: the caller, who was not cancelled, must hear a refusal."""
+    marker = uuid.uuid4().hex
+    async with ConfirmHold(backends.rabbitmq_url, marker.encode()) as hold:
+        publisher = Publisher(hold.url, JOB.exchange, "wspool-test-stop-lone")
+        running = asyncio.create_task(publisher.run())
+        await publisher.publish(encode(_job()), received_at=0)  # connected, through the hold
+        held = _job()
+        held.epoch_challenge["marker"] = marker
+        caller = asyncio.create_task(publisher.publish(encode(held), received_at=0))
+        async with asyncio.timeout(10):
+            await hold.holding.wait()
+        assert "Publisher.publish" in _pending_publisher_tasks(), "the send in flight"
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        async with asyncio.timeout(10):
+            with pytest.raises(PublishRefused, match="connection closed before the confirm"):
+                await caller
+
+
 def _pending_publisher_tasks() -> list[str]:
     """What the publisher's own tasks and its callers' run, of those not done."""
     running = [task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()]
@@ -105,11 +130,12 @@ def _pending_publisher_tasks() -> list[str]:
 
 
 class ConfirmHold:
-    """A TCP relay to RabbitMQ that drops what the broker sends once a micro-batch
-    went through it: that batch's confirm never arrives, so its send stays in flight."""
+    """A TCP relay to RabbitMQ that drops what the broker sends once `marker` went
+    through it: the confirm of that publish never arrives, so its send stays in flight."""
 
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, marker: bytes) -> None:
         self.broker = URL(broker)
+        self.marker = marker
         self.port = free_port()
         self.holding = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -142,11 +168,11 @@ class ConfirmHold:
             to_client.close()
 
     async def _to_broker(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        marker, tail = BATCH_CONTENT_TYPE.encode(), b""
+        tail = b""
         while chunk := await reader.read(1 << 16):
-            if marker in tail + chunk:  # set before the broker has it: no confirm gets by
+            if self.marker in tail + chunk:  # set before the broker has it: no confirm gets by
                 self.holding.set()
-            tail = chunk[-len(marker) :]
+            tail = chunk[-len(self.marker) :]
             writer.write(chunk)
             await writer.drain()
         writer.close()  # the client closed: so does the broker, which ends the other copy
