@@ -31,7 +31,6 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from node_server import api_models
-from shared.codec import describe
 from shared.routes import ROUTES
 
 DEFAULT_LIMIT = 50
@@ -218,7 +217,17 @@ def parse(model: type[P], request: web.Request) -> P:
         # The first of repeated query parameters counts; the path's own values win over the query's.
         return model.model_validate({**request.query, **request.match_info})
     except ValidationError as error:
-        raise ApiError(400, "invalid_parameter", describe(error)) from None
+        raise ApiError(400, "invalid_parameter", _detail(model, error)) from None
+
+
+def _detail(model: type[Params], error: ValidationError) -> str:
+    """`name: problem`; a number out of range names the whole range, as the document does."""
+    first = error.errors(include_url=False)[0]
+    name = str(first["loc"][0])  # then, for an optional one, pydantic's name of the type
+    if first["type"] in ("greater_than_equal", "less_than_equal"):
+        bounds = model.model_json_schema()["properties"][name]
+        return f"{name}: must be between {bounds['minimum']} and {bounds['maximum']}"
+    return f"{name}: {first['msg']}"
 
 
 def with_params(

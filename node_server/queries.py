@@ -17,6 +17,9 @@ SOLUTION_COLUMNS = (
     "id, task_id, nonce, hardware_id, caption, solution, solution_target, valid, checked, "
     "created_at, broadcast_at"
 )
+# Postgres text can't hold it, so no stored name has one (the protocol refuses it): a name
+# asked for with one is unknown, not a query to send.
+NUL = "\x00"
 WORKER_COLUMNS = (
     "id, hardware_id, caption, address, hardware, ip, remote_ip, server_instance, "
     "connected_at, last_seen_at, disconnected_at, close_code"
@@ -178,6 +181,8 @@ async def worker_stats(
     pool: asyncpg.Pool, hardware_id: str, window_seconds: int
 ) -> dict[str, Any] | None:
     """Solutions of one hardware id within the window; None if it is unknown."""
+    if NUL in hardware_id:
+        return None
     record = await pool.fetchrow(
         """
         SELECT
@@ -264,4 +269,6 @@ async def fleet(
 
     Any case; an empty `text` matches all. The fields shown are the latest connection's.
     """
+    if NUL in text:
+        return []
     return _rows(await pool.fetch(FLEET, text, limit, FLEET_SCAN_ROWS, disconnects))

@@ -17,6 +17,7 @@ Tansu): nothing it does reaches the session's services or the other tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import uuid
@@ -35,7 +36,6 @@ from tests.support.stack import RUN_ID, private_backends, server_ports, serving_
 
 ADMIN, NODE = "fuzz-adm1n", "fuzz-n0de"
 ROOT = Path(__file__).parents[2]
-HOOKS = ROOT / "tests" / "support" / "fuzz_hooks.py"
 # Per operation and phase: enough to find each kind of disagreement the
 # document once had, in about 20 s on two busy cores.
 EXAMPLES = 20
@@ -107,12 +107,16 @@ async def test_the_server_answers_as_its_document_says(fuzzed: str, tmp_path: Pa
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", "schemathesis.toml"),
         *("run", f"{fuzzed}/api/openapi.json", "--checks", "all"),
-        *("--max-examples", str(EXAMPLES), "--workers", "2", "--request-timeout", "10"),
+        *("--max-examples", str(EXAMPLES), "--workers", "1", "--request-timeout", "10"),
         *("--report", "json", "--report-json-path", str(report), "--no-color"),
         *("--generation-database", "none"),
         cwd=tmp_path,  # where it keeps its state
         # The hooks ask the protocol's parser, so they import this checkout.
-        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks",
+            "PYTHONPATH": str(ROOT),
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -125,13 +129,18 @@ async def test_the_server_answers_as_its_document_says(fuzzed: str, tmp_path: Pa
         pytest.fail(f"the fuzzer did not finish within {DEADLINE_SECONDS:g} s")
     text = output.decode("utf-8", "replace")
     assert report.exists(), text[-3000:]
-    summary = orjson.loads(report.read_bytes())
+    summary = json.loads(report.read_text())  # orjson would make a float of the seed
     disagreements = [
         f"{failure['code']} {failure['title']}: {', '.join(failure['operations'])}"
         for failure in summary["failures"]
     ] + [f"error: {error['title']} ({error['count']})" for error in summary["errors"]]
     assert not disagreements, "\n".join(
-        ["the server and /api/openapi.json disagree:", *disagreements, "", _failures(text)]
+        [
+            f"the server and /api/openapi.json disagree (seed {summary['seed']}):",
+            *disagreements,
+            "",
+            _failures(text),
+        ]
     )
     # The control: a run that reached nothing would have found nothing either.
     operations = summary["operations"]
@@ -141,7 +150,7 @@ async def test_the_server_answers_as_its_document_says(fuzzed: str, tmp_path: Pa
 
 
 def _failures(text: str) -> str:
-    """The fuzzer's own account of each failure, from its output."""
-    start = text.find("FAILURES")
-    end = text.find("SUMMARY", start)
-    return text[start:end] if start >= 0 else text[-3000:]
+    """The fuzzer's own account of each failure and error, from its output."""
+    found = [at for at in (text.find(" ERRORS "), text.find(" FAILURES ")) if at >= 0]
+    start = min(found, default=len(text) - 3000)
+    return text[start : text.find(" SUMMARY ", start)]
