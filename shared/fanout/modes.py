@@ -9,7 +9,6 @@ their own filter in `offer`, which must not block.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer
@@ -17,13 +16,14 @@ from aiokafka import AIOKafkaConsumer
 from shared.fanout.consume import consume, start_consumer
 from shared.fanout.stream import Fanout, Stream, Subscriber, offered
 from shared.kafka import assign_all, new_consumer
+from shared.runtime.tasks import cancelled
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 
 
-class SharedFanout(Generic[T]):
-    """One consumer for the whole process."""
+class _TopicFanout(Generic[T]):
+    """What both modes read: a stream, with the consumers `settings` describe."""
 
     def __init__(
         self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
@@ -31,6 +31,16 @@ class SharedFanout(Generic[T]):
         self.settings = settings
         self.stream = stream
         self.fetch_max_wait_ms = fetch_max_wait_ms
+
+    def new_consumer(self) -> AIOKafkaConsumer:
+        return new_consumer(self.settings, self.fetch_max_wait_ms)
+
+
+class SharedFanout(_TopicFanout[T]):
+    """One consumer for the whole process."""
+
+    def __init__(self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100):
+        super().__init__(settings, stream, fetch_max_wait_ms)
         self.subscribers: set[Subscriber[T]] = set()
         self._ready = False
 
@@ -51,7 +61,7 @@ class SharedFanout(Generic[T]):
 
     async def run(self) -> None:
         """Consume until cancelled; owned by the application's lifecycle."""
-        consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
+        consumer = self.new_consumer()
         await start_consumer(consumer)
         try:
             await consume(consumer, self.stream, self.deliver, self._set_ready, report_lag=True)
@@ -63,19 +73,15 @@ class SharedFanout(Generic[T]):
         self._ready = ready
 
 
-class PerConnectionFanout(Generic[T]):
+class PerConnectionFanout(_TopicFanout[T]):
     """Each subscriber gets its own consumer and task: isolated, costlier.
 
     A task that dies tells its subscriber at once (`failed`): its connection
     ends then, not at unsubscribe, instead of staying open without updates.
     """
 
-    def __init__(
-        self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100
-    ) -> None:
-        self.settings = settings
-        self.stream = stream
-        self.fetch_max_wait_ms = fetch_max_wait_ms
+    def __init__(self, settings: ServiceSettings, stream: Stream[T], fetch_max_wait_ms: int = 100):
+        super().__init__(settings, stream, fetch_max_wait_ms)
         self._tasks: dict[Subscriber[T], asyncio.Task[None]] = {}
 
     @property
@@ -83,7 +89,7 @@ class PerConnectionFanout(Generic[T]):
         return True  # each connection's consumer reports for itself
 
     async def subscribe(self, subscriber: Subscriber[T]) -> None:
-        consumer = new_consumer(self.settings, self.fetch_max_wait_ms)
+        consumer = self.new_consumer()
         try:
             await consumer.start()
             partitions = await assign_all(consumer, self.stream.topic, self.stream.replay_last)
@@ -114,9 +120,7 @@ class PerConnectionFanout(Generic[T]):
     async def unsubscribe(self, subscriber: Subscriber[T]) -> None:
         task = self._tasks.pop(subscriber, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancelled(task)
 
     async def close(self) -> None:
         for subscriber in list(self._tasks):

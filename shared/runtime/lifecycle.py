@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -21,6 +20,7 @@ from shared.runtime.cli import load_settings
 from shared.runtime.health import SUPERVISION, add_check
 from shared.runtime.listeners import listening
 from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
+from shared.runtime.tasks import owned
 from shared.settings import ServiceSettings, WebsocketServerSettings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -87,13 +87,8 @@ def background(
             await backoff.sleep()
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(supervised(app), name=name)
-        try:
+        async with owned(supervised(app), name):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return context
 

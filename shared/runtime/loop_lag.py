@@ -9,12 +9,12 @@ observed in `wspool_event_loop_lag_seconds`, and the latest one is shown in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from shared.metrics import EVENT_LOOP_LAG, EVENT_LOOP_LAG_NOW
+from shared.runtime.tasks import owned
 
 # Often enough to see a burst of 10 ms, rare enough to cost nothing (ten
 # timer callbacks a second).
@@ -44,10 +44,5 @@ LOOP_LAG = web.AppKey("loop_lag", LoopLag)
 async def watch_loop_lag(app: web.Application) -> AsyncIterator[None]:
     """A cleanup context: the sampling task, owned by the app (it cannot fail: it sleeps)."""
     lag = app.setdefault(LOOP_LAG, LoopLag())
-    task = asyncio.create_task(lag.run(), name="loop-lag")
-    try:
+    async with owned(lag.run(), "loop-lag"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

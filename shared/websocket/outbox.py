@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from shared.errors import Close
 from shared.metrics import FRAMES_OUT, JOBS_REPLACED
+from shared.runtime.tasks import cancelled
 
 log = logging.getLogger(__name__)
 # Frames are written straight to the socket while less than this is buffered
@@ -78,9 +79,7 @@ class Outbox:
     async def stop(self) -> None:
         """Stop the sender; what is still queued is never sent."""
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancelled(self._sender)
 
     def send(self, frame: bytes) -> None:
         """Send or queue a frame; never blocks. A full queue marks the client as slow."""
