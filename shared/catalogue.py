@@ -1,8 +1,9 @@
 """The programs wspool is made of: one entry each, read by everything that lists them.
 
-A program's module (`python -m <module>`), role, env prefix, settings class and,
-for a service, default port are written here and nowhere else: the settings
-classes take their prefix and port from here, and the local stack, the
+A program's module (`python -m <module>`), role, settings class and, for a
+service, default ports are written here and nowhere else; its env prefix
+follows from its module. The settings classes take their prefix and port
+from here, and the local stack, the
 settings table, the benchmark, the tests and the deployment checks iterate
 `SERVICES` or `PROGRAMS`.
 """
@@ -10,7 +11,7 @@ settings table, the benchmark, the tests and the deployment checks iterate
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic_settings import BaseSettings
@@ -22,13 +23,19 @@ Role = Literal["websocket", "consumer", "setup"]
 class Program:
     module: str  # run as `python -m <module>`
     role: Role
-    env_prefix: str
-    # "package.module:Class", imported on demand: shared/ never imports a service.
-    settings_path: str
+    # The settings class, imported on demand (shared/ never imports a service):
+    # `settings_name` in `<module>.settings`, unless `settings_module` names another.
+    settings_name: str
+    settings_module: str = ""
+    prefix: str = ""  # of its environment variables; by default the module's name in capitals
+
+    @property
+    def env_prefix(self) -> str:
+        return self.prefix or f"{self.module.upper()}_"
 
     def settings_class(self) -> type[BaseSettings]:
-        module, name = self.settings_path.split(":")
-        settings_class: type[BaseSettings] = getattr(importlib.import_module(module), name)
+        module = importlib.import_module(self.settings_module or f"{self.module}.settings")
+        settings_class: type[BaseSettings] = getattr(module, self.settings_name)
         return settings_class
 
 
@@ -36,10 +43,11 @@ class Program:
 class Service(Program):
     """A long-running program, serving HTTP (health, metrics; websockets for some)."""
 
-    port: int  # the default; a websocket server's public port serves websockets only
+    # The default; a websocket server's public port serves websockets only.
+    port: int = field(kw_only=True)
     # The default port of health, metrics and the API of a websocket server (its `port`
     # serves them for the others): never exposed to the internet.
-    internal_port: int | None = None
+    internal_port: int | None = field(default=None, kw_only=True)
 
     @property
     def http_port(self) -> int:
@@ -48,41 +56,20 @@ class Service(Program):
 
 
 NODE_SERVER = Service(
-    module="node_server",
-    role="websocket",
-    env_prefix="NODE_SERVER_",
-    settings_path="node_server.settings:NodeServerSettings",
-    port=8001,
-    internal_port=8021,
+    "node_server", "websocket", "NodeServerSettings", port=8001, internal_port=8021
 )
 WORKER_SERVER = Service(
-    module="worker_server",
-    role="websocket",
-    env_prefix="WORKER_SERVER_",
-    settings_path="worker_server.settings:WorkerServerSettings",
-    port=8002,
-    internal_port=8022,
+    "worker_server", "websocket", "WorkerServerSettings", port=8002, internal_port=8022
 )
 PROCESS_JOB_WORKER = Service(
-    module="process_job_worker",
-    role="consumer",
-    env_prefix="PROCESS_JOB_WORKER_",
-    settings_path="process_job_worker.settings:ProcessJobWorkerSettings",
-    port=8011,
+    "process_job_worker", "consumer", "ProcessJobWorkerSettings", port=8011
 )
 PROCESS_SOLUTION_WORKER = Service(
-    module="process_solution_worker",
-    role="consumer",
-    env_prefix="PROCESS_SOLUTION_WORKER_",
-    settings_path="process_solution_worker.settings:ProcessSolutionWorkerSettings",
-    port=8012,
+    "process_solution_worker", "consumer", "ProcessSolutionWorkerSettings", port=8012
 )
 # Schema, queues and topics; run once before the services (and after upgrades).
 SETUP = Program(
-    module="shared.setup",
-    role="setup",
-    env_prefix="WSPOOL_SETUP_",
-    settings_path="shared.setup:SetupSettings",
+    "shared.setup", "setup", "SetupSettings", settings_module="shared.setup", prefix="WSPOOL_SETUP_"
 )
 
 # The four services, in the order they are started.

@@ -39,16 +39,14 @@ class Endpoints:
 
     @classmethod
     def local(cls, offset: int = 0) -> Endpoints:
-        ws = {name: f"ws://127.0.0.1:{s.port + offset}/" for name, s in SERVICES.items()}
-        http = {name: f"http://127.0.0.1:{s.http_port + offset}" for name, s in SERVICES.items()}
-        return cls(
-            node_url=ws["node_server"],
-            worker_url=ws["worker_server"],
-            node_http=http["node_server"],
-            worker_http=http["worker_server"],
-            job_worker_http=http["process_job_worker"],
-            solution_worker_http=http["process_solution_worker"],
-        )
+        def ws(name: str) -> str:
+            return f"ws://127.0.0.1:{SERVICES[name].port + offset}/"
+
+        def http(name: str) -> str:
+            return f"http://127.0.0.1:{SERVICES[name].http_port + offset}"
+
+        services = ("node_server", "worker_server", "process_job_worker", "process_solution_worker")
+        return cls(ws(services[0]), ws(services[1]), *map(http, services))
 
 
 @contextlib.contextmanager
