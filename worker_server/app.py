@@ -13,17 +13,18 @@ from worker_server.bans import Bans
 from worker_server.enforce import BANS, keep_bans
 from worker_server.jobs import CurrentJob, job_stream
 from worker_server.limits import TaskCounts
-from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
+from worker_server.liveness import keep_worker_rows
+from worker_server.rows import WorkerRows, written_at_shutdown
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, keep_tasks_known
 from worker_server.ws import (
     ADMISSION,
     CANDIDATE_PUBLISHER,
     CURRENT_JOB,
-    OPEN_ROWS,
     SETTINGS,
     TASK_COUNTS,
     TASKS,
+    WORKER_ROWS,
     worker_socket,
 )
 
@@ -56,10 +57,15 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
         background(f"publisher-{CANDIDATE.exchange}", lambda _app: candidates.run())
     )
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
-    app[OPEN_ROWS] = set()
+    app[WORKER_ROWS] = rows = WorkerRows(
+        settings.server_instance, settings.max_unwritten_worker_rows
+    )
+    # Registered before its writer, so it runs after the writer stopped: the closes of
+    # the shutdown are written too.
+    app.cleanup_ctx.append(written_at_shutdown(rows))
+    app.cleanup_ctx.append(background("worker-rows", lambda app: rows.run(app[POOL])))
     app[TASK_COUNTS] = TaskCounts()
     app[BANS] = Bans(settings)
-    app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
     app.cleanup_ctx.append(background("worker-bans", keep_bans))
     return app

@@ -25,6 +25,12 @@ class WorkerServerSettings(WebsocketServerSettings):
         "closed at start-up. Defaults to the host name; each of several processes adds "
         "`/<index>`.",
     )
+    max_unwritten_worker_rows: int = Field(
+        40_000,
+        ge=1,
+        description="Worker rows and closes waiting to be written while Postgres is away; "
+        "a welcome beyond that is closed 1011. Rows are written in batches, off the welcome.",
+    )
     liveness_interval_seconds: float = Field(
         30.0, gt=0, description="How often worker rows get last_seen_at refreshed."
     )

@@ -18,23 +18,11 @@ from aiohttp import web
 
 from shared.errors import DatabaseUnavailable, down_as
 from shared.fanout.stream import Fanout
-from shared.protocol import Welcome
 from worker_server.jobs import JobUpdate
 
 log = logging.getLogger(__name__)
 
 _database = down_as(DatabaseUnavailable)
-
-OPEN_ROW = """
-INSERT INTO worker (ip, remote_ip, address, hardware, hardware_id, caption, server_instance)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id
-"""
-
-CLOSE_ROW = """
-UPDATE worker SET disconnected_at = now(), last_seen_at = now(), close_code = $2
-WHERE id = $1 AND disconnected_at IS NULL
-"""
 
 TOUCH_ROWS = "UPDATE worker SET last_seen_at = now() WHERE id = ANY($1::bigint[])"
 
@@ -62,27 +50,6 @@ ACTIVE_BANS = """
 SELECT kind, key, extract(epoch FROM banned_until - now())::float8 AS seconds_left, reason
 FROM worker_ban WHERE banned_until > now()
 """
-
-
-@_database
-async def open_worker_row(
-    pool: asyncpg.Pool, welcome: Welcome, remote_ip: str, server_instance: str
-) -> int:
-    return await pool.fetchval(
-        OPEN_ROW,
-        welcome.ip,
-        remote_ip,
-        welcome.address,
-        welcome.hardware,
-        welcome.hardware_id,
-        welcome.caption,
-        server_instance,
-    )
-
-
-@_database
-async def close_worker_row(pool: asyncpg.Pool, row_id: int, close_code: int | None) -> None:
-    await pool.execute(CLOSE_ROW, row_id, close_code)
 
 
 @_database

@@ -15,7 +15,6 @@ from shared.db import POOL
 from shared.errors import (
     Close,
     CloseConnection,
-    DatabaseUnavailable,
     ErrorCode,
     ProtocolError,
     PublishRefused,
@@ -32,13 +31,14 @@ from worker_server.bans import IDENTITY, IP
 from worker_server.enforce import BANS, close_banned, identity_ban, imposed, refused_banned
 from worker_server.jobs import CurrentJob, JobUpdate
 from worker_server.limits import SolutionLimits, TaskCounts
+from worker_server.rows import WorkerRow, WorkerRows
 from worker_server.settings import WorkerServerSettings
-from worker_server.store import KnownTasks, close_worker_row, open_worker_row
+from worker_server.store import KnownTasks
 
 SETTINGS = web.AppKey("settings", WorkerServerSettings)
 TASKS = web.AppKey("known_tasks", KnownTasks)
 ADMISSION = web.AppKey("admission", Admission)
-OPEN_ROWS = web.AppKey("open_worker_rows", set)
+WORKER_ROWS = web.AppKey("worker_rows", WorkerRows)
 TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
 CANDIDATE_PUBLISHER = web.AppKey("candidate_publisher", Publisher)
 CURRENT_JOB = web.AppKey("current_job", CurrentJob)
@@ -61,7 +61,7 @@ class WorkerSession:
         self.connection = connection
         self.sent_task: uuid.UUID | None = None
         self.welcome: Welcome | None = None
-        self.row_id: int | None = None
+        self.row: WorkerRow | None = None
         self.joined_at = now_ns()
         self.limits = SolutionLimits(self.app[SETTINGS], self.app[TASK_COUNTS])
 
@@ -98,12 +98,10 @@ class WorkerSession:
                 "banned_worker_refused", extra={**self.connection.log_context, "reason": ban.reason}
             )
             close_banned(self.connection, ban, self.app[BANS].seconds_left(ban))
-        self.row_id = await open_worker_row(
-            self.app[POOL], self.welcome, self.connection.remote, settings.server_instance
-        )
-        self.app[OPEN_ROWS].add(self.row_id)
+        # Queued, not awaited: the job goes out now, the row is written with the next batch.
+        self.row = self.app[WORKER_ROWS].opened(self.welcome, self.connection.remote)
         self.send_current()
-        return {"worker_row": self.row_id}
+        return {}
 
     async def _judged_welcome(self, timeout: float) -> Welcome:
         """The welcome; missing or invalid ones count against the address."""
@@ -129,15 +127,8 @@ class WorkerSession:
         self.close_if_banned()
 
     async def closed(self) -> None:
-        row_id = self.row_id
-        self.app[OPEN_ROWS].discard(row_id)
-        try:
-            await close_worker_row(self.app[POOL], row_id, self.connection.close_code)
-        except DatabaseUnavailable as error:  # the stale-row sweep closes it later
-            count_failure(error)
-            log.warning(
-                "worker_row_close_failed", extra={"worker_row": row_id, "error": str(error)}
-            )
+        assert self.row is not None  # `closed` follows only an `opened` that returned
+        self.app[WORKER_ROWS].closed(self.row, self.connection.close_code)
 
 
 async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:

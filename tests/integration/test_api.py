@@ -73,8 +73,12 @@ async def test_job_solutions_and_worker_stats_after_real_traffic(servers: Stack)
     assert status == 200 and page["next_before"] is None
     assert [s["solution"] for s in page["items"]] == [body]
     assert page["items"][0]["hardware_id"] == hardware_id
-    status, stats = await call("GET", f"{base}/api/workers/{hardware_id}/stats?window=5m")
-    assert status == 200
+
+    async def worker_stats() -> Any:  # worker rows are written in batches, a moment later
+        status, stats = await call("GET", f"{base}/api/workers/{hardware_id}/stats?window=5m")
+        return stats if status == 200 and stats["connections"] else None
+
+    stats = await until(worker_stats)
     assert (stats["solutions"], stats["window_seconds"], stats["connections"]) == (1, 300, 1)
     status, latest = await call("GET", f"{base}/api/stats")
     assert latest["current_height"] >= height and latest["solutions"]["last_hour"] >= 1

@@ -136,9 +136,9 @@ async def test_a_worker_sending_mostly_bad_solutions_is_banned_by_identity(
         hello["hardware_id"],
     )
     assert dict(row) == {"reason": REASON, "long": True}
-    rows = await db.fetchval(
-        "SELECT count(*) FROM worker WHERE hardware_id = $1", hello["hardware_id"]
-    )
+    # Rows are written in batches: wait for them, then count.
+    count_rows = "SELECT count(*) FROM worker WHERE hardware_id = $1"
+    rows = await until(lambda: db.fetchval(count_rows, hello["hardware_id"]))
     assert rows == 1, "the first connection's row; the refused reconnect gets none"
 
 
