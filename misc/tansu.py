@@ -105,9 +105,18 @@ def tansu(port: int | None = None, log_file: Path | None = None) -> Iterator[str
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_tansu(process)
+
+
+# A broker with clients still connected ignores SIGTERM for seconds; in memory
+# it has nothing to write, so it is killed after this long.
+STOP_GRACE_SECONDS = 0.5
+
+
+def stop_tansu(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
