@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from misc.bench.cli import parse_args
 from misc.bench.facts import percentile
 from misc.bench.plan import LadderPlan, Plan
@@ -19,22 +21,31 @@ def endpoints(stack: Stack) -> Endpoints:
     )
 
 
-async def test_bench_measures_a_running_stack(
-    start_servers: StartServers, backends: Backends
-) -> None:
-    plan = Plan(
-        workers=[3],
-        jobs=2,
+def tiny_plan(backends: Backends, **sizes: Any) -> Plan:
+    """A plan of a few clients from two source addresses, on the test's database."""
+    sizes = {"jobs": 1, "rtt_rate": 1, "rtt_seconds": 0.1, "rate": 1, "duration": 0.1, **sizes}
+    return Plan(
         job_gap=0.0,
         processes=2,
         sources=["127.0.0.2", "127.0.0.3"],
         solution_workers=4,
+        drain_timeout=20,
+        postgres_dsn=backends.postgres_dsn,
+        **sizes,
+    )
+
+
+async def test_bench_measures_a_running_stack(
+    start_servers: StartServers, backends: Backends
+) -> None:
+    plan = tiny_plan(
+        backends,
+        workers=[3],
+        jobs=2,
         rtt_rate=20,
         rtt_seconds=0.5,
         rate=40,
         duration=0.5,
-        drain_timeout=20,
-        postgres_dsn=backends.postgres_dsn,
         recovery_rounds=3,
     )
     # Shared mode only: per_connection gives the same figures here, only slower.
@@ -71,22 +82,7 @@ async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
         mixed_seconds=0.5,
         workers=4,
     )
-    plan = Plan(
-        workers=[1],
-        jobs=1,
-        job_gap=0.0,
-        processes=2,
-        sources=["127.0.0.2", "127.0.0.3"],
-        solution_workers=4,
-        rtt_rate=1,
-        rtt_seconds=0.1,
-        rate=1,
-        duration=0.1,
-        drain_timeout=20,
-        postgres_dsn=backends.postgres_dsn,
-        phases=frozenset({"ladder"}),
-        ladder=ladder,
-    )
+    plan = tiny_plan(backends, workers=[1], phases=frozenset({"ladder"}), ladder=ladder)
     async with start_servers(fanout_mode="shared") as stack:
         results = await run_stack(endpoints(stack), plan, plan.workers)
 

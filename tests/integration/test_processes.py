@@ -99,13 +99,23 @@ async def two_processes(
         print(service.log_text()[-3000:])
 
 
+@contextlib.asynccontextmanager
+async def ready_pair(
+    backends: Backends, root: Path, instance: str, name: str = "worker_server"
+) -> AsyncIterator[tuple[Service, set[int]]]:
+    """`two_processes`, once it is ready and both children run: the service, their pids."""
+    async with two_processes(backends, root, instance, name=name) as service:
+        await service.ready()
+        yield service, await two_children(service)
+
+
 async def two_children(service: Service) -> set[int]:
     assert service.process is not None
     pid = service.process.pid
-    return await until(lambda: _ready_pair(children(pid)), timeout=30.0)
+    return await until(lambda: _both(children(pid)), timeout=30.0)
 
 
-async def _ready_pair(pids: set[int]) -> set[int] | None:
+async def _both(pids: set[int]) -> set[int] | None:
     return pids if len(pids) == 2 else None
 
 
@@ -130,9 +140,7 @@ def instance() -> str:
 async def test_connections_spread_over_both_processes_and_metrics_sum_them(
     backends: Backends, db: asyncpg.Pool, tmp_path: Path, instance: str
 ) -> None:
-    async with two_processes(backends, tmp_path, instance) as service:
-        await service.ready()
-        pids = await two_children(service)
+    async with ready_pair(backends, tmp_path, instance) as (service, pids):
         async with contextlib.AsyncExitStack() as connections:
             for number in range(CONNECTIONS):
                 await connections.enter_async_context(
@@ -170,16 +178,14 @@ async def test_connections_spread_over_both_processes_and_metrics_sum_them(
 async def test_a_killed_child_is_restarted_and_the_service_keeps_serving(
     backends: Backends, db: asyncpg.Pool, tmp_path: Path, instance: str
 ) -> None:
-    async with two_processes(backends, tmp_path, instance) as service:
-        await service.ready()
-        before = await two_children(service)
+    async with ready_pair(backends, tmp_path, instance) as (service, before):
         # The control: nothing replaces a child that was left alone.
         await asyncio.sleep(1.0)
         assert await two_children(service) == before
         victim, survivor = sorted(before)
         os.kill(victim, signal.SIGKILL)
         after = await until(
-            lambda: _ready_pair(children(service.process.pid) - {victim}),  # type: ignore[union-attr]
+            lambda: _both(children(service.process.pid) - {victim}),  # type: ignore[union-attr]
             timeout=30.0,
         )
         assert survivor in after and victim not in after
@@ -200,9 +206,7 @@ async def test_a_killed_child_is_restarted_and_the_service_keeps_serving(
 async def test_sigterm_stops_every_child_and_the_parent_exits_0(
     backends: Backends, tmp_path: Path, instance: str
 ) -> None:
-    async with two_processes(backends, tmp_path, instance) as service:
-        await service.ready()
-        pids = await two_children(service)
+    async with ready_pair(backends, tmp_path, instance) as (service, pids):
         metrics_dir = environment(min(pids))[MULTIPROC_DIR]
         assert is_dir(metrics_dir)
         started = time.monotonic()
@@ -230,9 +234,7 @@ async def test_a_port_taken_at_start_ends_the_service_with_1(
 async def test_children_end_when_their_supervisor_is_killed(
     backends: Backends, tmp_path: Path, instance: str
 ) -> None:
-    async with two_processes(backends, tmp_path, instance) as service:
-        await service.ready()
-        pids = await two_children(service)
+    async with ready_pair(backends, tmp_path, instance) as (service, pids):
         service.kill()  # SIGKILL: the supervisor has no chance to stop them itself
 
         async def gone() -> bool:
@@ -244,9 +246,10 @@ async def test_children_end_when_their_supervisor_is_killed(
 async def test_a_consumer_runs_as_two_processes_on_its_one_port(
     backends: Backends, db: asyncpg.Pool, tmp_path: Path, instance: str
 ) -> None:
-    async with two_processes(backends, tmp_path, instance, name="process_job_worker") as service:
-        await service.ready()
-        pids = await two_children(service)
+    async with ready_pair(backends, tmp_path, instance, name="process_job_worker") as (
+        service,
+        pids,
+    ):
 
         async def rows() -> list[str] | None:
             names = await db.fetch(
