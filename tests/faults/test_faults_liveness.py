@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -88,22 +89,28 @@ async def restart_while_down(service: Service) -> None:
     assert status == 503
 
 
+async def while_down(
+    stop: Callable[[], None], start: Callable[[], None], *services: Service
+) -> None:
+    """Stop a dependency, restart `services` while it is down, start it: they get ready."""
+    await asyncio.to_thread(stop)
+    try:
+        for service in services:
+            await restart_while_down(service)
+    finally:
+        await asyncio.to_thread(start)
+    for service in services:
+        await service.ready()
+
+
 async def test_services_started_while_a_dependency_is_down_become_ready_on_their_own(
     faults: FaultStack,
 ) -> None:
-    stack = faults
-    await asyncio.to_thread(stack.postgres.stop)
-    try:
-        await restart_while_down(stack.job_worker)
-        await restart_while_down(stack.worker)
-    finally:
-        await asyncio.to_thread(stack.postgres.start)
-    await stack.job_worker.ready()
-    await stack.worker.ready()
-    await asyncio.to_thread(stack.rabbit.stop_app)
-    try:
-        await restart_while_down(stack.solution_worker)
-        await restart_while_down(stack.node)
-    finally:
-        await asyncio.to_thread(stack.rabbit.start_app)
+    stack, services = faults, faults.services
+    postgres, rabbit = stack.postgres, stack.rabbit
+    await while_down(
+        postgres.stop, postgres.start, services["process_job_worker"], services["worker_server"]
+    )
+    solution_worker, node = services["process_solution_worker"], services["node_server"]
+    await while_down(rabbit.stop_app, rabbit.start_app, solution_worker, node)
     await stack.all_ready()

@@ -17,7 +17,7 @@ async def test_kill_9_process_workers_mid_stream_loses_and_repeats_nothing(
     faults: FaultStack,
 ) -> None:
     stack = faults
-    workers = [stack.job_worker, stack.solution_worker]
+    workers = [stack.services["process_job_worker"], stack.services["process_solution_worker"]]
 
     async def kill_and_restart() -> None:
         for worker in workers:

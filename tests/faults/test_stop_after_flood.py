@@ -71,13 +71,13 @@ async def _workers(
     stack: FaultStack, count: int
 ) -> AsyncIterator[list[tuple[aiohttp.ClientWebSocketResponse, str]]]:
     """`count` welcomed workers, each holding the task id of a fresh job."""
-    height = clients.next_height()
+    height, worker_url = clients.next_height(), stack.services["worker_server"].ws
     # No connection limit: the default (100) would queue the rest of the workers.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        async with session.ws_connect(stack.node.ws) as node:
+        async with session.ws_connect(stack.services["node_server"].ws) as node:
             await node.send_bytes(orjson.dumps(clients.job(height)))
             opened = await asyncio.gather(
-                *(_worker(session, stack.worker.ws, height) for _ in range(count))
+                *(_worker(session, worker_url, height) for _ in range(count))
             )
             readers = [asyncio.create_task(_drain(ws)) for ws, _ in opened]
             try:

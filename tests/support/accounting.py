@@ -85,7 +85,7 @@ async def run_round(
     what it acknowledged before the fault may be gone with it, so only what was
     broadcast after the fault must reach the clients (the rest is counted).
     """
-    round_ = Round(stack.node.ws, stack.worker.ws)
+    round_ = Round(stack.services["node_server"].ws, stack.services["worker_server"].ws)
     await round_.start()
     reached = asyncio.Event()
 

@@ -44,22 +44,6 @@ class FaultStack:
     kafka_gate: KafkaGate  # what the services connect to; Tansu advertises it
     services: dict[str, Service]
 
-    @property
-    def node(self) -> Service:
-        return self.services["node_server"]
-
-    @property
-    def worker(self) -> Service:
-        return self.services["worker_server"]
-
-    @property
-    def job_worker(self) -> Service:
-        return self.services["process_job_worker"]
-
-    @property
-    def solution_worker(self) -> Service:
-        return self.services["process_solution_worker"]
-
     async def all_ready(self) -> None:
         for service in self.services.values():
             await service.ready()
