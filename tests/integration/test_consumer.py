@@ -13,6 +13,7 @@ import dataclasses
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple
 
 import aio_pika
 import asyncpg
@@ -71,6 +72,27 @@ async def pool(settings: ConsumerSettings) -> AsyncIterator[asyncpg.Pool]:
 async def kafka(settings: ConsumerSettings) -> AsyncIterator[Broadcaster]:
     async with broadcaster(settings) as kafka:
         yield kafka
+
+
+class Rig(NamedTuple):
+    """What a test consumes with: a private queue, and where the consumer stores and produces."""
+
+    settings: ConsumerSettings
+    channel: aio_pika.abc.AbstractChannel
+    queue: str
+    pool: asyncpg.Pool
+    kafka: Broadcaster
+
+
+@pytest.fixture
+def rig(
+    settings: ConsumerSettings,
+    channel: aio_pika.abc.AbstractChannel,
+    queue: str,
+    pool: asyncpg.Pool,
+    kafka: Broadcaster,
+) -> Rig:
+    return Rig(settings, channel, queue, pool, kafka)
 
 
 def counted(topic: str, attempts: list[int]) -> Persisted[SolutionMessage, tuple[uuid.UUID, str]]:
@@ -167,20 +189,24 @@ async def dead_letters(
     return letters
 
 
+async def one_bad_among(rig: Rig, good: int) -> tuple[str, uuid.UUID, list[Item], Item]:
+    """A private topic, a stored task, `good` solutions for it, and one bad one.
+
+    The bad one names a task never stored: it fails alone, every time.
+    """
+    topic, task = await private_topic(rig.settings), await task_with_a_job(rig.pool)
+    return topic, task, [solution(task) for _ in range(good)], solution(uuid.uuid4())
+
+
 def nonces(bodies: list[bytes]) -> list[str]:
     return sorted(str(orjson.loads(b)["solution"]["partial_solution"]["nonce"]) for b in bodies)
 
 
 async def test_one_bad_item_in_500_is_found_by_halving_and_the_good_ones_stored_once(
-    settings: ConsumerSettings,
-    channel: aio_pika.abc.AbstractChannel,
-    queue: str,
-    pool: asyncpg.Pool,
-    kafka: Broadcaster,
+    rig: Rig,
 ) -> None:
-    topic, task = await private_topic(settings), await task_with_a_job(pool)
-    good = [solution(task) for _ in range(499)]
-    bad = solution(uuid.uuid4())  # a task never stored: it fails alone, every time
+    settings, channel, queue, pool, kafka = rig
+    topic, task, good, bad = await one_bad_among(rig, 499)
     batch = [*good[:317], bad, *good[317:]]
     attempts: list[int] = []
     await publish(channel, queue, batch)
@@ -201,15 +227,10 @@ async def test_one_bad_item_in_500_is_found_by_halving_and_the_good_ones_stored_
 
 
 async def test_a_stalled_database_is_waited_out_whole_and_no_good_item_dead_lettered(
-    settings: ConsumerSettings,
-    channel: aio_pika.abc.AbstractChannel,
-    queue: str,
-    pool: asyncpg.Pool,
-    kafka: Broadcaster,
+    rig: Rig,
 ) -> None:
-    topic, task = await private_topic(settings), await task_with_a_job(pool)
-    good = [solution(task) for _ in range(20)]
-    bad = solution(uuid.uuid4())
+    settings, channel, queue, pool, kafka = rig
+    topic, task, good, bad = await one_bad_among(rig, 20)
     batch = [bad, *good]
     attempts: list[int] = []
 
