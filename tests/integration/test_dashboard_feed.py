@@ -14,6 +14,7 @@ from tests.support import clients
 from tests.support.http import call
 from tests.support.metrics import scrape
 from tests.support.poll import until
+from tests.support.ports import free_port
 
 BUILDS = ("wspool_dashboard_builds_total", ())
 STREAMS = ("wspool_dashboard_streams", ())
@@ -112,3 +113,27 @@ async def test_streams_beyond_the_cap_are_refused_with_retry_after(start_servers
         await until(lambda: scrape(stack.node_http), lambda m: m[STREAMS] == 0)
         async with event_streams(stack.node_http, 1) as (again,):
             await until(lambda: again.documents)
+
+
+async def test_a_failed_build_is_an_error_event_and_a_503(start_servers) -> None:
+    """Postgres unreachable: the stream says so and stays open; the poll answers 503 JSON."""
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    settings = {"postgres_dsn": nowhere, "auto_migrate": False, "dashboard_interval_seconds": 0.2}
+    async with start_servers(node=settings, ready=False) as stack:
+        async with event_streams(stack.node_http, 1) as (stream,):
+            await until(lambda: len(stream.errors) >= 2)  # one per build, the stream goes on
+        status, body = await call("GET", f"{stack.node_http}/api/dashboard")
+    assert not stream.documents
+    assert (status, body["error"]) == (503, "unavailable")
+
+
+async def test_open_streams_end_when_the_server_stops(start_servers) -> None:
+    stream = EventStream()
+    async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
+        async with start_servers() as stack:
+            response = await session.get(f"{stack.node_http}/dashboard/events")
+            reading = group.create_task(_read(response, stream))
+            await until(lambda: stream.documents)  # the positive control: it was live
+        # The server stopped with the stream open: its body ended, nothing cut it.
+        async with asyncio.timeout(5):
+            await reading
