@@ -94,18 +94,22 @@ def page(model: type[Page], items: list[dict[str, Any]], limit: int, cursor: str
 
 
 async def stats(request: web.Request) -> web.Response:
-    everything = await cluster(request.app[POOL])
-    return json_response(await current_stats(request.app, everything.connections))
+    pool = request.app[POOL]
+    everything = await cluster(pool)
+    open_here = len(request.app[OPEN_SOCKETS])
+    return json_response(await current_stats(pool, everything.connections, open_here))
 
 
-async def current_stats(app: web.Application, connections: dict[str, int]) -> api_models.Stats:
-    row = await queries.stats(app[POOL])
+async def current_stats(
+    db: queries.Queryable, connections: dict[str, int], connected_here: int
+) -> api_models.Stats:
+    row = await queries.stats(db)
     return api_models.Stats(
         # Workers are recorded cluster-wide in Postgres; nodes by each instance's heartbeat.
         workers=api_models.WorkerCounts(connected=row["connected_workers"]),
         nodes=api_models.NodeCounts(
             connected=connections.get("node_server", 0),
-            connected_here=len(app[OPEN_SOCKETS]),
+            connected_here=connected_here,
         ),
         current_height=row["current_height"],
         jobs=api_models.RecentCounts(last_minute=row["jobs_minute"], last_hour=row["jobs_hour"]),

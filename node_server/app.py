@@ -1,11 +1,10 @@
 """Wiring of node_server: the node websocket at `/`, the HTTP API, dashboard, health."""
 
-import asyncio
 import logging
 
 from aiohttp import web
 
-from node_server.dashboard import STOPPING, end_streams
+from node_server.dashboard import add_shared_document
 from node_server.recovery import RECENT, RecoveryWindow, keep_recent
 from node_server.routes import add_routes
 from node_server.settings import NodeServerSettings
@@ -33,8 +32,7 @@ def create_app(settings: NodeServerSettings) -> web.Application:
         app[RECENT] = window
         app.cleanup_ctx.append(keep_recent(app[FANOUT], window))
     add_routes(app)
-    app[STOPPING] = asyncio.Event()
-    app.on_shutdown.append(end_streams)
+    add_shared_document(app, settings)
     if settings.admin_token is None:
         log.warning(
             "admin_api_loopback_only",

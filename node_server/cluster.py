@@ -11,8 +11,6 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-import asyncpg
-
 from node_server import dashboard_models, queries
 from shared.current_job import newest_job
 from shared.runtime.instances import STALE_AFTER_SECONDS
@@ -22,7 +20,7 @@ QUANTILES = (0.5, 0.9, 0.99)
 TIMED_BY = {"job": "worker_server", "solution": "node_server"}
 
 
-async def cluster(pool: asyncpg.Pool) -> dashboard_models.Cluster:
+async def cluster(pool: queries.Queryable) -> dashboard_models.Cluster:
     rows = await queries.instances(pool, STALE_AFTER_SECONDS)
     live = [row for row in rows if not row["stale"]]
     connections: Counter[str] = Counter()
@@ -62,7 +60,7 @@ def _height(value: float | None) -> int | None:
 
 
 async def current_job(
-    pool: asyncpg.Pool, instances: list[dashboard_models.Instance]
+    pool: queries.Queryable, instances: list[dashboard_models.Instance]
 ) -> dashboard_models.CurrentJobSummary | None:
     job, as_of = await newest_job(pool)
     if job is None:

@@ -12,6 +12,9 @@ from typing import Any
 
 import asyncpg
 
+# What a query runs on: the pool, or one connection of it (the dashboard's build).
+Queryable = asyncpg.Pool | asyncpg.Connection
+
 JOB_COLUMNS = "task_id, block_height, epoch_challenge, created_at, broadcast_at, retired_at"
 SOLUTION_COLUMNS = (
     "id, task_id, nonce, hardware_id, caption, solution, solution_target, valid, checked, "
@@ -80,7 +83,7 @@ def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return [dict(record) for record in records]
 
 
-async def stats(pool: asyncpg.Pool) -> dict[str, Any]:
+async def stats(pool: Queryable) -> dict[str, Any]:
     return dict(await pool.fetchrow(STATS))
 
 
@@ -202,19 +205,19 @@ async def worker_stats(
     return dict(record)
 
 
-async def per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
+async def per_minute(pool: Queryable, minutes: int) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(PER_MINUTE, minutes))
 
 
-async def busiest(pool: asyncpg.Pool, window_seconds: int, limit: int) -> list[dict[str, Any]]:
+async def busiest(pool: Queryable, window_seconds: int, limit: int) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(BUSIEST, float(window_seconds), limit))
 
 
-async def instances(pool: asyncpg.Pool, stale_after_seconds: float) -> list[dict[str, Any]]:
+async def instances(pool: Queryable, stale_after_seconds: float) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(INSTANCES, stale_after_seconds))
 
 
-async def closes_per_minute(pool: asyncpg.Pool, minutes: int) -> list[dict[str, Any]]:
+async def closes_per_minute(pool: Queryable, minutes: int) -> list[dict[str, Any]]:
     return _rows(await pool.fetch(CLOSES_PER_MINUTE, minutes))
 
 

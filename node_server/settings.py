@@ -32,6 +32,24 @@ class NodeServerSettings(WebsocketServerSettings):
         "their job (shared fan-out mode); older ones, and all after a restart, come from "
         "Postgres. 0: Postgres only.",
     )
+    dashboard_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often the dashboard document is built and pushed while any dashboard "
+        "is open: once per process, shared by every event stream and GET /api/dashboard.",
+    )
+    max_dashboard_streams: int = Field(
+        16,
+        ge=0,
+        description="Dashboard event streams one process holds open; beyond, 503 with "
+        "Retry-After (the page then polls GET /api/dashboard, the same shared document).",
+    )
+    dashboard_statement_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a query of the dashboard document may run (Postgres "
+        "statement_timeout); the build uses one pooled connection at a time.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bearer token for the read API and dashboard; unset: they answer "

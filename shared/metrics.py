@@ -186,6 +186,17 @@ ACTIVE_BANS = Gauge(
     multiprocess_mode="livemax",
 )
 
+DASHBOARD_BUILDS = Counter(
+    "wspool_dashboard_builds",
+    "Dashboard documents built (node_server): one per interval while any dashboard is open, "
+    "however many are.",
+)
+DASHBOARD_STREAMS = Gauge(
+    "wspool_dashboard_streams",
+    "Dashboard event streams open (node_server).",
+    multiprocess_mode="livesum",
+)
+
 
 async def metrics_handler(_request: web.Request) -> web.Response:
     directory = os.environ.get(MULTIPROC_DIR)
