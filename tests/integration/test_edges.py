@@ -12,18 +12,12 @@ import pytest
 
 from tests.support import clients
 from tests.support.poll import until
-from tests.support.stack import Stack
+from tests.support.stack import Stack, servers_with
 
-
-@pytest.fixture(scope="module")
-async def strict(start_servers) -> Stack:
-    """Servers with small limits, so each one is quick to reach."""
-    async with start_servers(
-        max_invalid_messages=3,
-        max_message_bytes=4096,
-        worker={"welcome_timeout_seconds": 0.5},
-    ) as servers:
-        yield servers
+# Servers with small limits, so each one is quick to reach.
+strict = servers_with(
+    max_invalid_messages=3, max_message_bytes=4096, worker={"welcome_timeout_seconds": 0.5}
+)
 
 
 @pytest.mark.parametrize(

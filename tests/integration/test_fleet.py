@@ -12,16 +12,13 @@ import pytest
 from tests.support import clients
 from tests.support.http import call
 from tests.support.poll import until
-from tests.support.stack import Stack
+from tests.support.stack import Stack, servers_with
 
 INVALID_FRAMES = 21  # one over max_invalid_messages: the server closes with 1008
 
 
-@pytest.fixture(scope="module")
-async def servers(start_servers) -> Stack:
-    # Bans off: the invalid frames below are for a 1008 close, not for a ban.
-    async with start_servers(worker={"ban_mode": "off"}) as stack:
-        yield stack
+# Bans off: the invalid frames below are for a 1008 close, not for a ban.
+servers = servers_with(worker={"ban_mode": "off"})
 
 
 async def fleet(stack: Stack, **query: Any) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from shared.protocol import MAX_JSON_DEPTH
 from tests.support import clients
-from tests.support.stack import Stack
+from tests.support.stack import Stack, servers_with
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -34,14 +33,9 @@ def nested(depth: int) -> dict[str, Any]:
     return value
 
 
-@pytest.fixture(scope="module")
-async def limited(start_servers) -> AsyncIterator[Stack]:
-    async with start_servers(
-        max_invalid_messages=3,
-        max_object_bytes=1024,
-        worker={"max_connections_per_ip": 3},
-    ) as servers:
-        yield servers
+limited = servers_with(
+    max_invalid_messages=3, max_object_bytes=1024, worker={"max_connections_per_ip": 3}
+)
 
 
 async def _refusal(url: str) -> tuple[int, dict[str, Any], str | None]:
@@ -81,10 +75,7 @@ async def test_total_connections_are_capped_with_503(start_servers) -> None:
     assert (body["reason"], body["detail"]) == ("capacity", "server at connection capacity")
 
 
-@pytest.fixture(scope="module")
-async def throttled(start_servers) -> AsyncIterator[Stack]:
-    async with start_servers(rate_limit_per_second=1, rate_limit_burst=5) as servers:
-        yield servers
+throttled = servers_with(rate_limit_per_second=1, rate_limit_burst=5)
 
 
 @pytest.mark.parametrize("role", ["node", "worker"])

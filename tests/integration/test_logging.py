@@ -12,7 +12,7 @@ import pytest
 from shared.logs import JsonFormatter
 from tests.support import clients
 from tests.support.poll import until
-from tests.support.stack import Stack
+from tests.support.stack import Stack, servers_with
 
 
 def test_a_line_is_one_json_object_with_the_operator_fields() -> None:
@@ -39,10 +39,7 @@ def test_a_line_is_one_json_object_with_the_operator_fields() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-async def strict(start_servers) -> Stack:
-    async with start_servers(max_invalid_messages=2, max_message_bytes=1024) as stack:
-        yield stack
+strict = servers_with(max_invalid_messages=2, max_message_bytes=1024)
 
 
 async def test_client_mistakes_are_logged_without_tracebacks(

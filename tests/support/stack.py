@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp import web
 
 from misc.tansu import tansu
@@ -166,3 +167,15 @@ async def wait_ready(*base_urls: str, timeout: float = 20.0) -> None:
         return [await status(f"{base}/readyz") for base in base_urls]
 
     await until(answers, lambda got: all(code == 200 for code in got), timeout=timeout)
+
+
+def servers_with(**settings: Any) -> Any:
+    """A module's own node_server and worker_server, started once with `settings`
+    (as `start_servers` takes them): `strict = servers_with(max_invalid_messages=3)`."""
+
+    @pytest.fixture(scope="module")
+    async def servers(start_servers: StartServers) -> AsyncIterator[Stack]:
+        async with start_servers(**settings) as stack:
+            yield stack
+
+    return servers
