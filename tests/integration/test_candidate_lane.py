@@ -97,11 +97,7 @@ async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
 async def test_the_lowest_target_sent_for_a_height_decides(stack: Stack, db: asyncpg.Pool) -> None:
     height = clients.next_height()
     between = clients.solution_body()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as strict,
-        clients.node_client(stack.node_url) as lenient,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [strict, lenient]):
         task_id = await clients.job_sent(strict, worker, height, proof_target=1000)
         await lenient.send(clients.job(height, proof_target=10))  # the same job, a lower target
         lowered = "SELECT proof_target FROM job WHERE task_id = $1 AND broadcast_at IS NOT NULL"

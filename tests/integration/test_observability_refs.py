@@ -236,11 +236,7 @@ async def _exported(bases: list[str]) -> dict[str, set[str]]:
 
 async def _traffic(stack: Stack) -> None:
     body = clients.solution_body()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-        clients.node_client(stack.node_url) as forked_node,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [node, forked_node]):
         await node.send(b"{not json")
         assert (await node.receive())["code"] == "invalid_message"
         # The second job is live fan-out, hence a job latency sample.

@@ -45,11 +45,7 @@ async def test_solutions_for_other_heights_or_lower_targets_are_not_delivered(
     stack: Stack,
 ) -> None:
     waited, other = clients.next_height(), clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as node,
-        clients.node_client(stack.node_url) as other_node,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [node, other_node]):
         await node.send(clients.job(waited, proof_target=1000))
         waited_task = (await worker.job_for(waited))["task_id"]
         await other_node.send(clients.job(other, proof_target=1))
@@ -86,11 +82,7 @@ async def test_expired_wait_delivers_nothing(start_servers: StartServers) -> Non
 
 async def test_same_height_from_two_nodes_is_one_task(stack: Stack, db: asyncpg.Pool) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as first,
-        clients.node_client(stack.node_url) as second,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [first, second]):
         await first.send(clients.job(height, proof_target=100))
         await second.send(clients.job(height, proof_target=100))
         frame = await worker.job_for(height)

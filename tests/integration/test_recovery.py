@@ -139,11 +139,7 @@ async def test_a_job_whose_height_another_challenge_holds_is_told_and_gets_nothi
     stack: Stack,
 ) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as holder,
-        clients.node_client(stack.node_url) as forked_node,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [holder, forked_node]):
         task_id = await clients.job_sent(holder, worker, height, proof_target=1)
         await forked_node.send(clients.job(height, proof_target=1, epoch_challenge=forked(height)))
         error = await forked_node.receive()
@@ -160,11 +156,7 @@ async def test_a_job_whose_height_another_challenge_holds_is_told_and_gets_nothi
 
 async def test_two_challenges_racing_for_a_height_never_cross(stack: Stack) -> None:
     height = clients.next_height()
-    async with (
-        clients.worker_client(stack.worker_url) as worker,
-        clients.node_client(stack.node_url) as a,
-        clients.node_client(stack.node_url) as b,
-    ):
+    async with clients.worker_and_nodes(stack, 2) as (worker, [a, b]):
         jobs = {
             "a": clients.job(height, proof_target=1),
             "b": clients.job(height, proof_target=1, epoch_challenge=forked(height)),

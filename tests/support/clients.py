@@ -169,3 +169,14 @@ async def worker_and_node(stack: Stack) -> AsyncIterator[tuple[Worker, Client]]:
     """A worker on `stack`'s worker_server, then a node on its node_server."""
     async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
         yield worker, node
+
+
+@contextlib.asynccontextmanager
+async def worker_and_nodes(stack: Stack, count: int) -> AsyncIterator[tuple[Worker, list[Client]]]:
+    """A worker on `stack`'s worker_server, then `count` nodes on its node_server."""
+    async with contextlib.AsyncExitStack() as opened:
+        worker = await opened.enter_async_context(worker_client(stack.worker_url))
+        nodes = [
+            await opened.enter_async_context(node_client(stack.node_url)) for _ in range(count)
+        ]
+        yield worker, nodes
