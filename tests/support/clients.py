@@ -169,3 +169,17 @@ async def worker_and_node(stack: Stack) -> AsyncIterator[tuple[Worker, Client]]:
     """A worker on `stack`'s worker_server, then a node on its node_server."""
     async with worker_client(stack.worker_url) as worker, node_client(stack.node_url) as node:
         yield worker, node
+
+
+async def handshake_answer(url: str, source: str) -> tuple[int, dict[str, Any], str | None]:
+    """(status, JSON body, Retry-After) of a plain GET of the websocket from `source`.
+
+    A refusal answers JSON; a handshake the server would take answers 400 (no
+    websocket key), with the empty body here.
+    """
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(url, headers={"Upgrade": "websocket"}) as response:
+            json = response.content_type == "application/json"
+            body = await response.json() if json else {}
+            return response.status, body, response.headers.get("Retry-After")
