@@ -254,7 +254,7 @@ SELECT latest.hardware_id, latest.address, latest.caption, latest.remote_ip,
    FROM (SELECT id, disconnected_at, close_code FROM worker w
          WHERE w.hardware_id = m.hardware_id AND w.disconnected_at IS NOT NULL
          ORDER BY w.id DESC LIMIT $4) d) AS recent_disconnects,
-  (SELECT banned_until FROM worker_ban b
+  (SELECT max(banned_until) FROM worker_ban b
      WHERE b.kind = 'identity' AND b.key = m.hardware_id AND b.banned_until > now())
     AS banned_until
 FROM matched m

@@ -8,9 +8,9 @@ from shared.routes import CANDIDATE, SOLUTION
 from shared.runtime.health import add_check
 from shared.runtime.lifecycle import background, retry
 from shared.websocket.app import FANOUT, create_websocket_app
-from worker_server.admission import Admission
+from worker_server.admission import Admission, HandshakeRate
 from worker_server.bans import Bans
-from worker_server.enforce import BANS, keep_bans
+from worker_server.enforce import BANS, WELCOMED, bans_at_start, keep_bans
 from worker_server.jobs import CurrentJob, job_stream
 from worker_server.limits import TaskCounts
 from worker_server.liveness import keep_worker_rows
@@ -21,6 +21,7 @@ from worker_server.ws import (
     ADMISSION,
     CANDIDATE_PUBLISHER,
     CURRENT_JOB,
+    HANDSHAKES,
     SETTINGS,
     TASK_COUNTS,
     TASKS,
@@ -46,7 +47,7 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
 
     app.cleanup_ctx.append(background("current-job", load_current_job))
     add_check(app, "current_job", current_job_loaded)
-    app[TASKS] = KnownTasks()
+    app[TASKS] = KnownTasks(missing_seconds=settings.unknown_task_cache_seconds)
     app.cleanup_ctx.append(background("known-tasks", keep_tasks_known(app[FANOUT], app[TASKS])))
     # The candidate lane: block candidates on an exchange and queue of their own.
     candidates = Publisher(
@@ -57,6 +58,8 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
         background(f"publisher-{CANDIDATE.exchange}", lambda _app: candidates.run())
     )
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
+    app[HANDSHAKES] = HandshakeRate(settings.handshakes_per_second, settings.handshake_burst)
+    app[WELCOMED] = set()
     app[WORKER_ROWS] = rows = WorkerRows(
         settings.server_instance, settings.max_unwritten_worker_rows
     )
@@ -66,6 +69,8 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     app.cleanup_ctx.append(background("worker-rows", lambda app: rows.run(app[POOL])))
     app[TASK_COUNTS] = TaskCounts()
     app[BANS] = Bans(settings)
+    # Before the listeners open: no handshake is judged without the stored bans.
+    app.cleanup_ctx.append(bans_at_start)
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
     app.cleanup_ctx.append(background("worker-bans", keep_bans))
     return app

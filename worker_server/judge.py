@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 SLOTS = 10
@@ -24,7 +24,7 @@ class Verdict:
     bad: int
     total: int
     window_seconds: float
-    what: str  # what was counted: "solutions", "welcomes"
+    what: str  # what was counted: "frames"
 
     def __str__(self) -> str:
         share = math.floor(100 * self.bad / self.total)
@@ -70,9 +70,9 @@ class Judge:
         self.min_bad = min_bad
         self.bad_ratio = bad_ratio
         self.clock = clock
-        self.windows: dict[str, Window] = {}
+        self.windows: dict[Hashable, Window] = {}
 
-    def record(self, key: str, bad: bool) -> Verdict | None:
+    def record(self, key: Hashable, bad: bool) -> Verdict | None:
         """Count one message of `key`; a verdict when it makes the key bannable."""
         now = self.clock()
         window = self.windows.get(key)

@@ -1,9 +1,14 @@
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from shared.catalogue import WORKER_SERVER, Program
-from shared.settings import WebsocketServerSettings, default_instance_name, process_suffix
+from shared.settings import (
+    WebsocketServerSettings,
+    default_instance_name,
+    not_blank,
+    process_suffix,
+)
 
 
 class WorkerServerSettings(WebsocketServerSettings):
@@ -17,7 +22,48 @@ class WorkerServerSettings(WebsocketServerSettings):
         20000, ge=1, description="Open worker connections this process accepts (else HTTP 503)."
     )
     max_connections_per_ip: int = Field(
-        256, ge=1, description="Open worker connections per remote IP (else HTTP 503)."
+        256,
+        ge=1,
+        description="Open worker connections per address block (see address_prefix_ipv4, "
+        "address_prefix_ipv6; else HTTP 503).",
+    )
+    address_prefix_ipv4: int = Field(
+        24,
+        ge=8,
+        le=32,
+        description="Prefix length of the IPv4 block that counts as one address for "
+        "connection caps, handshake rates and bans (32: each address alone).",
+    )
+    address_prefix_ipv6: int = Field(
+        64,
+        ge=16,
+        le=128,
+        description="Prefix length of the IPv6 block that counts as one address; one "
+        "holder of a /64 could otherwise rotate past every limit.",
+    )
+    handshakes_per_second: float = Field(
+        20.0,
+        gt=0,
+        description="Sustained handshakes per second per address block (token bucket); "
+        "more are answered 429 with a short Retry-After.",
+    )
+    handshake_burst: int = Field(
+        1000,
+        ge=1,
+        description="Token bucket size of handshakes_per_second: a farm of hundreds of "
+        "rigs behind one address reconnecting at once.",
+    )
+    worker_token_secret: SecretStr | None = Field(
+        None,
+        description="Secret that proves worker identities: a worker whose handshake carries "
+        "worker_token = hex HMAC-SHA256(secret, hardware_id) is that worker everywhere; "
+        "without one, a ban on its hardware_id holds only for its address block.",
+    )
+    unknown_task_cache_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How long a task id not found in the job table is answered unknown_task "
+        "without asking again (a job stored since is found after this).",
     )
     server_instance: str = Field(
         default_factory=default_instance_name,
@@ -54,33 +100,43 @@ class WorkerServerSettings(WebsocketServerSettings):
     )
     ban_mode: Literal["enforce", "dry_run", "off"] = Field(
         "enforce",
-        description="enforce: ban workers that keep sending bad solutions (and addresses "
-        "that keep failing the welcome); dry_run: only log would_ban and count it; off.",
+        description="enforce: ban workers that keep sending bad solutions, and address "
+        "blocks whose frames are mostly bad; dry_run: only log would_ban and count it; off.",
     )
     ban_window_seconds: float = Field(
         60.0, gt=0, description="Time window over which good and bad solutions are counted."
     )
     ban_min_bad: int = Field(
-        20, ge=1, description="Bad solutions (or welcomes) in the window before a ban is possible."
+        20, ge=1, description="Bad frames of one worker in the window before a ban is possible."
+    )
+    ban_address_min_bad: int = Field(
+        100,
+        ge=1,
+        description="Bad frames (solutions, welcomes) of one address block, whichever "
+        "identities sent them, in the window before a ban of the block is possible.",
     )
     ban_bad_ratio: float = Field(
         0.5,
         gt=0,
         le=1,
-        description="Share of bad among all solutions (or welcomes) in the window that bans.",
+        description="Share of bad among all frames of a worker (or an address block) in "
+        "the window that bans it.",
     )
     ban_seconds: float = Field(600.0, gt=0, description="How long a ban lasts.")
     ban_ip_after_identities: int = Field(
         10,
         ge=0,
-        description="Ban an address once this many worker identities from it are banned at "
-        "once (0: never for that reason); whole farms share one NAT address.",
+        description="Ban an address block once this many worker identities from it are "
+        "banned at once (0: never for that reason); whole farms share one NAT address.",
     )
     ban_refresh_seconds: float = Field(
         5.0,
         gt=0,
-        description="How often address bans stored by other instances are read from Postgres.",
+        description="How often the bans stored by other instances are read from Postgres "
+        "(also once at start-up, before the first handshake).",
     )
+
+    _token_secret_not_blank = field_validator("worker_token_secret")(not_blank)
 
     @field_validator("server_instance")
     @classmethod

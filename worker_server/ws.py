@@ -26,9 +26,22 @@ from shared.rabbit import Publisher
 from shared.websocket.app import PUBLISHER
 from shared.websocket.connection import Connection
 from shared.websocket.steps import FrameTable, Role, socket_handler
-from worker_server.admission import Admission, refused
-from worker_server.bans import IDENTITY, IP
-from worker_server.enforce import BANS, close_banned, identity_ban, imposed, refused_banned
+from worker_server.admission import (
+    Admission,
+    HandshakeRate,
+    address_block,
+    refused,
+    refused_handshake,
+)
+from worker_server.enforce import (
+    BANS,
+    WELCOMED,
+    close_banned,
+    close_banned_soon,
+    imposed,
+    refused_banned,
+)
+from worker_server.identity import presented_token, proven
 from worker_server.jobs import CurrentJob, JobUpdate
 from worker_server.limits import SolutionLimits, TaskCounts
 from worker_server.rows import WorkerRow, WorkerRows
@@ -39,6 +52,7 @@ SETTINGS = web.AppKey("settings", WorkerServerSettings)
 TASKS = web.AppKey("known_tasks", KnownTasks)
 ADMISSION = web.AppKey("admission", Admission)
 WORKER_ROWS = web.AppKey("worker_rows", WorkerRows)
+HANDSHAKES = web.AppKey("handshakes", HandshakeRate)
 TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
 CANDIDATE_PUBLISHER = web.AppKey("candidate_publisher", Publisher)
 CURRENT_JOB = web.AppKey("current_job", CurrentJob)
@@ -64,6 +78,10 @@ class WorkerSession:
         self.row: WorkerRow | None = None
         self.joined_at = now_ns()
         self.limits = SolutionLimits(self.app[SETTINGS], self.app[TASK_COUNTS])
+        # Where the worker is, as the server saw it: what a ban on an unproven identity holds to.
+        self.block = address_block(connection.remote, self.app[SETTINGS])
+        self.token = presented_token(request)
+        self.proven = False  # whether the worker proved its hardware_id (worker_token)
 
     @property
     def identity(self) -> str:
@@ -91,47 +109,69 @@ class WorkerSession:
         self.welcome = await self._judged_welcome(settings.welcome_timeout_seconds)
         # Before the row: a connection that fails here has nothing to close.
         await self.app[CURRENT_JOB].wait_loaded(CURRENT_JOB_WAIT_SECONDS)
-        self.connection.hardware_id = self.welcome.hardware_id
-        if (ban := await identity_ban(self.app, self.identity)) is not None:
-            REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
-            log.info(
-                "banned_worker_refused", extra={**self.connection.log_context, "reason": ban.reason}
-            )
-            close_banned(self.connection, ban, self.app[BANS].seconds_left(ban))
         # Queued, not awaited: the job goes out now, the row is written with the next batch.
         self.row = self.app[WORKER_ROWS].opened(self.welcome, self.connection.remote)
+        self.app[WELCOMED].add(self)
         self.send_current()
         return {}
 
     async def _judged_welcome(self, timeout: float) -> Welcome:
-        """The welcome; missing or invalid ones count against the address."""
-        bans, remote = self.app[BANS], self.connection.remote
+        """The welcome of a worker not banned; an invalid one counts against the address.
+
+        A connection that ends (or times out) before its welcome is no offence:
+        a prover that crashes on start must not get its farm's address banned.
+        """
+        bans = self.app[BANS]
+        frame = await _receive_welcome(self.connection, timeout)
         try:
-            welcome = await _receive_welcome(self.connection, timeout)
+            welcome = parse(Welcome, frame)
+            self.connection.hardware_id = welcome.hardware_id
+            secret = self.app[SETTINGS].worker_token_secret
+            self.proven = proven(secret, welcome.hardware_id, self.token)
+        except ProtocolError as error:
+            await imposed(self.app, bans.judge_welcome(self.block, bad=True))
+            raise CloseConnection(
+                Close.INVALID_WELCOME, f"invalid welcome: {error.detail}"
+            ) from None
         except CloseConnection:
-            await imposed(self.app, bans.judge_welcome(remote, bad=True))
+            await imposed(self.app, bans.judge_welcome(self.block, bad=True))
             raise
-        await imposed(self.app, bans.judge_welcome(remote, bad=False))
+        if (ban := bans.identity_ban(welcome.hardware_id, self.block)) is not None:
+            REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
+            log.info(
+                "banned_worker_refused", extra={**self.connection.log_context, "reason": ban.reason}
+            )
+            close_banned(self.connection, ban, bans.seconds_left(ban))
+        await imposed(self.app, bans.judge_welcome(self.block, bad=False))
         return welcome
 
     def close_if_banned(self) -> None:
         """Another connection of this identity got it banned: this one ends too."""
         bans = self.app[BANS]
-        if (ban := bans.enforced(IDENTITY, self.identity)) is not None:
+        if (ban := bans.identity_ban(self.identity, self.block)) is not None:
             close_banned(self.connection, ban, bans.seconds_left(ban))
+
+    def close_if_banned_soon(self) -> None:
+        """`close_if_banned` for a ban learnt outside this connection's handler."""
+        bans = self.app[BANS]
+        if (ban := bans.identity_ban(self.identity, self.block)) is not None:
+            self.app[WELCOMED].discard(self)  # told once, however many refreshes come first
+            close_banned_soon(self.connection, ban, bans.seconds_left(ban))
 
     async def judged(self, bad: bool) -> None:
         """Count a solution for or against this worker; close the connection if it is banned."""
-        verdicts = self.app[BANS].judge_solution(self.identity, self.connection.remote, bad)
-        await imposed(self.app, verdicts)
+        bans = self.app[BANS]
+        await imposed(self.app, bans.judge_frame(self.identity, self.block, self.proven, bad))
         self.close_if_banned()
 
     async def closed(self) -> None:
         assert self.row is not None  # `closed` follows only an `opened` that returned
+        self.app[WELCOMED].discard(self)
         self.app[WORKER_ROWS].closed(self.row, self.connection.close_code)
 
 
-async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
+async def _receive_welcome(connection: Connection, timeout: float) -> bytes:
+    """The first frame, not yet parsed; none within `timeout` (or a close) ends the connection."""
     try:
         async with asyncio.timeout(timeout):
             frame = await connection.receive()
@@ -141,10 +181,7 @@ async def _receive_welcome(connection: Connection, timeout: float) -> Welcome:
         ) from None
     if frame is None:
         raise CloseConnection(Close.INVALID_WELCOME, "closed before welcome")
-    try:
-        return parse(Welcome, frame)
-    except ProtocolError as error:
-        raise CloseConnection(Close.INVALID_WELCOME, f"invalid welcome: {error.detail}") from None
+    return frame
 
 
 async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
@@ -213,20 +250,25 @@ class JudgedFrames(FrameTable[WorkerSession]):
 
 @contextlib.contextmanager
 def admitted(request: web.Request) -> Iterator[web.StreamResponse | None]:
-    """Refuse a banned address (429) and past the connection caps (503); else count the
-    connection while it lasts."""
-    remote = request.remote or "unknown"
+    """Refuse a banned address block (429), one over its handshake rate (429) and past the
+    connection caps (503); else count the connection while it lasts."""
+    block = address_block(request.remote or "unknown", request.app[SETTINGS])
     bans = request.app[BANS]
-    if (ban := bans.enforced(IP, remote)) is not None:
+    if (ban := bans.address_ban(block)) is not None:
         REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
         yield refused_banned(ban, bans.seconds_left(ban))
         return
+    handshakes = request.app[HANDSHAKES]
+    if not handshakes.take(block):
+        REFUSED_CONNECTIONS.labels(role=ROLE, reason="handshake_rate").inc()
+        yield refused_handshake(handshakes.retry_after(block))
+        return
     admission = request.app[ADMISSION]
-    if (refusal := admission.refusal(remote)) is not None:
+    if (refusal := admission.refusal(block)) is not None:
         REFUSED_CONNECTIONS.labels(role=ROLE, reason=refusal).inc()
         yield refused(refusal)
         return
-    with admission.holding(remote):
+    with admission.holding(block):
         yield None
 
 

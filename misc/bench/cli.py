@@ -5,9 +5,10 @@
 Against a running stack (`make run`, or any --node-url/--worker-url), or, with
 --own-stack (implied by --modes), against stacks it starts itself, one per
 fan-out mode. Simulates W workers (spread over several processes and
-127.0.0.x source addresses) and one node; measures worker ready time, job
-fan-out latency and delivery, solution round trip, sustained solution
-throughput (offered / delivered / stored) and server memory and CPU. Prints
+127.0.x.1 source addresses, each a /24 block of its own) and one node;
+measures worker ready time, job fan-out latency and delivery, solution round
+trip, sustained solution throughput (offered / delivered / stored) and server
+memory and CPU. Prints
 markdown tables; --json and --plot write the figures. Every wait is bounded.
 """
 
@@ -107,7 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--jobs", type=int, default=5, help="jobs sent per worker count (default 5)")
     add("--job-gap", type=float, default=0.5, help="seconds between jobs after delivery")
     add("--processes", type=int, default=4, help="client processes for the workers (default 4)")
-    add("--sources", type=int, default=64, help="127.0.0.x source addresses (default 64)")
+    add(
+        "--sources",
+        type=int,
+        default=64,
+        help="source addresses 127.0.x.1, each its own /24 block (default 64)",
+    )
     add(
         "--per-connection-max",
         type=int,
@@ -150,7 +156,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         jobs=args.jobs,
         job_gap=args.job_gap,
         processes=args.processes,
-        sources=[f"127.0.0.{2 + i}" for i in range(args.sources)],
+        # One address per /24: worker_server counts a whole block as one address.
+        sources=[f"127.0.{2 + i}.1" for i in range(args.sources)],
         solution_workers=args.solution_workers,
         rtt_rate=args.rtt_rate,
         rtt_seconds=args.rtt_seconds,

@@ -103,7 +103,8 @@ class Connection:
                 self.close_code = self.ws.close_code
 
     def fail_soon(self, error: Exception) -> None:
-        """Answer a failure raised outside the handler (the fan-out feeding it).
+        """Answer a failure raised outside the handler (the fan-out feeding it), or
+        close with a `CloseConnection` decided there.
 
         Closing waits, and the caller must not: the close runs in a task of
         this connection, awaited before the connection ends. Only the first
@@ -113,6 +114,9 @@ class Connection:
             self._failing = asyncio.create_task(self._fail(error), name=f"ws-fail-{self.id}")
 
     async def _fail(self, error: Exception) -> None:
+        if isinstance(error, CloseConnection):  # a close decided outside the handler
+            await self.close(error.code, error.reason)
+            return
         failure = answer(error)
         if failure is INTERNAL:  # a bug of ours: log it once, tell the client, serve others
             log.error("connection_failed", exc_info=error, extra=self.log_context)

@@ -27,7 +27,7 @@ def tiny_plan(backends: Backends, **sizes: Any) -> Plan:
     return Plan(
         job_gap=0.0,
         processes=2,
-        sources=["127.0.0.2", "127.0.0.3"],
+        sources=["127.0.2.1", "127.0.3.1"],
         solution_workers=4,
         drain_timeout=20,
         postgres_dsn=backends.postgres_dsn,

@@ -1,8 +1,8 @@
 """Per-worker solution limits and bans against the real stack.
 
-Addresses are banned only from loopback addresses of their own (127.0.0.2x):
+Addresses are banned only from loopback blocks of their own (127.0.2x.0/24):
 an address ban is stored in Postgres and every worker_server of the session
-learns it, so 127.0.0.1 must never be banned.
+learns it, so the block of 127.0.0.1 must never be banned.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
@@ -110,7 +109,7 @@ REASON = "banned for 600 s: 83% of 6 solutions bad in 60 s"
 async def test_a_worker_sending_mostly_bad_solutions_is_banned_by_identity(
     banning: Stack, db: asyncpg.Pool
 ) -> None:
-    source = "127.0.0.20"
+    source = "127.0.20.1"
     hello = clients.welcome()
     async with (
         clients.worker_client(banning.worker_url, hello, source=source) as bad,
@@ -150,7 +149,7 @@ async def test_dry_run_logs_and_counts_what_enforce_bans(
     settings = {**BANS, "max_invalid_messages": 100, "ban_mode": mode}
     async with (
         start_servers(worker=settings) as servers,
-        clients.worker_client(servers.worker_url, source="127.0.0.21") as worker,
+        clients.worker_client(servers.worker_url, source="127.0.21.1") as worker,
         clients.node_client(servers.node_url) as node,
     ):
         codes = [code for code, _ in await _misbehave(worker, node)]
@@ -164,13 +163,6 @@ async def test_dry_run_logs_and_counts_what_enforce_bans(
     assert sample("wspool_bans_total", key="identity", mode=mode) == before + 1
     event = "would_ban" if mode == "dry_run" else "banned"
     assert [r.reason for r in caplog.records if r.getMessage() == event] == [REASON]
-
-
-async def _refusal(url: str, source: str) -> tuple[int, dict[str, Any], str | None]:
-    connector = aiohttp.TCPConnector(local_addr=(source, 0))
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url, headers={"Upgrade": "websocket"}) as response:
-            return response.status, await response.json(), response.headers.get("Retry-After")
 
 
 async def _failed_welcomes(url: str, source: str, count: int) -> None:
@@ -192,10 +184,11 @@ async def test_an_address_failing_its_welcomes_is_refused_429_on_every_instance(
     start_servers, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    banned, busy = "127.0.0.22", "127.0.0.23"
-    async with start_servers(worker={**BANS, "ban_refresh_seconds": 0.1}) as servers:
+    banned, busy = "127.0.22.1", "127.0.23.1"
+    settings = {**BANS, "ban_address_min_bad": 5, "ban_refresh_seconds": 0.1}
+    async with start_servers(worker=settings) as servers:
         await _failed_welcomes(servers.worker_url, banned, 5)
-        status, body, retry_after = await _refusal(servers.worker_url, banned)
+        status, body, retry_after = await clients.handshake_answer(servers.worker_url, banned)
         # An address whose welcomes mostly succeed is never banned (a NAT farm).
         for _ in range(10):
             async with _welcomed(servers.worker_url, busy):
@@ -205,14 +198,14 @@ async def test_an_address_failing_its_welcomes_is_refused_429_on_every_instance(
             pass
         async with start_servers(worker={"ban_refresh_seconds": 0.1}) as other:
             await until(
-                lambda: _refusal(other.worker_url, banned),
+                lambda: clients.handshake_answer(other.worker_url, banned),
                 lambda refusal: refusal[0] == 429,
                 timeout=20,
             )
     assert (status, retry_after) == (429, "600")
     assert body == {
         "error": "banned",
-        "detail": "banned for 600 s: 100% of 5 welcomes bad in 60 s",
+        "detail": "banned for 600 s: 100% of 5 frames bad in 60 s",
     }
 
 
@@ -221,13 +214,14 @@ async def test_a_banned_identity_is_refused_by_every_instance(
 ) -> None:
     hello = clients.welcome()
     async with (
-        clients.worker_client(banning.worker_url, hello, source="127.0.0.24") as bad,
+        clients.worker_client(banning.worker_url, hello, source="127.0.24.1") as bad,
         clients.node_client(banning.node_url) as node,
     ):
         await _misbehave(bad, node)
     async with start_servers() as other:
-        async with clients.worker_client(other.worker_url, hello) as again:
+        # From the block the offence came from: hardware_id is the worker's own claim.
+        async with clients.worker_client(other.worker_url, hello, source="127.0.24.2") as again:
             [(code, _)] = await errors(again, 1)
             assert (code, await again.closed()) == ("banned", (1008, REASON))
-        async with _welcomed(other.worker_url, "127.0.0.24"):
+        async with _welcomed(other.worker_url, "127.0.24.1"):
             pass  # the address is not banned, another identity from it works

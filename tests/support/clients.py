@@ -180,3 +180,17 @@ async def worker_and_nodes(stack: Stack, count: int) -> AsyncIterator[tuple[Work
             await opened.enter_async_context(node_client(stack.node_url)) for _ in range(count)
         ]
         yield worker, nodes
+
+
+async def handshake_answer(url: str, source: str) -> tuple[int, dict[str, Any], str | None]:
+    """(status, JSON body, Retry-After) of a plain GET of the websocket from `source`.
+
+    A refusal answers JSON; a handshake the server would take answers 400 (no
+    websocket key), with the empty body here.
+    """
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(url, headers={"Upgrade": "websocket"}) as response:
+            json = response.content_type == "application/json"
+            body = await response.json() if json else {}
+            return response.status, body, response.headers.get("Retry-After")

@@ -1,4 +1,5 @@
-"""The ban judge: the bad share over a time window, by identity before address."""
+"""The ban judge: the bad share over a time window, of an identity where it offended
+and of an address block."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from worker_server.bans import IDENTITY, IP, Bans
+from worker_server.bans import EVERYWHERE, IDENTITY, IP, Ban, Bans
 from worker_server.judge import Judge
 from worker_server.limits import RecentlySent, TaskCounts
 from worker_server.settings import WorkerServerSettings
@@ -78,40 +79,77 @@ def test_a_verdict_starts_the_key_afresh_and_idle_keys_are_forgotten() -> None:
 
 
 def settings(**overrides: Any) -> WorkerServerSettings:
-    return WorkerServerSettings(ban_min_bad=3, ban_seconds=600, **overrides)
+    return WorkerServerSettings(
+        **{"ban_min_bad": 3, "ban_address_min_bad": 6, "ban_seconds": 600, **overrides}
+    )
 
 
 def bans_count(kind: str, mode: str) -> float:
     return REGISTRY.get_sample_value("wspool_bans_total", {"key": kind, "mode": mode}) or 0.0
 
 
-def test_an_identity_is_banned_not_its_address_until_many_of_its_identities_are() -> None:
+def bad(bans: Bans, identity: str, block: str, times: int, proven: bool = False) -> list[Ban]:
+    return [b for _ in range(times) for b in bans.judge_frame(identity, block, proven, True)]
+
+
+NAT, ELSEWHERE = "198.51.100.0/24", "203.0.113.0/24"
+
+
+def test_an_unproven_identity_is_banned_only_in_the_block_it_offended_from() -> None:
     clock = Clock()
-    bans = Bans(settings(ban_ip_after_identities=2), clock=clock)
-    [first] = [b for _ in range(3) for b in bans.judge_solution("gpu-1", "198.51.100.1", True)]
-    assert first.kind == IDENTITY and first.reason.startswith("banned for 600 s: 100% of 3")
-    assert bans.enforced(IDENTITY, "gpu-1") == first
-    assert bans.enforced(IP, "198.51.100.1") is None, "one identity never bans its address"
-    assert bans.enforced(IDENTITY, "gpu-2") is None
-    new = [b for _ in range(3) for b in bans.judge_solution("gpu-2", "198.51.100.1", True)]
-    assert [b.kind for b in new] == [IDENTITY, IP]
-    assert bans.enforced(IP, "198.51.100.1").reason.endswith(  # type: ignore[union-attr]
-        "2 worker identities from this address banned"
-    )
+    bans = Bans(settings(), clock=clock)
+    [ban] = bad(bans, "gpu-0", NAT, 3)
+    assert (ban.kind, ban.key, ban.scope) == (IDENTITY, "gpu-0", NAT)
+    assert ban.reason.startswith("banned for 600 s: 100% of 3 solutions")
+    assert bans.identity_ban("gpu-0", NAT) == ban
+    assert bans.identity_ban("gpu-0", ELSEWHERE) is None, "the same id from elsewhere"
+    assert bans.address_ban(NAT) is None, "one identity never bans its block"
     clock.now += 600
-    assert bans.enforced(IDENTITY, "gpu-1") is None, "bans end"
+    assert bans.identity_ban("gpu-0", NAT) is None, "bans end"
     bans.sweep()
     assert bans.known == {}
 
 
-def test_failing_welcomes_ban_an_address_only_when_they_are_most_of_its_welcomes() -> None:
-    bans = Bans(settings(), clock=Clock())
+def test_a_proven_identity_is_banned_everywhere_for_every_claim_of_it() -> None:
+    bans = Bans(settings())
+    [ban] = bad(bans, "gpu-1", NAT, 3, proven=True)
+    assert ban.scope == EVERYWHERE
+    assert bans.identity_ban("gpu-1", ELSEWHERE) == ban
+    assert bad(bans, "gpu-1", ELSEWHERE, 3) == [], "an unproven claim of it is not judged again"
+
+
+def test_a_block_is_judged_by_all_its_frames_whichever_identities_sent_them() -> None:
+    bans = Bans(settings())
+    # Two bad frames each under three made-up identities: none banned, the block is.
+    new = [b for who in ("a", "b", "c") for b in bad(bans, who, NAT, 2)]
+    assert [(b.kind, b.key) for b in new] == [(IP, NAT)]
+    assert bans.address_ban(NAT).reason == (  # type: ignore[union-attr]
+        "banned for 600 s: 100% of 6 frames bad in 60 s"
+    )
+    # One broken rig among good ones: banned itself, its block never.
+    for rig in range(20):
+        assert bans.judge_welcome(ELSEWHERE, bad=False) == []
+        assert bans.judge_frame(f"rig-{rig}", ELSEWHERE, False, False) == []
+    assert [b.kind for b in bad(bans, "broken", ELSEWHERE, 10)] == [IDENTITY]
+    assert bans.address_ban(ELSEWHERE) is None
+
+
+def test_invalid_welcomes_ban_a_block_only_when_they_are_most_of_its_frames() -> None:
+    bans = Bans(settings())
     for _ in range(10):
-        assert bans.judge_welcome("203.0.113.9", bad=False) == []
-    assert [bans.judge_welcome("203.0.113.9", bad=True) for _ in range(5)] == [[]] * 5
-    [ban] = [b for _ in range(3) for b in bans.judge_welcome("198.51.100.7", bad=True)]
-    assert (ban.kind, ban.key) == (IP, "198.51.100.7")
-    assert ban.reason == "banned for 600 s: 100% of 3 welcomes bad in 60 s"
+        assert bans.judge_welcome(ELSEWHERE, bad=False) == []
+    assert [bans.judge_welcome(ELSEWHERE, bad=True) for _ in range(6)] == [[]] * 6
+    [ban] = [b for _ in range(6) for b in bans.judge_welcome(NAT, bad=True)]
+    assert (ban.kind, ban.key, ban.scope) == (IP, NAT, EVERYWHERE)
+
+
+def test_a_block_is_banned_once_many_of_its_identities_are() -> None:
+    bans = Bans(settings(ban_ip_after_identities=2, ban_address_min_bad=1000))
+    assert [b.kind for b in bad(bans, "gpu-1", NAT, 3)] == [IDENTITY]
+    assert [b.kind for b in bad(bans, "gpu-2", NAT, 3)] == [IDENTITY, IP]
+    assert bans.address_ban(NAT).reason.endswith(  # type: ignore[union-attr]
+        "2 worker identities from this address banned"
+    )
 
 
 def test_dry_run_logs_and_counts_but_never_enforces_and_off_does_nothing() -> None:
@@ -119,21 +157,23 @@ def test_dry_run_logs_and_counts_but_never_enforces_and_off_does_nothing() -> No
     dry, off = Bans(settings(ban_mode="dry_run")), Bans(settings(ban_mode="off"))
     enforce = Bans(settings())
     for registry in (dry, off, enforce):
-        for _ in range(3):
-            registry.judge_solution("gpu-x", "192.0.2.1", True)
-    assert dry.enforced(IDENTITY, "gpu-x") is None and (IDENTITY, "gpu-x") in dry.known
+        bad(registry, "gpu-x", NAT, 3)
+    assert dry.identity_ban("gpu-x", NAT) is None and (IDENTITY, "gpu-x", NAT) in dry.known
     assert off.known == {}
-    assert enforce.enforced(IDENTITY, "gpu-x") is not None, "control"
+    assert enforce.identity_ban("gpu-x", NAT) is not None, "control"
     after = bans_count(IDENTITY, "dry_run"), bans_count(IDENTITY, "enforce")
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
 
 
-def test_bans_stored_elsewhere_are_learned_and_the_longer_one_wins() -> None:
+def test_bans_stored_elsewhere_are_learned_with_their_scope_and_the_longer_one_wins() -> None:
     clock = Clock()
     bans = Bans(settings(), clock=clock)
-    ban = bans.learn(IP, "192.0.2.5", 30.2, "banned for 600 s: elsewhere")
-    assert bans.enforced(IP, "192.0.2.5") == ban and bans.seconds_left(ban) == 31
-    assert bans.learn(IP, "192.0.2.5", 10, "shorter") == ban
+    ban = bans.learn(IP, NAT, EVERYWHERE, 30.2, "banned for 600 s: elsewhere")
+    assert bans.address_ban(NAT) == ban and bans.seconds_left(ban) == 31
+    assert bans.learn(IP, NAT, EVERYWHERE, 10, "shorter") == ban
+    scoped = bans.learn(IDENTITY, "gpu-3", NAT, 60, "scoped")
+    assert bans.identity_ban("gpu-3", NAT) == scoped
+    assert bans.identity_ban("gpu-3", ELSEWHERE) is None
 
 
 def test_limits_memory_is_bounded_oldest_first() -> None:

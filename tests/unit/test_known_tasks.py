@@ -32,3 +32,13 @@ def test_a_reset_with_no_job_left_is_ignored_and_the_cache_stays_bounded() -> No
         tasks.offer(update(task, 1))
     assert tasks.proof_target(first) is None
     assert [tasks.proof_target(task) for task in rest] == [1, 1]
+
+
+def test_ids_found_missing_are_bounded_and_a_job_from_the_fan_out_clears_its_id() -> None:
+    tasks = KnownTasks(capacity=2)
+    first, *rest = [uuid.uuid4() for _ in range(3)]
+    for task_id in (first, *rest):
+        tasks._remember_missing(task_id)
+    assert list(tasks._missing) == rest, "the oldest is dropped first"
+    tasks.offer(update(rest[0], 10))
+    assert list(tasks._missing) == rest[1:]
