@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import ipaddress
 import math
 import time
@@ -84,9 +85,9 @@ class HandshakeRate:
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.rate = rate
-        self.burst = burst
+        self.rate = rate  # for Retry-After
         self.clock = clock
+        self.new_bucket = functools.partial(TokenBucket, rate, burst, clock)
         self.buckets: dict[str, TokenBucket] = {}
         self.sweep_at = SWEEP_AT_BUCKETS
 
@@ -97,7 +98,7 @@ class HandshakeRate:
             if len(self.buckets) >= self.sweep_at:
                 self.sweep()
                 self.sweep_at = max(SWEEP_AT_BUCKETS, 2 * len(self.buckets))
-            bucket = self.buckets[block] = TokenBucket(self.rate, self.burst, clock=self.clock)
+            bucket = self.buckets[block] = self.new_bucket()
         return bucket.take()
 
     def retry_after(self, block: str) -> int:

@@ -62,14 +62,7 @@ async def _unmoved(base: str, before: dict[Sample, float]) -> list[Sample]:
 async def _traffic(node_url: str, worker_url: str) -> None:
     body = clients.solution_body()
     async with clients.worker_client(worker_url) as worker, clients.node_client(node_url) as node:
-        await node.send(b"{not json")
-        assert (await node.receive())["code"] == "invalid_message"
-        # Two jobs: the first may reach the worker as the latest job on joining,
-        # the second is live fan-out and so a job latency sample.
-        for height in (clients.next_height(), clients.next_height()):
-            task_id = await clients.job_sent(node, worker, height)
-        await worker.send(clients.solution(task_id, target=500, body=body))
-        assert await node.receive() == body
+        height, task_id = await clients.every_kind_of_frame(node, worker, body)
         # A duplicate from another connection (the same one's is refused before
         # publishing) reaches the deduplication in Postgres.
         async with clients.worker_client(worker_url) as other:

@@ -237,13 +237,7 @@ async def _exported(bases: list[str]) -> dict[str, set[str]]:
 async def _traffic(stack: Stack) -> None:
     body = clients.solution_body()
     async with clients.worker_and_nodes(stack, 2) as (worker, [node, forked_node]):
-        await node.send(b"{not json")
-        assert (await node.receive())["code"] == "invalid_message"
-        # The second job is live fan-out, hence a job latency sample.
-        for height in (clients.next_height(), clients.next_height()):
-            task_id = await clients.job_sent(node, worker, height)
-        await worker.send(clients.solution(task_id, target=500, body=body))
-        assert await node.receive() == body
+        height, task_id = await clients.every_kind_of_frame(node, worker, body)
         await worker.send(clients.solution(task_id, target=500, body=body))  # a duplicate
         fork = clients.job(
             height, epoch_challenge={"epoch_number": height, "epoch_block_hash": "fork"}

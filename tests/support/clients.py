@@ -194,3 +194,20 @@ async def handshake_answer(url: str, source: str) -> tuple[int, dict[str, Any], 
             json = response.content_type == "application/json"
             body = await response.json() if json else {}
             return response.status, body, response.headers.get("Retry-After")
+
+
+async def every_kind_of_frame(
+    node: Client, worker: Worker, body: dict[str, Any]
+) -> tuple[int, str]:
+    """An invalid frame, two jobs and a solution delivered, for the metrics each one counts.
+
+    The first job may reach the worker as the current job on joining, the
+    second is live fan-out and so a job latency sample. (height, task id) of it.
+    """
+    await node.send(b"{not json")
+    assert (await node.receive())["code"] == "invalid_message"
+    for height in (next_height(), next_height()):
+        task_id = await job_sent(node, worker, height)
+    await worker.send(solution(task_id, target=500, body=body))
+    assert await node.receive() == body
+    return height, task_id
