@@ -72,10 +72,8 @@ async def eventually_stored(db: asyncpg.Pool, task_id: str, expected: dict[int, 
 async def test_a_candidate_takes_its_lane_and_a_share_the_ordinary_one(
     stack: Stack, db: asyncpg.Pool
 ) -> None:
-    height = clients.next_height()
     candidate = clients.solution_body()
-    async with clients.worker_and_node(stack) as (worker, node):
-        task_id = await clients.job_sent(node, worker, height, proof_target=100)
+    async with clients.on_a_new_job(stack, proof_target=100) as (worker, node, task_id):
         before = await lanes(stack.worker_http)
         await worker.send(clients.solution(task_id, target=99))  # a share: stored, not forwarded
         await worker.send(clients.solution(task_id, target=100, body=candidate))

@@ -40,6 +40,7 @@ from tests.support.clients import (
     job_sent,
     node_client,
     welcome,
+    worker_and_node,
     worker_client,
 )
 from tests.support.ports import free_port
@@ -70,6 +71,11 @@ class Restarted:
     backends: Backends  # the old Postgres, a new Tansu
     mode: str
     task_id: str  # the old chain's newest job, sent through the stack before the restart
+    start_servers: StartServers
+
+    def serve(self) -> contextlib.AbstractAsyncContextManager[Stack]:
+        """process_job_worker, node_server and worker_server on the restarted backends."""
+        return running(self.start_servers, self.backends, self.mode)
 
     def frame(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "epoch_challenge": challenge(HEIGHT)}
@@ -128,7 +134,7 @@ async def restarted(
         ):
             task_id = await job_sent(node, worker, HEIGHT)
         async with new_tansu(dsn, vhost) as after:
-            yield Restarted(after, mode, task_id)
+            yield Restarted(after, mode, task_id, start_servers)
 
 
 async def frames_until_quiet(client: Client, quiet: float = 0.5) -> list[dict[str, Any]]:
@@ -159,24 +165,17 @@ async def broadcast(dsn: str, height: int) -> str:
 
 
 async def test_a_restarted_stack_sends_a_welcomed_worker_the_newest_stored_job(
-    restarted: Restarted, start_servers: StartServers
+    restarted: Restarted,
 ) -> None:
-    async with (
-        running(start_servers, restarted.backends, restarted.mode) as stack,
-        worker_client(stack.worker_url) as worker,
-    ):
+    async with restarted.serve() as stack, worker_client(stack.worker_url) as worker:
         assert await frames_until_quiet(worker) == [restarted.frame()]
 
 
 async def test_a_job_below_the_current_one_is_stored_and_sent_to_no_worker(
-    restarted: Restarted, start_servers: StartServers
+    restarted: Restarted,
 ) -> None:
     dsn = restarted.backends.postgres_dsn
-    async with (
-        running(start_servers, restarted.backends, restarted.mode) as stack,
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as node,
-    ):
+    async with restarted.serve() as stack, worker_and_node(stack) as (worker, node):
         await node.send(job(LOWER))
         await broadcast(dsn, LOWER)
         assert await frames_until_quiet(worker) == [restarted.frame()]
@@ -187,30 +186,20 @@ async def test_a_job_below_the_current_one_is_stored_and_sent_to_no_worker(
 
 
 async def test_a_lower_job_kafka_replays_after_a_restart_is_sent_to_no_worker(
-    restarted: Restarted, start_servers: StartServers
+    restarted: Restarted,
 ) -> None:
     """The `job` topic's last record is below the newest stored job: history."""
-    async with (
-        running(start_servers, restarted.backends, restarted.mode) as stack,
-        node_client(stack.node_url) as node,
-    ):
+    async with restarted.serve() as stack, node_client(stack.node_url) as node:
         await node.send(job(LOWER))
         await broadcast(restarted.backends.postgres_dsn, LOWER)
-    async with (
-        running(start_servers, restarted.backends, restarted.mode) as stack,
-        worker_client(stack.worker_url) as worker,
-    ):
+    async with restarted.serve() as stack, worker_client(stack.worker_url) as worker:
         assert await frames_until_quiet(worker) == [restarted.frame()]
 
 
 async def test_once_the_old_chain_is_retired_the_lower_one_is_current(
-    restarted: Restarted, start_servers: StartServers
+    restarted: Restarted,
 ) -> None:
-    async with (
-        running(start_servers, restarted.backends, restarted.mode) as stack,
-        worker_client(stack.worker_url) as worker,
-        node_client(stack.node_url) as node,
-    ):
+    async with restarted.serve() as stack, worker_and_node(stack) as (worker, node):
         assert await frames_until_quiet(worker) == [restarted.frame()]
         await node.send(job(LOWER))
         lower_task = await broadcast(restarted.backends.postgres_dsn, LOWER)

@@ -211,3 +211,10 @@ async def every_kind_of_frame(
     await worker.send(solution(task_id, target=500, body=body))
     assert await node.receive() == body
     return height, task_id
+
+
+@contextlib.asynccontextmanager
+async def on_a_new_job(stack: Stack, **fields: Any) -> AsyncIterator[tuple[Worker, Client, str]]:
+    """A worker and a node, the node's job at a new height delivered: (worker, node, task id)."""
+    async with worker_and_node(stack) as (worker, node):
+        yield worker, node, await job_sent(node, worker, next_height(), **fields)
