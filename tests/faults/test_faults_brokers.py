@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -31,17 +32,22 @@ def _consumer_counts(stack: FaultStack) -> list[int]:
     return [stack.rabbit.consumers(queue) for queue in (JOB.queue, SOLUTION.queue)]
 
 
+async def outage(stop: Callable[[], None], start: Callable[[], None]) -> None:
+    """A dependency stopped for OUTAGE_SECONDS, then started again (whatever happened)."""
+    try:
+        await asyncio.to_thread(stop)
+        await asyncio.sleep(OUTAGE_SECONDS)
+    finally:
+        await asyncio.to_thread(start)
+
+
 async def test_rabbitmq_restart_refuses_or_delivers_and_consumers_resume(
     faults: FaultStack,
 ) -> None:
     stack = faults
 
     async def restart() -> None:
-        try:
-            await asyncio.to_thread(stack.rabbit.stop_app)
-            await asyncio.sleep(OUTAGE_SECONDS)
-        finally:
-            await asyncio.to_thread(stack.rabbit.start_app)
+        await outage(stack.rabbit.stop_app, stack.rabbit.start_app)
         await consumers_back(stack)
         await stack.all_ready()
 
@@ -58,11 +64,7 @@ async def test_postgres_restart_messages_wait_then_flow(faults: FaultStack) -> N
     stack = faults
 
     async def restart() -> None:
-        try:
-            await asyncio.to_thread(stack.postgres.stop)
-            await asyncio.sleep(OUTAGE_SECONDS)
-        finally:
-            await asyncio.to_thread(stack.postgres.start)
+        await outage(stack.postgres.stop, stack.postgres.start)
         await stack.all_ready()
 
     figures, _ = await run_round(stack, "Postgres restart", restart)
