@@ -42,9 +42,13 @@ async def channel(backends: Backends) -> AsyncIterator[aio_pika.abc.AbstractChan
 
 
 @contextlib.asynccontextmanager
-async def read_only(dsn: str) -> AsyncIterator[None]:
+async def read_only(dsn: str, db: asyncpg.Pool) -> AsyncIterator[None]:
     """The database read-only for every new connection, and the open ones ended, as a
-    failover does; writable again when the block ends."""
+    failover does; writable again when the block ends.
+
+    The test's own pool `db` is told its connections are gone, so neither this
+    test nor a later one meets a connection the server ended.
+    """
     name = database_name(dsn)
     admin = await asyncpg.connect(with_database(dsn, "postgres"))
     quoted = '"' + name.replace('"', '""') + '"'
@@ -56,6 +60,7 @@ async def read_only(dsn: str) -> AsyncIterator[None]:
         await admin.execute(f"ALTER DATABASE {quoted} RESET default_transaction_read_only")
         await _end_connections(admin, name)
         await admin.close()
+        await db.expire_connections()
 
 
 async def _end_connections(admin: asyncpg.Connection, name: str) -> None:
@@ -100,7 +105,7 @@ async def test_a_job_accepted_during_a_failover_is_stored_once_writable_not_dead
     dlq = dead_letter_queue(JOB.queue)
     dead_before = await depth(channel, dlq)
     height = clients.next_height()
-    async with read_only(backends.postgres_dsn):
+    async with read_only(backends.postgres_dsn, db):
         errors_before = await postgres_errors(processors.job_http)
         # A connection the failover ended may fail the height check first: the node is
         # told unavailable (503) and sends again, as a node does, until it is accepted.
@@ -133,7 +138,7 @@ async def test_a_solution_published_during_a_failover_is_stored_once_writable(
         "hardware_id": "gpu-failover",
         "caption": "c",
     }
-    async with read_only(backends.postgres_dsn):
+    async with read_only(backends.postgres_dsn, db):
         errors_before = await postgres_errors(processors.solution_http)
         await publish(channel, SOLUTION.exchange, orjson.dumps(body))
         await tried(processors.solution_http, errors_before, channel, dlq, dead_before)
