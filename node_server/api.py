@@ -59,7 +59,9 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.error, error.detail)
+        response = error_response(error.status, error.error, error.detail)
+        response.headers.update(error.headers)
+        return response
     except web.HTTPException as error:
         if error.status < 400:
             raise

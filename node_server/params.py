@@ -46,11 +46,14 @@ MAX_WINDOW_SECONDS = 90 * 86400
 class ApiError(Exception):
     """A client-visible HTTP error; the API middleware turns it into JSON."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {error}: {detail}")
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers or {}  # e.g. Retry-After on a 503
 
 
 def _refused(expected: str, value: str) -> PydanticCustomError:

@@ -9,7 +9,7 @@ from aiohttp import web
 from node_server import api_models, queries
 from node_server.api import json_response
 from node_server.params import ApiError, HeightSolutionsParams
-from node_server.submit import ConflictingJob, RefusedJob, parse_job, submit_job
+from node_server.submit import RETRY_AFTER_SECONDS, RefusedJob, parse_job, submit_job
 from node_server.ws import SETTINGS
 from shared.db import POOL
 from shared.errors import ProtocolError
@@ -29,8 +29,8 @@ async def post_job(request: web.Request) -> web.Response:
         # Not confirmed: PublishRefused, which `api_errors` answers with 503 from the catalogue.
         digest = await submit_job(request.app, job, received_at, settings.max_height_jump)
     except RefusedJob as refused:
-        status = 409 if isinstance(refused, ConflictingJob) else 422
-        raise ApiError(status, refused.code, refused.detail) from None
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if refused.status == 503 else {}
+        raise ApiError(refused.status, refused.code, refused.detail, retry) from None
     poll = (
         f"/api/jobs/by-height/{job.block_height}/solutions"
         f"?min_target={job.proof_target}&challenge_digest={digest}"

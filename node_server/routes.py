@@ -99,7 +99,8 @@ ROUTES: list[Route] = [
                 413: "Body larger than max_message_bytes.",
                 415: "The body is not application/json.",
                 422: "implausible_height: more than max_height_jump above the newest job.",
-                503: DOWN,
+                503: DOWN + " Also `unavailable` when the newest job could not be read to "
+                "check the height (with Retry-After): the job was not published.",
             },
         ),
     ),

@@ -3,7 +3,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator
 
 from shared.catalogue import NODE_SERVER, Program
-from shared.settings import WebsocketServerSettings, not_blank
+from shared.settings import MAX_HEIGHT_JUMP, MaxHeightJump, WebsocketServerSettings, not_blank
 
 
 class NodeServerSettings(WebsocketServerSettings):
@@ -13,12 +13,7 @@ class NodeServerSettings(WebsocketServerSettings):
     solution_wait_time_seconds: float = Field(
         1200.0, gt=0, description="How long a node gets solutions for a job it sent."
     )
-    max_height_jump: int = Field(
-        100_000,
-        ge=1,
-        description="A job more than this above the newest job (not retired) is refused "
-        "with implausible_height and never published: one would stall every worker.",
-    )
+    max_height_jump: MaxHeightJump = MAX_HEIGHT_JUMP
     max_expected_heights: int = Field(
         1024,
         ge=1,

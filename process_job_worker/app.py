@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from process_job_worker.persist import JOBS
+from process_job_worker.persist import jobs
 from process_job_worker.settings import ProcessJobWorkerSettings
 from shared.pipeline.app import Pipeline, create_consumer_app
 from shared.protocol import JobMessage
@@ -10,4 +10,5 @@ from shared.routes import JOB
 
 
 def create_app(settings: ProcessJobWorkerSettings) -> web.Application:
-    return create_consumer_app(settings, Pipeline(JOB.queue, JobMessage, JOBS))
+    persisted = jobs(settings.max_height_jump)
+    return create_consumer_app(settings, Pipeline(JOB.queue, JobMessage, persisted))

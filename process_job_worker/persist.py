@@ -6,16 +6,24 @@ with a lower one than stored lowers it and is broadcast again (workers, who
 only take higher heights, are not sent it twice; worker_server learns the
 lower target, which tells block candidates from shares). Two jobs for one
 height in the same batch count as one (the first), as for everything else.
+
+The height guard is checked again here, where the job is stored: a job more
+than `max_height_jump` above the newest one fails its batch (`ImplausibleJob`),
+and the consumer dead-letters it alone with the reason. node_server refuses
+such jobs, and refuses every job it cannot check, so one here was published
+by something else.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from shared.codec import encode
+from shared.current_job import implausible_height
 from shared.metrics import CURRENT_HEIGHT
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import Persisted, ids
@@ -37,19 +45,34 @@ FROM job WHERE block_height = ANY($1::bigint[]) AND retired_at IS NULL
 """
 
 MARK_BROADCAST = "UPDATE job SET broadcast_at = now() WHERE id = ANY($1::bigint[])"
+# Stores of jobs (every process's) and retires take turns; readers don't wait.
+LOCK = "LOCK TABLE job IN SHARE ROW EXCLUSIVE MODE"
+NEWEST = "SELECT max(block_height) FROM job WHERE retired_at IS NULL"
+
+
+class ImplausibleJob(Exception):
+    """A job far above the newest one: stored, it would stall every worker."""
 
 
 async def store(
-    connection: asyncpg.Connection, jobs: list[JobMessage]
+    connection: asyncpg.Connection, jobs: list[JobMessage], max_height_jump: int
 ) -> tuple[set[int], Sequence[asyncpg.Record]]:
-    rows = await connection.fetch(
-        INSERT,
-        [job.block_height for job in jobs],
-        [job.epoch_challenge for job in jobs],
-        [uuid.uuid4() for _ in jobs],
-        [challenge_digest(job.epoch_challenge) for job in jobs],
-        [job.proof_target for job in jobs],
-    )
+    # One transaction, under the lock: the newest read is still the newest when the
+    # insert commits, so no two batches (or a retire) can pass each other's check.
+    async with connection.transaction():
+        await connection.execute(LOCK)
+        newest = await connection.fetchval(NEWEST)
+        for job in jobs:
+            if refusal := implausible_height(job.block_height, newest, max_height_jump):
+                raise ImplausibleJob(refusal)
+        rows = await connection.fetch(
+            INSERT,
+            [job.block_height for job in jobs],
+            [job.epoch_challenge for job in jobs],
+            [uuid.uuid4() for _ in jobs],
+            [challenge_digest(job.epoch_challenge) for job in jobs],
+            [job.proof_target for job in jobs],
+        )
     # Rows whose target was lowered come back too: only new ones count as stored.
     # Jobs are few: `find` reads every row back.
     return ids([row for row in rows if row["inserted"]]), ()
@@ -78,14 +101,16 @@ def show_current_height(rows: list[asyncpg.Record]) -> None:
     CURRENT_HEIGHT.set(max(row["block_height"] for row in rows))
 
 
-JOBS: Persisted[JobMessage, int] = Persisted(
-    kind="job",
-    topic=JOB.topic,
-    key=lambda job: job.block_height,
-    store=store,
-    find=find,
-    row_key=lambda row: row["block_height"],
-    record=record,
-    mark_broadcast=MARK_BROADCAST,
-    on_broadcast=show_current_height,
-)
+def jobs(max_height_jump: int) -> Persisted[JobMessage, int]:
+    """The job kind, refusing jobs more than `max_height_jump` above the newest."""
+    return Persisted(
+        kind="job",
+        topic=JOB.topic,
+        key=lambda job: job.block_height,
+        store=functools.partial(store, max_height_jump=max_height_jump),
+        find=find,
+        row_key=lambda row: row["block_height"],
+        record=record,
+        mark_broadcast=MARK_BROADCAST,
+        on_broadcast=show_current_height,
+    )

@@ -3,7 +3,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.catalogue import PROCESS_JOB_WORKER, Program
-from shared.settings import ConsumerSettings
+from shared.settings import MAX_HEIGHT_JUMP, ConsumerSettings, MaxHeightJump
 
 
 class ProcessJobWorkerSettings(ConsumerSettings):
@@ -17,3 +17,4 @@ class ProcessJobWorkerSettings(ConsumerSettings):
         description="Batches processed at once; 1 keeps jobs produced in arrival order, "
         "so workers never see a newer height overtaken by an older one's delay.",
     )
+    max_height_jump: MaxHeightJump = MAX_HEIGHT_JUMP

@@ -22,6 +22,18 @@ SELECT now() AS as_of, newest.* FROM (SELECT 1) AS one LEFT JOIN (
 """
 
 
+def implausible_height(block_height: int, newest: int | None, max_jump: int) -> str | None:
+    """Why a job at `block_height` must not be taken (height poisoning), or None.
+
+    More than `max_jump` above the newest job, it would become every worker's
+    current job and stall them all. With no job stored there is nothing to
+    measure against: the first job is taken.
+    """
+    if newest is None or block_height <= newest + max_jump:
+        return None
+    return f"block height {block_height} is more than {max_jump} above the newest job's {newest}"
+
+
 def nanoseconds(at: datetime | float) -> int:
     """A Postgres timestamp (or its Unix seconds, as records carry it) in nanoseconds."""
     seconds = at.timestamp() if isinstance(at, datetime) else at

@@ -108,18 +108,39 @@ DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
 # shared.kafka raises LookupError for a topic that does not exist (run the setup):
 # for a fan-out that is the event stream being unavailable, and retried.
 EVENT_STREAM_DOWN: tuple[type[BaseException], ...] = (*DEPENDENCY_DOWN, LookupError)
-# SQLSTATE classes about the server, not the data: connection exception, insufficient
-# resources, operator intervention (shutdown, restart), system error.
-TRANSIENT_SQLSTATE_CLASSES = {"08", "53", "57", "58"}
-TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: retry
+# SQLSTATEs (five characters) and classes (their first two) that are about the
+# database, not the message: every message would meet them alike, so they are an
+# outage to wait out (retried with backoff, never dead-lettered). The one list;
+# docs/reliability.md explains it. Anything else from Postgres belongs to the message.
+TRANSIENT_SQLSTATES: dict[str, str] = {
+    "08": "connection exception",
+    "25006": "read_only_sql_transaction: a standby, or a primary during a failover",
+    "28": "invalid authorization: credentials changed or revoked under a running service",
+    "3D000": "invalid_catalog_name: the database is not there (yet)",
+    "40001": "serialization_failure",
+    "40P01": "deadlock_detected",
+    "42501": "insufficient_privilege: a grant missing, for every message alike",
+    "42P01": "undefined_table: the schema is behind the code (migrations not applied yet)",
+    "42703": "undefined_column: likewise",
+    "53": "insufficient resources: disk full, out of memory, too many connections",
+    "55P03": "lock_not_available: lock_timeout expired",
+    "57": "operator intervention: statement timeout or cancel, shutdown, starting up",
+    "58": "system error: I/O error",
+}
+
+
+def transient_sqlstate(state: str | None) -> bool:
+    """True when a Postgres error with this SQLSTATE is about the database (see above)."""
+    return bool(state) and (state in TRANSIENT_SQLSTATES or state[:2] in TRANSIENT_SQLSTATES)
 
 
 def transient(error: BaseException) -> bool:
     """True when retrying later may succeed: the dependency failed, not the message."""
     if isinstance(error, DEPENDENCY_DOWN):
         return True
-    state = getattr(error, "sqlstate", None) if isinstance(error, asyncpg.PostgresError) else None
-    return bool(state) and (state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES)
+    return isinstance(error, asyncpg.PostgresError) and transient_sqlstate(
+        getattr(error, "sqlstate", None)
+    )
 
 
 # Whose a library's error is; OSError and timeouts are the caller's dependency's.

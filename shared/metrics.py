@@ -65,6 +65,12 @@ DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).
 STORED = Counter("wspool_stored", "Rows stored by persist-and-broadcast.", ["kind"])
 BROADCAST = Counter("wspool_broadcast", "Records produced to Kafka.", ["kind"])
 DEAD_LETTERED = Counter("wspool_dead_lettered", "Messages sent to a dead-letter queue.", ["queue"])
+DEAD_LETTERS_REFUSED = Counter(
+    "wspool_dead_letters_refused",
+    "Dead letters RabbitMQ returned (their queue is missing) or did not confirm; the "
+    "message stays unacked and is dead-lettered again after a backoff.",
+    ["queue"],
+)
 REQUEUED = Counter(
     "wspool_requeued",
     "Dead-lettered messages an operator moved back to their work queue, by queue.",

@@ -13,7 +13,8 @@ import logging
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.backoff import Backoff
 from shared.errors import DEPENDENCY_DOWN, BrokerUnavailable, PublishRefused, count
@@ -250,18 +251,6 @@ def _settle(
             confirmed.set_exception(PublishRefused(refusal, subject=exchange))
 
 
-async def dead_letter(
-    channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, reason: str
-) -> None:
-    """Move a message we can't process to `<queue>.dead_letter`, reason in a header.
-
-    Published with a confirm before the original is acked, so it is never lost.
-    """
-    headers: dict[str, Any] = dict(message.headers or {})
-    await dead_letter_item(channel, queue, message.body, headers, message.content_type, reason)
-    await message.ack()
-
-
 async def dead_letter_item(
     channel: AbstractChannel,
     queue: str,
@@ -270,21 +259,29 @@ async def dead_letter_item(
     content_type: str | None,
     reason: str,
 ) -> None:
-    """Publish one bad item to `<queue>.dead_letter` (with a confirm); the caller acks.
+    """Publish one bad item to `<queue>.dead_letter`; returns once RabbitMQ confirmed it.
 
-    An item of a micro-batch goes alone, as a plain message: the rest of its
-    batch is processed as usual.
+    Mandatory and confirmed: a dead letter RabbitMQ cannot route (its queue
+    deleted) comes back, and raises `PublishRefused` as a nack does, so the
+    caller keeps the original unacked instead of losing it. An item of a
+    micro-batch goes alone, as a plain message: the rest of its batch is
+    processed as usual.
     """
     headers = {**headers, REASON_HEADER: reason[:1000]}
-    await channel.default_exchange.publish(
+    target = dead_letter_queue(queue)
+    confirm = await channel.default_exchange.publish(
         aio_pika.Message(
             body,
             headers=headers,
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         ),
-        routing_key=dead_letter_queue(queue),
+        routing_key=target,
+        mandatory=True,
         timeout=PUBLISH_TIMEOUT_SECONDS,
     )
+    # A returned message resolves the publish with the message itself, not an Ack.
+    if not isinstance(confirm, aiormq.spec.Basic.Ack):
+        raise PublishRefused(f"returned unroutable: is queue {target} declared?", subject=target)
     DEAD_LETTERED.labels(queue=queue).inc()
     log.warning("message_dead_lettered", extra={"queue": queue, "reason": reason[:200]})

@@ -31,6 +31,18 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 FanoutMode = Literal["shared", "per_connection"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# The height guard, one figure for node_server (which refuses) and
+# process_job_worker (which checks again where the job is stored).
+MAX_HEIGHT_JUMP = 100_000
+MaxHeightJump = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="A job more than this above the newest job (not retired) would stall "
+        "every worker: node_server refuses it (implausible_height, never published), "
+        "process_job_worker dead-letters one that reaches it anyway. Set both alike.",
+    ),
+]
 
 
 def _split_tokens(value: object) -> object:

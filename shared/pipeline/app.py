@@ -25,7 +25,7 @@ from shared.codec import parse_internal
 from shared.db import POOL
 from shared.errors import DEPENDENCY_DOWN, EventStreamUnavailable
 from shared.kafka import Broadcaster, broadcaster, ensure_topics
-from shared.metrics import DEAD_LETTERED
+from shared.metrics import DEAD_LETTERED, DEAD_LETTERS_REFUSED
 from shared.pipeline.consumer import BatchConsumer, Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
 from shared.runtime.health import add_check, add_health_routes
@@ -68,6 +68,7 @@ def create_consumer_app(
     for each in pipelines:
         # Exported at 0 from the start, so an alert on increase() sees the first one.
         DEAD_LETTERED.labels(queue=each.queue)
+        DEAD_LETTERS_REFUSED.labels(queue=each.queue)
         name = "pipeline" if each is pipeline else f"pipeline-{each.queue}"
         own = settings.model_copy(update=each.overrides) if each.overrides else settings
         app.cleanup_ctx.append(background(name, functools.partial(_run, own, each)))

@@ -6,7 +6,9 @@ are processed together and acked only after processing succeeded (in bulk,
 see `shared.pipeline.acks`). Transient failures (Postgres or Kafka away) are
 retried with backoff while the messages stay unacked; a batch that fails
 otherwise is halved until each bad item stands alone, and that item is
-dead-lettered with the reason.
+dead-lettered with the reason. A dead letter counts only once RabbitMQ
+confirmed it into its queue: one it returns (the queue is missing) is sent
+again after a backoff, its message still unacked.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any, Generic, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared.backoff import Backoff
-from shared.errors import DatabaseUnavailable, ProtocolError, count, unavailable
+from shared.errors import DEPENDENCY_DOWN, DatabaseUnavailable, ProtocolError, count, unavailable
+from shared.metrics import DEAD_LETTERS_REFUSED
 from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, item_count, items
 from shared.pipeline.acks import BulkAcks
-from shared.rabbit import connect, dead_letter, dead_letter_item, declare_topology
+from shared.rabbit import connect, dead_letter_item, declare_topology
 from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
@@ -216,7 +219,10 @@ class BatchConsumer(Generic[T]):
     async def _dead_letter(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, reason: str
     ) -> None:
-        await dead_letter(channel, self.queue_name, message, reason)
+        """A whole message, acked here once its dead letter is confirmed."""
+        headers: dict[str, Any] = dict(message.headers or {})
+        await self._send_dead_letter(channel, message.body, headers, message.content_type, reason)
+        await message.ack()
         await self._acks.settled_elsewhere(message)
 
     async def _dead_letter_item(
@@ -230,7 +236,36 @@ class BatchConsumer(Generic[T]):
         """One item alone; its message is acked with the batch, once every item is done."""
         batched = message.content_type == BATCH_CONTENT_TYPE
         content_type = "application/json" if batched else message.content_type
-        await dead_letter_item(channel, self.queue_name, body, headers, content_type, reason)
+        await self._send_dead_letter(channel, body, headers, content_type, reason)
+
+    async def _send_dead_letter(
+        self,
+        channel: AbstractChannel,
+        body: bytes,
+        headers: dict[str, Any],
+        content_type: str | None,
+        reason: str,
+    ) -> None:
+        """Dead-letter until RabbitMQ confirms it: until then the message is not acked.
+
+        Gives up (raises) only when stopping or when the channel closed: then the
+        message goes back to the queue with the rest of its batch.
+        """
+        backoff = Backoff(maximum=self.settings.retry_max_seconds)
+        while True:
+            try:
+                await dead_letter_item(
+                    channel, self.queue_name, body, headers, content_type, reason
+                )
+                return
+            except DEPENDENCY_DOWN as error:
+                DEAD_LETTERS_REFUSED.labels(queue=self.queue_name).inc()
+                log.error(
+                    "dead_letter_refused", extra={"queue": self.queue_name, "error": repr(error)}
+                )
+                if self._stopping or channel.is_closed:
+                    raise
+                await backoff.sleep()
 
     @staticmethod
     async def _cancel(queue: AbstractQueue, tag: str) -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from process_job_worker.persist import JOBS
+from process_job_worker.persist import jobs
 from process_solution_worker.persist import SOLUTIONS, UnknownTask
 from shared.codec import parse
 from shared.db import create_pool
@@ -21,11 +21,12 @@ from shared.kafka import Broadcaster, broadcaster, client_options, ensure_topics
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
 from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns
-from shared.settings import ConsumerSettings
+from shared.settings import MAX_HEIGHT_JUMP, ConsumerSettings
 from tests.support import clients, json_text
 from tests.support.json_text import Pairs, plain, problem, render
 from tests.support.stack import Backends
 
+JOBS = jobs(MAX_HEIGHT_JUMP)
 INSERT_ROW = """
 INSERT INTO job (block_height, epoch_challenge, task_id, broadcast_at)
 VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)

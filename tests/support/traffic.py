@@ -4,13 +4,17 @@ Clients get no per-message acknowledgement: the server handles a connection's
 frames in order and, when it cannot accept one (1011) or shuts down (1001),
 closes the connection without reading further. So for every connection the
 stored messages must be a prefix of what it sent, and all of them when the
-server never closed it. That is the accounting the fault tests check.
+server never closed it. That is the accounting the fault tests check. A job
+node_server could not check against the newest one (the database away) is
+refused with an error frame `unavailable` naming its height, the connection
+left open: it counts as refused, and it must not be stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +27,8 @@ import orjson
 from tests.support.clients import Worker, job, next_height, solution, solution_body, welcome
 
 CLIENT_ERRORS = (aiohttp.ClientError, ConnectionError, OSError, TimeoutError)
+# An `unavailable` error frame's detail names the job it refused (docs/protocol.md).
+REFUSED_HEIGHT = re.compile(r"^block height (\d+) ")
 SETTLE_SECONDS = 120.0
 
 
@@ -32,6 +38,13 @@ class Sent:
 
     keys: list[Any] = field(default_factory=list)
     close_code: int | None = None
+    refused: set[Any] = field(default_factory=set)  # answered `unavailable`, left open
+
+    def note(self, frame: dict) -> None:
+        """An answer from the server: a job it refused unchecked."""
+        if frame.get("type") == "error" and frame.get("code") == "unavailable":
+            if found := REFUSED_HEIGHT.match(frame.get("detail", "")):
+                self.refused.add(int(found[1]))
 
 
 @dataclass
@@ -48,22 +61,30 @@ class Ledger:
         return Counter(c.close_code for c in self.connections if c.close_code is not None)
 
     def expected(self) -> set[Any]:
-        """What must be stored: all of a connection's frames unless the server closed it."""
-        return {k for c in self.connections if c.close_code is None for k in c.keys}
+        """What must be stored: all of a connection's frames unless the server closed it
+        or refused them."""
+        return {
+            k for c in self.connections if c.close_code is None for k in c.keys
+        } - self.refused()
+
+    def refused(self) -> set[Any]:
+        return {k for c in self.connections for k in c.refused}
 
     def check(self, stored: set[Any]) -> int:
         """Assert the prefix rule for every connection; returns how many were refused."""
         refused = 0
         assert len(self.sent) == len(set(self.sent)), "a test client sent a key twice"
         assert stored <= set(self.sent), "stored something nobody sent"
+        assert not stored & self.refused(), "stored a job it refused"
         for connection in self.connections:
-            kept = [k for k in connection.keys if k in stored]
-            assert kept == connection.keys[: len(kept)], (
+            offered = [k for k in connection.keys if k not in connection.refused]
+            kept = [k for k in offered if k in stored]
+            assert kept == offered[: len(kept)], (
                 f"connection closed with {connection.close_code}: stored frames are not a "
-                f"prefix of what it sent ({len(kept)} of {len(connection.keys)})"
+                f"prefix of what it sent ({len(kept)} of {len(offered)})"
             )
             if connection.close_code is None:
-                assert len(kept) == len(connection.keys), "lost frames of an open connection"
+                assert len(kept) == len(offered), "lost frames of an open connection"
             refused += len(connection.keys) - len(kept)
         return refused
 
@@ -177,7 +198,7 @@ class Round:
                         ledger.connections.append(connection)
                         if hello is not None:
                             await ws.send_json(hello)
-                        reading = asyncio.create_task(_reader(ws, lambda _frame: None))
+                        reading = asyncio.create_task(_reader(ws, connection.note))
                         with contextlib.suppress(*CLIENT_ERRORS):  # closed: the reader knows
                             for key in remaining:
                                 if reading.done():
