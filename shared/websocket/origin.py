@@ -35,12 +35,13 @@ def host_allowed(request: web.Request, hosts: Collection[str]) -> bool:
 def split_host(host: str) -> tuple[str, str]:
     """`Host` as (name, port), the name in lower case without a trailing dot; port "" if none."""
     host = host.strip().lower()
-    if host.endswith("]") or host.count(":") != 1:  # "[::1]", "name", or not a Host at all
-        name, port = host, ""
+    if host.startswith("["):  # an IPv6 address: "[::1]" or "[::1]:8021"
+        name, _, rest = host.partition("]")
+        name, port = name + "]", rest.removeprefix(":")
+    elif host.count(":") > 1:  # an IPv6 address must be in brackets
+        return "", ""
     else:
         name, _, port = host.partition(":")
-    if ":" in name and not name.startswith("["):  # an IPv6 address must be in brackets
-        return "", ""
     return name.rstrip("."), port
 
 
