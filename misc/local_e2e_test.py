@@ -50,7 +50,10 @@ async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float, what
 
 
 async def admin_call(url: str, admin_token: str, method: str = "GET") -> dict:
-    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+    # The header: node_server refuses a POST without it (or JSON), as a web page would send.
+    headers = {"X-Wspool-Request": "1"}
+    if admin_token:
+        headers["Authorization"] = f"Bearer {admin_token}"
     try:
         async with aiohttp.ClientSession() as session:
             async with session.request(method, url, headers=headers) as response:

@@ -71,22 +71,29 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             response.headers["Allow"] = error.headers["Allow"]
         return response
     except Exception as error:
-        # Handlers talk to Postgres, so a bare OSError or timeout is the database's.
-        failure = unavailable(error, DatabaseUnavailable)
-        if failure is None:
+        if (outage := outage_response(request, error)) is None:
             raise
-        count(failure)
-        reply = answer(failure)
-        log.error(
-            "dependency_unavailable",
-            extra={
-                "path": request.path,
-                "remote": request.remote,
-                "dependency": reply.dependency,
-                "error": str(failure),
-            },
-        )
-        return error_response(reply.status, reply.code, reply.http_detail(failure))
+        return outage
+
+
+def outage_response(request: web.Request, error: Exception) -> web.Response | None:
+    """503 JSON for a dependency that is down, logged without a traceback; None for a bug."""
+    # Handlers talk to Postgres, so a bare OSError or timeout is the database's.
+    failure = unavailable(error, DatabaseUnavailable)
+    if failure is None:
+        return None
+    count(failure)
+    reply = answer(failure)
+    log.error(
+        "dependency_unavailable",
+        extra={
+            "path": request.path,
+            "remote": request.remote,
+            "dependency": reply.dependency,
+            "error": str(failure),
+        },
+    )
+    return error_response(reply.status, reply.code, reply.http_detail(failure))
 
 
 def page(model: type[Page], items: list[dict[str, Any]], limit: int, cursor: str) -> Page:

@@ -7,6 +7,7 @@ from aiohttp import web
 from node_server.dashboard import add_shared_document
 from node_server.recovery import RECENT, RecoveryWindow, keep_recent
 from node_server.routes import add_routes
+from node_server.sessions import LOGIN_ATTEMPTS, LoginAttempts
 from node_server.settings import NodeServerSettings
 from node_server.solutions import CANDIDATE_STREAM, SOLUTION_STREAM
 from node_server.ws import SETTINGS, node_socket
@@ -23,6 +24,7 @@ def create_app(settings: NodeServerSettings) -> web.Application:
         stream=SOLUTION_STREAM,
         socket=node_socket,
         more_streams=[CANDIDATE_STREAM],  # the candidate lane: never behind shares
+        own_hosts=settings.admin_allowed_hosts,  # the dashboard's page posts from there
     )
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
@@ -31,6 +33,7 @@ def create_app(settings: NodeServerSettings) -> web.Application:
         )
         app[RECENT] = window
         app.cleanup_ctx.append(keep_recent(app[FANOUT], window))
+    app[LOGIN_ATTEMPTS] = LoginAttempts()
     add_routes(app)
     add_shared_document(app, settings)
     if settings.admin_token is None:

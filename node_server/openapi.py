@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from node_server import api_models
+from node_server.access import REQUEST_HEADER
 from node_server.route import Access, Operation, Route
 
 REF = "#/components/schemas/{model}"
@@ -31,7 +32,10 @@ SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     "login": [],
     "public": [],
 }
-NOT_LOCAL = "No admin_token is set and the caller is not on this machine."
+NOT_LOCAL = (
+    "No admin_token is set and the caller is not on this machine; or the Host is not in "
+    "admin_allowed_hosts, or the Origin not in allowed_origins (a web page's request)."
+)
 TOKEN_ANSWERS: dict[Access, dict[int, str]] = {
     "admin": {
         401: "The admin token is required (bearer header or the login cookie, never ?token=).",
@@ -41,6 +45,16 @@ TOKEN_ANSWERS: dict[Access, dict[int, str]] = {
     "login": {403: NOT_LOCAL},
     "public": {},
 }
+# What an admin POST, PUT or DELETE without a JSON body must carry (`node_server.access`).
+REQUEST_HEADER_PARAMETER = {
+    "name": REQUEST_HEADER,
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "const": "1"},
+    "description": "Proves the request is not a web page's: no page can send it to another "
+    "site without a CORS preflight.",
+}
+WITHOUT_HEADER = f"Neither a JSON body nor {REQUEST_HEADER}: 1."
 
 Mode = Literal["validation", "serialization"]
 
@@ -96,17 +110,26 @@ def _json(description: str, model: type[BaseModel] | None) -> dict[str, Any]:
 def _operation(route: Route, operation: Operation) -> dict[str, Any]:
     status, description, model = operation.ok
     answers = {**operation.errors, **TOKEN_ANSWERS[route.access]}
+    listed = parameters(route)
+    if _needs_request_header(route, operation):
+        listed.append(REQUEST_HEADER_PARAMETER)
+        answers[415] = WITHOUT_HEADER
     responses = {str(status): _json(description, model)}
     for code in sorted(answers):
         responses[str(code)] = _json(answers[code], api_models.Error)
     described: dict[str, Any] = {"summary": operation.summary}
-    if listed := parameters(route):
+    if listed:
         described["parameters"] = listed
     if operation.body is not None:
         described["requestBody"] = {"required": True, "content": _content(operation.body)}
     described["responses"] = responses
     described["security"] = SECURITY[route.access]
     return described
+
+
+def _needs_request_header(route: Route, operation: Operation) -> bool:
+    unsafe = route.method not in ("GET", "HEAD", "OPTIONS")
+    return unsafe and route.access in ("admin", "login") and operation.body is None
 
 
 def build(routes: Iterable[Route]) -> dict[str, Any]:

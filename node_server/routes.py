@@ -94,6 +94,7 @@ ROUTES: list[Route] = [
             body=NodeJob,
             errors={
                 400: BAD,
+                403: "The Origin header names a web page not in allowed_origins.",
                 408: "The body did not arrive within http_idle_timeout_seconds.",
                 409: "conflicting_job: another epoch_challenge holds this block height.",
                 413: "Body larger than max_message_bytes.",
@@ -239,7 +240,8 @@ ROUTES: list[Route] = [
         "login",
         Operation(
             "The dashboard's login: the admin token in, an HttpOnly SameSite=Strict cookie out "
-            "that admin routes accept like the bearer header.",
+            "naming a new session (12 hours, until its logout) that admin routes accept like "
+            "the bearer header.",
             (200, "Logged in; the cookie is set.", api_models.Session),
             body=api_models.Login,
             errors={
@@ -248,6 +250,7 @@ ROUTES: list[Route] = [
                 404: "No admin_token is set: nothing to log in to.",
                 413: "Body too large.",
                 415: "The body is not application/json.",
+                429: "Too many wrong tokens from this address; retry after Retry-After seconds.",
             },
         ),
     ),
@@ -256,7 +259,11 @@ ROUTES: list[Route] = [
         "/api/session",
         access.log_out,
         "login",
-        Operation("Log out: the cookie is cleared.", (200, "Logged out.", api_models.Session)),
+        Operation(
+            "Log out: the session ends (its cookie opens nothing from now on), the cookie is "
+            "cleared.",
+            (200, "Logged out.", api_models.Session),
+        ),
     ),
     Route("GET", "/dashboard", dashboard.page, "login"),
     Route("GET", "/dashboard/events", dashboard.events, "admin"),

@@ -1,9 +1,18 @@
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from shared.catalogue import NODE_SERVER, Program
-from shared.settings import MAX_HEIGHT_JUMP, MaxHeightJump, WebsocketServerSettings, not_blank
+from shared.settings import (
+    MAX_HEIGHT_JUMP,
+    MaxHeightJump,
+    WebsocketServerSettings,
+    not_blank,
+    split_names,
+)
+
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
 
 
 class NodeServerSettings(WebsocketServerSettings):
@@ -51,4 +60,18 @@ class NodeServerSettings(WebsocketServerSettings):
         "loopback peers only.",
     )
 
+    admin_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_NAMES),
+        description="Comma-separated names the admin API and dashboard may be reached by "
+        "(the request's `Host`): a name (any port) or `name:port`; another `Host` (a "
+        "DNS-rebound page's) is refused with 403. Add the name operators use when it is "
+        "not this machine.",
+    )
+    admin_cookie_secure: bool = Field(
+        False,
+        description="Mark the dashboard's login cookie `Secure` (sent over HTTPS only): set "
+        "it when TLS terminates in front of the internal port.",
+    )
+
     _admin_token_not_blank = field_validator("admin_token")(not_blank)
+    _split_admin_allowed_hosts = field_validator("admin_allowed_hosts", mode="before")(split_names)

@@ -59,6 +59,24 @@ def _split_tokens(value: object) -> object:
     return value
 
 
+def split_names(value: object) -> object:
+    """A list of names (origins, hosts) as a comma-separated string (env, CLI) or a
+    list, each in lower case, without a trailing slash."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list | tuple):
+        return [str(name).strip().lower().rstrip("/") for name in value if str(name).strip()]
+    return value
+
+
+def _origins_look_like_origins(origins: list[str]) -> list[str]:
+    for origin in origins:
+        scheme, _, host = origin.partition("://")
+        if not scheme or not host or "/" in host:
+            raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path")
+    return origins
+
+
 def not_blank(value: SecretStr | None) -> SecretStr | None:
     """A secret that is set must not be blank (an empty template value)."""
     if value is not None and not value.get_secret_value().strip():
@@ -222,10 +240,19 @@ class WebsocketServerSettings(ServiceSettings):
         default_factory=list,
         description="Comma-separated bearer tokens; empty means the server is open.",
     )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated web page origins (`https://pool.example`) allowed to "
+        "open the websocket and, with node_server, to POST, PUT or DELETE; a request with "
+        "any other `Origin` header is refused with 403 (clients that are not browsers send "
+        "none). Empty: no page may (the dashboard's own page still may).",
+    )
     tls_cert_file: Path | None = Field(None, description="Certificate (PEM) to serve wss://.")
     tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
 
     _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
+    _split_allowed_origins = field_validator("allowed_origins", mode="before")(split_names)
+    _allowed_origins_valid = field_validator("allowed_origins")(_origins_look_like_origins)
 
     @model_validator(mode="after")
     def _ports_differ(self) -> WebsocketServerSettings:

@@ -43,7 +43,10 @@ class Heights:
             tasks = [row["task_id"] for row in await connection.fetch(TASKS, self.sent)]
         finally:
             await connection.close()
-        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        # The header: node_server refuses a POST without it (or JSON), as a web page would send.
+        headers = {"X-Wspool-Request": "1"}
+        if admin_token:
+            headers["Authorization"] = f"Bearer {admin_token}"
         async with aiohttp.ClientSession(headers=headers) as session:
             for task_id in tasks:
                 url = f"{node_http}/api/jobs/{task_id}/retire"

@@ -10,7 +10,7 @@ one connection goes through is `shared.websocket.steps`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +24,7 @@ from shared.runtime.lifecycle import background, postgres
 from shared.runtime.listeners import Handler, add_public_websocket
 from shared.settings import WebsocketServerSettings
 from shared.websocket.connection import OPEN_SOCKETS, close_all
+from shared.websocket.origin import refuse_foreign_origins
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)
@@ -37,12 +38,15 @@ def create_websocket_app(
     stream: Stream[Any],
     socket: Handler,
     more_streams: Sequence[Stream[Any]] = (),
+    own_hosts: Collection[str] = (),
 ) -> web.Application:
     """`socket` on the public port; Postgres, a publisher to `exchange`, a fan-out of
     `stream` (and of each of `more_streams`, each with a consumer of its own, merged
-    into one), and health checks on the internal one."""
+    into one), and health checks on the internal one. A POST, PUT or DELETE from a web
+    page is served only from `allowed_origins` or a page of `own_hosts`."""
     app = web.Application()
     add_public_websocket(app, settings.internal_port, socket)
+    app.middlewares.append(refuse_foreign_origins(settings.allowed_origins, own_hosts))
     add_health_routes(app, settings.task_failure_limit)
     app[OPEN_SOCKETS] = set()
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)

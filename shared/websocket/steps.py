@@ -1,10 +1,11 @@
 """One client websocket, whichever role: the steps every role shares, in order.
 
-auth (else 401) → the role's admission (a refusal is answered before the
-upgrade) → `Connection`, counted → registered for shutdown → the role's
-`opened` → `<role>_connected` → subscribed to the fan-out → each frame parsed
-into the model its `type` names and handed to that model's handler → finally
-unsubscribed, the role's `closed`, `<role>_disconnected`.
+a web page's Origin not allowed (else 403) → auth (else 401) → the role's
+admission (a refusal is answered before the upgrade) → `Connection`, counted
+→ registered for shutdown → the role's `opened` → `<role>_connected` →
+subscribed to the fan-out → each frame parsed into the model its `type` names
+and handed to that model's handler → finally unsubscribed, the role's
+`closed`, `<role>_disconnected`.
 
 A role (node, worker) supplies only what is its own: a `Session` per
 connection and a `FrameTable`. Failures are answered by `Connection.open`
@@ -31,6 +32,7 @@ from shared.settings import WebsocketServerSettings
 from shared.websocket.access import authorized, unauthorized
 from shared.websocket.app import FANOUT
 from shared.websocket.connection import OPEN_SOCKETS, Connection
+from shared.websocket.origin import forbidden, origin_refused
 
 
 class Session(Protocol):
@@ -100,6 +102,10 @@ def socket_handler(role: Role[Any]) -> Callable[[web.Request], Awaitable[web.Str
 
 async def serve(role: Role[S], request: web.Request) -> web.StreamResponse:
     settings: WebsocketServerSettings = request.app[role.settings]
+    refusal = origin_refused(request, settings.allowed_origins)
+    if refusal is not None:  # a web page: only those an operator allowed
+        REFUSED_CONNECTIONS.labels(role=role.name, reason="origin").inc()
+        return forbidden("forbidden_origin", refusal)
     if not authorized(request, settings.auth_tokens):
         REFUSED_CONNECTIONS.labels(role=role.name, reason="unauthorized").inc()
         return unauthorized()

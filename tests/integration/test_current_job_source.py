@@ -43,6 +43,7 @@ from tests.support.clients import (
     worker_and_node,
     worker_client,
 )
+from tests.support.http import ADMIN_REQUEST
 from tests.support.ports import free_port
 from tests.support.stack import (
     POSTGRES_SERVER,
@@ -204,7 +205,8 @@ async def test_once_the_old_chain_is_retired_the_lower_one_is_current(
         await node.send(job(LOWER))
         lower_task = await broadcast(restarted.backends.postgres_dsn, LOWER)
         url = f"{stack.node_http}/api/retire?above_height={LOWER}"
-        async with aiohttp.ClientSession() as session, session.post(url) as reply:
+        session = aiohttp.ClientSession(headers=ADMIN_REQUEST)
+        async with session, session.post(url) as reply:
             assert reply.status == 200
             assert await reply.json() == {
                 "above_height": LOWER,

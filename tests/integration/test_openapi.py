@@ -22,6 +22,7 @@ from node_server.route import Route
 from node_server.routes import document
 from node_server.settings import NodeServerSettings
 from tests.support import clients
+from tests.support.http import ADMIN_REQUEST
 from tests.support.poll import until
 from tests.support.stack import Backends, Stack
 
@@ -115,6 +116,8 @@ async def _request(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if body is not None:
         headers["Content-Type"] = "application/json"
+    elif method != "GET":  # as documented for admin routes: see the test below
+        headers.update(ADMIN_REQUEST)
     async with session.request(method, url, data=body, headers=headers) as response:
         assert response.content_type == "application/json"
         return response.status, orjson.loads(await response.read())
@@ -269,3 +272,14 @@ def _fill(template: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         template = template.replace(key, value)
     return template
+
+
+def test_admin_posts_without_a_body_document_the_request_header() -> None:
+    for path, methods in SPEC["paths"].items():
+        for method, operation in methods.items():
+            header = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            admin = operation["security"] != [{"node": []}] and "/openapi" not in path
+            needs = method in ("post", "delete") and "requestBody" not in operation and admin
+            assert bool(header) == needs, (method, path)
+            if needs:
+                assert header[0]["name"] == "X-Wspool-Request" and "415" in operation["responses"]

@@ -9,6 +9,7 @@ import aiohttp
 import asyncpg
 
 from tests.support import clients
+from tests.support.http import ADMIN_REQUEST
 from tests.support.stack import Stack
 
 NEWEST = "SELECT max(block_height) FROM job WHERE retired_at IS NULL"
@@ -55,7 +56,7 @@ async def test_a_retired_job_stops_being_current_for_every_worker(
         await node.send(clients.job(stalled))
         assert await worker.nothing_within(0.5), "below the poison: the worker refuses it"
 
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=ADMIN_REQUEST) as session:
             url = f"{stack.node_http}/api/jobs/{poison_task}/retire"
             async with session.post(url) as reply:
                 assert reply.status == 200
@@ -79,7 +80,7 @@ async def test_a_retired_height_can_be_taken_by_a_new_job(stack: Stack, db: asyn
     async with clients.worker_and_node(stack) as (worker, node):
         height = clients.next_height()
         task = await clients.job_sent(node, worker, height)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=ADMIN_REQUEST) as session:
             async with session.post(f"{stack.node_http}/api/jobs/{task}/retire") as reply:
                 assert reply.status == 200
         other = {**clients.challenge(height), "epoch_block_hash": f"again-{height}"}

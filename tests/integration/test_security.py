@@ -106,3 +106,33 @@ def test_start_up_warns_when_no_tokens_are_set(
         create_node_app(NodeServerSettings(**backends.settings(auth_tokens="t")))
     warnings = [r for r in caplog.records if r.getMessage() == "auth_disabled"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_a_web_pages_origin_is_refused_with_403_json(guarded: Stack, role: str) -> None:
+    """Any page a browser opens could be a node or a worker: refused before the upgrade."""
+    url, auth = _urls(guarded)[role], {"Authorization": f"Bearer {RIGHT}"}
+    async with aiohttp.ClientSession() as session:
+        for origin in ("http://evil.example", "null", _urls(guarded)[role].replace("ws", "http")):
+            headers = {**auth, "Origin": origin}
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url, headers=headers)
+            assert refused.value.status == 403, origin
+            async with session.get(url, headers=headers) as response:
+                assert response.status == 403
+                assert (await response.json())["error"] == "forbidden_origin"
+    # The control: the same handshake without an Origin (not a browser) is served.
+    async with clients.connect(url, headers=auth) as ws:
+        assert not ws.closed
+
+
+@pytest.mark.parametrize("role", ["node", "worker"])
+async def test_an_allowed_origin_is_served(start_servers, role: str) -> None:
+    async with start_servers(allowed_origins="https://pool.example") as stack:
+        url = _urls(stack)[role]
+        async with clients.connect(url, headers={"Origin": "https://Pool.example"}) as ws:
+            assert not ws.closed
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url, headers={"Origin": "https://other.example"})
+        assert refused.value.status == 403

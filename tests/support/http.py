@@ -9,6 +9,8 @@ import aiohttp
 import orjson
 
 JSON = {"Content-Type": "application/json"}
+# What an admin POST or DELETE without a JSON body carries (node_server/access.py).
+ADMIN_REQUEST = {"X-Wspool-Request": "1"}
 
 
 async def call(
@@ -16,7 +18,8 @@ async def call(
 ) -> tuple[int, Any]:
     """(status, decoded JSON body) of one request; the answer must be JSON."""
     data = body if isinstance(body, bytes | None) else orjson.dumps(body)
-    headers = {**JSON, **(headers or {})} if data is not None else headers
+    sent = JSON if data is not None else ADMIN_REQUEST if method != "GET" else {}
+    headers = {**sent, **(headers or {})}
     async with aiohttp.ClientSession() as session:
         async with session.request(method, url, data=data, headers=headers) as response:
             assert response.content_type == "application/json", await response.text()
