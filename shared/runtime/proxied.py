@@ -15,7 +15,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -126,7 +126,8 @@ class ProxyProtocolGate(asyncio.Protocol):
         self._pending: bytes | None = b""  # what arrived of the header; None once read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not isinstance: uvloop's transports are not asyncio's classes, only like them.
+        transport = cast(asyncio.Transport, transport)
         peer = peer_host(transport.get_extra_info("peername"))
         if not self._trusted.trusts(peer):
             _refuse(transport, peer, "untrusted_peer", 403, "forbidden", _UNTRUSTED)

@@ -40,21 +40,24 @@ async def relay(target: str, header: bytes, source: str = "127.0.0.1") -> AsyncI
     yields the relay's ws:// URL. Open relays end with the block."""
     host, port = target.rsplit(":", 1)
     relays: set[asyncio.Task[None]] = set()
+    sockets: set[asyncio.StreamWriter] = set()
 
     async def accepted(client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
-        relays.add(task := asyncio.current_task())  # type: ignore[arg-type]
+        task = asyncio.current_task()
+        assert task is not None
+        relays.add(task)
+        sockets.add(client_out)
         try:
             server_in, server_out = await asyncio.open_connection(
                 host, int(port), local_addr=(source, 0)
             )
+            sockets.add(server_out)
             server_out.write(header)
             async with asyncio.TaskGroup() as both_ways:
                 both_ways.create_task(_copy(client_in, server_out))
                 both_ways.create_task(_copy(server_in, client_out))
-        except OSError:
-            client_out.close()
         finally:
-            relays.discard(task)  # type: ignore[arg-type]
+            client_out.close()
 
     listen = free_port()
     server = await asyncio.start_server(accepted, "127.0.0.1", listen)
@@ -62,7 +65,7 @@ async def relay(target: str, header: bytes, source: str = "127.0.0.1") -> AsyncI
         yield f"ws://127.0.0.1:{listen}/"
     finally:
         server.close()
-        for task in list(relays):
-            task.cancel()
+        for socket in sockets:  # both copies of each relay then read their end
+            socket.close()
         await asyncio.gather(*relays, return_exceptions=True)
         await server.wait_closed()
