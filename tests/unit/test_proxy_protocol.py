@@ -6,6 +6,7 @@ import ipaddress
 import struct
 
 import pytest
+from pydantic import ValidationError
 
 from shared.runtime.proxy_protocol import (
     V1_MAX_BYTES,
@@ -15,6 +16,7 @@ from shared.runtime.proxy_protocol import (
     ProxyHeaderError,
     parse_proxy_header,
 )
+from worker_server.settings import WorkerServerSettings
 
 REQUEST = b"GET / HTTP/1.1\r\n"
 
@@ -146,3 +148,19 @@ def test_truncated_header_waits_for_the_rest(header: bytes) -> None:
     for end in range(len(header)):
         assert parse_proxy_header(header[:end]) is None, header[:end]
     assert parse_proxy_header(header) == ProxyHeader(("198.51.100.7", 40000), len(header))
+
+
+def test_proxy_protocol_settings_fail_fast() -> None:
+    with pytest.raises(ValidationError, match="proxy_protocol needs trusted_proxies"):
+        WorkerServerSettings(proxy_protocol=True)
+    with pytest.raises(ValidationError, match="cannot be used with tls_cert_file"):
+        WorkerServerSettings(
+            proxy_protocol=True,
+            trusted_proxies="10.0.0.0/8",
+            tls_cert_file="cert.pem",
+            tls_key_file="key.pem",
+        )
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        WorkerServerSettings(trusted_proxies="10.0.0.1/8")  # host bits: a typo, refused
+    settings = WorkerServerSettings(trusted_proxies=" 10.0.0.0/8, ::1 ,")
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
