@@ -57,6 +57,11 @@ ACCEPTED_CONNECTIONS = Counter(
 REFUSED_CONNECTIONS = Counter(
     "wspool_refused_connections", "Handshakes or connections refused.", ["role", "reason"]
 )
+PROXY_PROTOCOL_REFUSED = Counter(
+    "wspool_proxy_protocol_refused",
+    "Public connections refused with proxy_protocol on: untrusted_peer, invalid_header.",
+    ["reason"],
+)
 CLOSES = Counter("wspool_closes", "Connections closed by the server, by code.", ["role", "code"])
 FRAMES_IN = Counter("wspool_frames_in", "Frames received from clients.", ["role"])
 FRAMES_OUT = Counter("wspool_frames_out", "Frames sent to clients.", ["role"])

@@ -15,7 +15,14 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.catalogue import Program, Service
@@ -43,6 +50,7 @@ MaxHeightJump = Annotated[
         "process_job_worker dead-letters one that reaches it anyway. Set both alike.",
     ),
 ]
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 
 
 def _split_tokens(value: object) -> object:
@@ -60,8 +68,8 @@ def _split_tokens(value: object) -> object:
 
 
 def split_names(value: object) -> object:
-    """A list of names (origins, hosts) as a comma-separated string (env, CLI) or a
-    list, each in lower case, without a trailing slash."""
+    """A list of names (origins, hosts, networks) as a comma-separated string (env,
+    CLI) or a list, each in lower case, without a trailing slash; blank is none."""
     if isinstance(value, str):
         value = value.split(",")
     if isinstance(value, list | tuple):
@@ -249,10 +257,30 @@ class WebsocketServerSettings(ServiceSettings):
     )
     tls_cert_file: Path | None = Field(None, description="Certificate (PEM) to serve wss://.")
     tls_key_file: Path | None = Field(None, description="Private key (PEM) to serve wss://.")
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks (CIDR) of the load balancers and proxies in "
+        "front of this server. Only a peer in them may name the client (forwarded_header, "
+        "proxy_protocol); empty: the peer is the client. Never 0.0.0.0/0: anyone could then "
+        "choose the address its caps and bans go by.",
+    )
+    forwarded_header: ForwardedHeader = Field(
+        "x-forwarded-for",
+        description="The header in which a trusted proxy names the client: x-forwarded-for "
+        "or forwarded (RFC 7239). The other is ignored: a proxy that writes one passes the "
+        "other on as the client sent it.",
+    )
+    proxy_protocol: bool = Field(
+        False,
+        description="Public port: each connection starts with a PROXY protocol header (v1 "
+        "or v2) naming the client; connections from outside trusted_proxies or without a "
+        "valid header are refused. Needs trusted_proxies; not with tls_cert_file.",
+    )
 
     _split_auth_tokens = field_validator("auth_tokens", mode="before")(_split_tokens)
     _split_allowed_origins = field_validator("allowed_origins", mode="before")(split_names)
     _allowed_origins_valid = field_validator("allowed_origins")(_origins_look_like_origins)
+    _split_trusted_proxies = field_validator("trusted_proxies", mode="before")(split_names)
 
     @model_validator(mode="after")
     def _ports_differ(self) -> WebsocketServerSettings:
@@ -261,6 +289,15 @@ class WebsocketServerSettings(ServiceSettings):
                 f"internal_port and port are both {self.port}: the internal port must be "
                 "another one, never exposed to the internet"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_protocol_usable(self) -> WebsocketServerSettings:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("proxy_protocol needs trusted_proxies: the balancers' networks")
+        if self.proxy_protocol and self.tls_cert_file is not None:
+            # The header comes before the TLS handshake; terminate TLS at the balancer.
+            raise ValueError("proxy_protocol cannot be used with tls_cert_file")
         return self
 
     @model_validator(mode="after")

@@ -10,12 +10,14 @@ there. The consumers have one port, and nothing public on it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from shared.runtime.proxied import ProxyProtocolGate, TrustedProxies
 from shared.settings import ServiceSettings, WebsocketServerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,7 +55,54 @@ def tls_context(settings: WebsocketServerSettings) -> ssl.SSLContext | None:
     return context
 
 
-def sites(runner: web.AppRunner, settings: ServiceSettings) -> list[web.TCPSite]:
+class ProxyProtocolSite(web.BaseSite):
+    """A TCP port whose connections pass `ProxyProtocolGate` before aiohttp reads them."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        trusted: TrustedProxies,
+        reuse_port: bool | None,
+    ) -> None:
+        super().__init__(runner)
+        self.host, self.port, self.trusted, self.reuse_port = host, port, trusted, reuse_port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port} (PROXY protocol)"
+
+    async def start(self) -> None:
+        await super().start()
+        handler = self._runner.server
+        assert handler is not None
+        trusted = self.trusted
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: ProxyProtocolGate(handler(), trusted),
+            self.host,
+            self.port,
+            reuse_port=self.reuse_port,
+        )
+
+
+def public_site(
+    runner: web.AppRunner, settings: WebsocketServerSettings, reuse_port: bool | None
+) -> web.BaseSite:
+    """The public port: behind the PROXY protocol gate, with TLS, or plain."""
+    if settings.proxy_protocol:
+        trusted = TrustedProxies(settings.trusted_proxies)
+        return ProxyProtocolSite(runner, settings.host, settings.port, trusted, reuse_port)
+    return web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=tls_context(settings),
+        reuse_port=reuse_port,
+    )
+
+
+def sites(runner: web.AppRunner, settings: ServiceSettings) -> list[web.BaseSite]:
     """The public port (TLS when configured) and, for a websocket server, the internal one.
 
     With several processes each binds every port with SO_REUSEPORT: the kernel
@@ -63,13 +112,7 @@ def sites(runner: web.AppRunner, settings: ServiceSettings) -> list[web.TCPSite]
     if not isinstance(settings, WebsocketServerSettings):
         return [web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port)]
     return [
-        web.TCPSite(
-            runner,
-            settings.host,
-            settings.port,
-            ssl_context=tls_context(settings),
-            reuse_port=reuse_port,
-        ),
+        public_site(runner, settings, reuse_port),
         # Plain HTTP: probes and scrapers reach it from inside the cluster.
         web.TCPSite(runner, settings.host, settings.internal_port, reuse_port=reuse_port),
     ]

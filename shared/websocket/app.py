@@ -23,6 +23,7 @@ from shared.runtime.instances import heartbeat
 from shared.runtime.lifecycle import background, postgres
 from shared.runtime.listeners import Handler, add_public_websocket
 from shared.settings import WebsocketServerSettings
+from shared.websocket.client_address import real_client_address, warn_if_everyone_trusted
 from shared.websocket.connection import OPEN_SOCKETS, close_all
 from shared.websocket.origin import refuse_foreign_origins
 
@@ -47,6 +48,9 @@ def create_websocket_app(
     app = web.Application()
     add_public_websocket(app, settings.internal_port, socket)
     app.middlewares.append(refuse_foreign_origins(settings.allowed_origins, own_hosts))
+    if settings.trusted_proxies:  # first: every handler and middleware sees the client
+        app.middlewares.insert(0, real_client_address(settings))
+        warn_if_everyone_trusted(settings)
     add_health_routes(app, settings.task_failure_limit)
     app[OPEN_SOCKETS] = set()
     publisher = Publisher(settings.rabbitmq_url.get_secret_value(), exchange, settings.client_name)
