@@ -4,13 +4,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from shared.catalogue import NODE_SERVER, Program
-from shared.settings import (
-    MAX_HEIGHT_JUMP,
-    MaxHeightJump,
-    WebsocketServerSettings,
-    not_blank,
-    split_names,
-)
+from shared.settings import MAX_HEIGHT_JUMP, MaxHeightJump, not_blank, split_names
+from shared.websocket.settings import WebsocketServerSettings
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
 

@@ -24,8 +24,8 @@ from shared.db import POOL
 from shared.errors import DatabaseUnavailable, ErrorCode, count, down_as
 from shared.metrics import REFUSED_JOBS
 from shared.protocol import JobMessage, NodeJob, challenge_digest
-from shared.settings import WebsocketServerSettings
 from shared.websocket.app import PUBLISHER
+from shared.websocket.settings import WebsocketServerSettings
 
 LOOKUP_TIMEOUT_SECONDS = 2.0
 # What a job refused unchecked tells the node (HTTP Retry-After): about when

@@ -3,7 +3,8 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.catalogue import PROCESS_JOB_WORKER, Program
-from shared.settings import MAX_HEIGHT_JUMP, ConsumerSettings, MaxHeightJump
+from shared.pipeline.settings import ConsumerSettings
+from shared.settings import MAX_HEIGHT_JUMP, MaxHeightJump
 
 
 class ProcessJobWorkerSettings(ConsumerSettings):

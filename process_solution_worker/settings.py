@@ -3,7 +3,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from shared.catalogue import PROCESS_SOLUTION_WORKER, Program
-from shared.settings import ConsumerSettings
+from shared.pipeline.settings import ConsumerSettings
 
 
 class ProcessSolutionWorkerSettings(ConsumerSettings):

@@ -3,12 +3,8 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from shared.catalogue import WORKER_SERVER, Program
-from shared.settings import (
-    WebsocketServerSettings,
-    default_instance_name,
-    not_blank,
-    process_suffix,
-)
+from shared.settings import default_instance_name, not_blank, process_suffix
+from shared.websocket.settings import WebsocketServerSettings
 
 
 class WorkerServerSettings(WebsocketServerSettings):

@@ -28,10 +28,10 @@ from shared.kafka import Broadcaster, broadcaster, ensure_topics
 from shared.metrics import DEAD_LETTERED, DEAD_LETTERS_REFUSED
 from shared.pipeline.consumer import BatchConsumer, Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
+from shared.pipeline.settings import ConsumerSettings
 from shared.runtime.health import add_check, add_health_routes
 from shared.runtime.instances import heartbeat
 from shared.runtime.lifecycle import background, postgres, retry
-from shared.settings import ConsumerSettings
 
 
 @dataclass

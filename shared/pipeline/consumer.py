@@ -27,8 +27,8 @@ from shared.errors import DEPENDENCY_DOWN, DatabaseUnavailable, ProtocolError, c
 from shared.metrics import DEAD_LETTERS_REFUSED
 from shared.microbatch import BATCH_CONTENT_TYPE, BadBatch, Item, item_count, items
 from shared.pipeline.acks import BulkAcks
+from shared.pipeline.settings import ConsumerSettings
 from shared.rabbit import connect, dead_letter_item, declare_topology
-from shared.settings import ConsumerSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from shared.runtime.health import SUPERVISION, add_check
 from shared.runtime.listeners import listening
 from shared.runtime.supervisor import CANNOT_LISTEN_EXIT, die_with_parent, process_index, supervise
 from shared.runtime.tasks import owned
-from shared.settings import ServiceSettings, WebsocketServerSettings
+from shared.settings import ServiceSettings
+from shared.websocket.settings import WebsocketServerSettings
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Per child of a service run as several processes: the variables it gets besides the parent's.

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from shared.runtime.proxied import ProxyProtocolGate, TrustedProxies
-from shared.settings import ServiceSettings, WebsocketServerSettings
+from shared.settings import ServiceSettings
+from shared.websocket.settings import WebsocketServerSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

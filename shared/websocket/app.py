@@ -22,10 +22,10 @@ from shared.runtime.health import add_check, add_health_routes
 from shared.runtime.instances import heartbeat
 from shared.runtime.lifecycle import background, postgres
 from shared.runtime.listeners import Handler, add_public_websocket
-from shared.settings import WebsocketServerSettings
 from shared.websocket.client_address import real_client_address, warn_if_everyone_trusted
 from shared.websocket.connection import OPEN_SOCKETS, close_all
 from shared.websocket.origin import refuse_foreign_origins
+from shared.websocket.settings import WebsocketServerSettings
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from shared.runtime.proxied import TrustedProxies, ip_address
-from shared.settings import ForwardedHeader, WebsocketServerSettings
+from shared.websocket.settings import ForwardedHeader, WebsocketServerSettings
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

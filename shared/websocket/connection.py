@@ -19,9 +19,9 @@ from aiohttp import WSMsgType, web
 from shared.errors import INTERNAL, Close, CloseConnection, answer, count
 from shared.metrics import CLOSES, FRAMES_IN, INVALID_FRAMES
 from shared.protocol import error_frame
-from shared.settings import WebsocketServerSettings
 from shared.websocket.access import TokenBucket
 from shared.websocket.outbox import Outbox
+from shared.websocket.settings import WebsocketServerSettings
 
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)

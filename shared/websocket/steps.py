@@ -28,11 +28,11 @@ from shared.codec import Frames
 from shared.errors import EVENT_STREAM_DOWN, EventStreamUnavailable, ProtocolError
 from shared.fanout.stream import Fanout
 from shared.metrics import ACCEPTED_CONNECTIONS, OPEN_CONNECTIONS, REFUSED_CONNECTIONS
-from shared.settings import WebsocketServerSettings
 from shared.websocket.access import authorized, unauthorized
 from shared.websocket.app import FANOUT
 from shared.websocket.connection import OPEN_SOCKETS, Connection
 from shared.websocket.origin import forbidden, origin_refused
+from shared.websocket.settings import WebsocketServerSettings
 
 
 class Session(Protocol):

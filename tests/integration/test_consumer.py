@@ -27,10 +27,10 @@ from shared.kafka import Broadcaster, broadcaster
 from shared.microbatch import Item, to_message
 from shared.pipeline.consumer import BatchConsumer, Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
+from shared.pipeline.settings import ConsumerSettings
 from shared.protocol import SolutionMessage, now_ns
 from shared.rabbit import REASON_HEADER
 from shared.routes import dead_letter_queue
-from shared.settings import ConsumerSettings
 from tests.integration.test_persist import INSERT_ROW, private_topic, produced
 from tests.support.clients import challenge, next_height, solution_body
 from tests.support.poll import until

@@ -20,8 +20,9 @@ from shared.db import create_pool
 from shared.kafka import Broadcaster, broadcaster, client_options, ensure_topics
 from shared.pipeline.consumer import Delivery
 from shared.pipeline.persist import Persisted, persist_and_broadcast
+from shared.pipeline.settings import ConsumerSettings
 from shared.protocol import JobMessage, NodeJob, SolutionMessage, now_ns
-from shared.settings import MAX_HEIGHT_JUMP, ConsumerSettings
+from shared.settings import MAX_HEIGHT_JUMP
 from tests.support import clients, json_text
 from tests.support.json_text import Pairs, plain, problem, render
 from tests.support.stack import Backends

@@ -21,8 +21,8 @@ from aiohttp import web
 from misc.tansu import tansu
 from shared.db import with_database
 from shared.runtime.listeners import listening
-from shared.settings import WebsocketServerSettings
 from shared.setup import SetupSettings, setup
+from shared.websocket.settings import WebsocketServerSettings
 from tests.support.http import status
 from tests.support.poll import until
 from tests.support.ports import free_port
