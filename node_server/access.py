@@ -5,7 +5,8 @@ Access levels (each route's is listed in `node_server.routes`):
   cookie; without, loopback peers only, never the open internet.
 - `login`: the dashboard page and its login; anyone may see the page and try
   the token when one is set (the page holds no data), loopback only otherwise.
-- `node`: one of the nodes' `auth_tokens` when set.
+- `node`: one of the nodes' `auth_tokens` when set; without, loopback peers
+  only, as the node websocket (`node_server.ws.node_refusal`).
 - `public`: anyone.
 
 A browser can't attach a header to a page load, and a token in a URL ends up
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
@@ -29,8 +29,14 @@ from node_server import api_models
 from node_server.api import Handler, error_response, json_response
 from node_server.params import ApiError
 from node_server.rest import json_body
-from node_server.ws import SETTINGS
-from shared.websocket.access import authorized, bearer, token_matches, unauthorized
+from node_server.ws import SETTINGS, node_refusal
+from shared.websocket.access import (
+    authorized,
+    bearer,
+    from_loopback,
+    token_matches,
+    unauthorized,
+)
 
 COOKIE = "wspool_admin"
 SESSION_SECONDS = 12 * 3600
@@ -50,19 +56,14 @@ def guarded(access: str, handler: Handler) -> Handler:
         if access == "admin" and admin_token is not None:
             if not admin_authorized(request, admin_token):
                 return unauthorized()
-        if access == "node" and not authorized(request, settings.auth_tokens):
-            return unauthorized()
+        if access == "node":
+            if not authorized(request, settings.auth_tokens):
+                return unauthorized()
+            if (refusal := node_refusal(request, settings)) is not None:
+                return refusal
         return await handler(request)
 
     return check
-
-
-def from_loopback(request: web.Request) -> bool:
-    """Whether the peer is this machine (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:  # a unix socket or an unknown peer
-        return False
 
 
 def admin_authorized(request: web.Request, token: SecretStr) -> bool:

@@ -35,6 +35,14 @@ def create_app(settings: NodeServerSettings) -> web.Application:
     add_routes(app)
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(end_streams)
+    if not settings.auth_tokens:
+        log.warning(
+            "nodes_loopback_only",
+            extra={
+                "detail": "no auth_tokens: the node websocket and POST /api/jobs answer "
+                "loopback only"
+            },
+        )
     if settings.admin_token is None:
         log.warning(
             "admin_api_loopback_only",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 
@@ -13,8 +14,9 @@ from node_server.recovery import missed
 from node_server.settings import NodeServerSettings
 from node_server.solutions import SolutionUpdate
 from node_server.submit import RefusedJob, check_job, submit_job
-from shared.metrics import LATENCY, RECOVERED
+from shared.metrics import LATENCY, RECOVERED, REFUSED_CONNECTIONS
 from shared.protocol import NodeJob, now_ns
+from shared.websocket.access import forbidden, from_loopback
 from shared.websocket.connection import Connection
 from shared.websocket.steps import FrameTable, Role, socket_handler
 
@@ -69,11 +71,34 @@ async def on_job(session: NodeSession, job: NodeJob) -> None:
         session.recovered(update, source)
 
 
+def node_refusal(request: web.Request, settings: NodeServerSettings) -> web.Response | None:
+    """403 for a peer other than this machine while no `auth_tokens` are set, else None.
+
+    A node's jobs reach every worker and it gets every solution of its
+    height: without tokens, anyone who could reach the port could send a job
+    or collect others' solutions. So no tokens means loopback only, as the
+    admin API without its token (the websocket and `POST /api/jobs` alike).
+    """
+    if settings.auth_tokens or from_loopback(request):
+        return None
+    return forbidden("set auth_tokens to let nodes connect from other machines")
+
+
+@contextlib.contextmanager
+def admitted(request: web.Request) -> Iterator[web.StreamResponse | None]:
+    """The node websocket's `Role.admit`: `node_refusal`, answered before the upgrade."""
+    refusal = node_refusal(request, request.app[SETTINGS])
+    if refusal is not None:
+        REFUSED_CONNECTIONS.labels(role=ROLE, reason="forbidden").inc()
+    yield refusal
+
+
 NODE = Role(
     name=ROLE,
     settings=SETTINGS,
     frames=FrameTable({NodeJob: on_job}, default=NodeJob),
     session=NodeSession,
     log=log,
+    admit=admitted,
 )
 node_socket = socket_handler(NODE)

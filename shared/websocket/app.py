@@ -9,7 +9,6 @@ one connection goes through is `shared.websocket.steps`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -27,7 +26,6 @@ from shared.websocket.connection import OPEN_SOCKETS, close_all
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)
-log = logging.getLogger(__name__)
 
 
 def create_websocket_app(
@@ -63,8 +61,6 @@ def create_websocket_app(
 
     add_check(app, "rabbitmq", publisher_ready)
     add_check(app, "kafka", fanout_ready)
-    if not settings.auth_tokens:
-        log.warning("auth_disabled", extra={"detail": "no auth tokens set: anyone may connect"})
     return app
 
 
