@@ -15,7 +15,7 @@ from node_server.settings import NodeServerSettings
 from node_server.solutions import SolutionUpdate
 from node_server.submit import RefusedJob, check_job, submit_job
 from shared.metrics import LATENCY, RECOVERED, REFUSED_CONNECTIONS
-from shared.protocol import NodeJob, now_ns
+from shared.protocol import NodeJob, challenge_digest, now_ns
 from shared.websocket.access import forbidden, from_loopback
 from shared.websocket.connection import Connection
 from shared.websocket.steps import FrameTable, Role, socket_handler
@@ -56,16 +56,26 @@ class NodeSession:
 
 
 async def on_job(session: NodeSession, job: NodeJob) -> None:
+    """Publish the job, wait for its solutions, send what was already found.
+
+    A job this connection sent before, unchanged and still waited for, is
+    not published again (it was confirmed once: every worker has it) and
+    answered as before, with no frame; only what is new since is sent.
+    """
     received_at = now_ns()
     check_job(job, session.connection.settings)
     settings = session.app[SETTINGS]
-    try:
-        digest = await submit_job(session.app, job, received_at, settings.max_height_jump)
-    except RefusedJob as refused:  # not an invalid frame: the node is told, not punished
-        session.connection.send_error(refused.code, refused.detail)
-        return
+    digest = challenge_digest(job.epoch_challenge)
+    expectations = session.expectations
+    if not expectations.waits_for(job.block_height, job.proof_target, digest):
+        try:
+            await submit_job(session.app, job, received_at, settings.max_height_jump)
+        except RefusedJob as refused:  # not an invalid frame: the node is told, not punished
+            session.connection.send_error(refused.code, refused.detail)
+            return
     # Only a confirmed job makes this node wait for solutions; then what it missed.
-    session.expectations.expect(job.block_height, job.proof_target, digest, time.monotonic())
+    if not expectations.expect(job.block_height, job.proof_target, digest, time.monotonic()):
+        return
     wait_seconds = settings.solution_wait_time_seconds
     async for source, update in missed(session.app, job, digest, wait_seconds):
         session.recovered(update, source)
