@@ -32,6 +32,12 @@ class NodeServerSettings(WebsocketServerSettings):
         "their job (shared fan-out mode); older ones, and all after a restart, come from "
         "Postgres. 0: Postgres only.",
     )
+    max_recovered_solutions: int = Field(
+        1000,
+        ge=1,
+        description="Solutions at most, newest first, a node is sent when it (re)sends a job "
+        "(recovery); they go out as fast as the node reads, never dropping it.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bearer token for the read API and dashboard; unset: they answer "

@@ -42,11 +42,24 @@ class NodeSession:
             self.connection.send(update.frame)
             SOLUTION_LATENCY.observe(max(0, now_ns() - update.received_at) / 1e9)
 
-    def recovered(self, update: SolutionUpdate, source: str) -> None:
-        """A solution found before this job was (re)sent: history, not delivery latency."""
-        if self.expectations.accept(update):
-            self.connection.send(update.frame)
-            RECOVERED.labels(source=source).inc()
+    async def recover(self, job: NodeJob, digest: str) -> None:
+        """Send what was found before this job was (re)sent: history, not delivery latency.
+
+        Newest first, at most `max_recovered_solutions`, at the pace the node reads.
+        """
+        settings = self.app[SETTINGS]
+        limit = settings.max_recovered_solutions
+        wait_seconds = settings.solution_wait_time_seconds
+        sent = 0
+        async with contextlib.aclosing(missed(self.app, job, digest, wait_seconds, limit)) as found:
+            async for source, update in found:
+                if not self.expectations.accept(update):
+                    continue
+                await self.connection.send_paced(update.frame)
+                RECOVERED.labels(source=source).inc()
+                sent += 1
+                if sent == limit:
+                    return
 
     async def opened(self) -> Mapping[str, object]:
         return {}
@@ -74,11 +87,8 @@ async def on_job(session: NodeSession, job: NodeJob) -> None:
             session.connection.send_error(refused.code, refused.detail)
             return
     # Only a confirmed job makes this node wait for solutions; then what it missed.
-    if not expectations.expect(job.block_height, job.proof_target, digest, time.monotonic()):
-        return
-    wait_seconds = settings.solution_wait_time_seconds
-    async for source, update in missed(session.app, job, digest, wait_seconds):
-        session.recovered(update, source)
+    if expectations.expect(job.block_height, job.proof_target, digest, time.monotonic()):
+        await session.recover(job, digest)
 
 
 def node_refusal(request: web.Request, settings: NodeServerSettings) -> web.Response | None:

@@ -17,7 +17,7 @@ import pytest
 
 from shared.metrics import RECOVERED
 from shared.routes import JOB
-from tests.support import clients
+from tests.support import clients, raw_ws
 from tests.support.poll import until
 from tests.support.stack import Backends, Stack, StartServers
 
@@ -274,3 +274,47 @@ async def test_a_job_re_sent_unchanged_is_published_once_and_recovers_only_what_
             assert await until(resent) == missed, "a later repeat recovers what is new"
             assert await node.nothing_within(0.5), "and not what this connection had"
         assert await copies_in(copies) == 2
+
+
+async def stored_many_behind_the_fanout(db: asyncpg.Pool, task_id: str, count: int) -> None:
+    """`count` solutions of about 60 KB, oldest first: more than a slow reader's socket
+    buffers (a few MB on loopback) and its outbox hold together."""
+    bodies = [{**clients.solution_body(), "pad": "x" * 60_000} for _ in range(count)]
+    await db.executemany(
+        "INSERT INTO solution (task_id, nonce, hardware_id, caption, solution, solution_target,"
+        " broadcast_at) VALUES ($1, $2, 'gpu-elsewhere', 'rig', $3::jsonb, 500, now())",
+        [(uuid.UUID(task_id), nonce(body), orjson.dumps(body).decode()) for body in bodies],
+    )
+
+
+async def test_recovery_of_more_than_the_outbox_holds_is_bounded_newest_first_and_paced(
+    start_servers: StartServers, db: asyncpg.Pool
+) -> None:
+    """Issue #19: recovery wrote every stored solution at once, and a node whose outbox
+    that overflowed was dropped (1008 slow consumer) each time it re-sent its job."""
+    height, stored_count, limit = clients.next_height(), 150, 100
+    node_settings = {
+        "send_queue_size": 4,
+        "max_recovered_solutions": limit,
+        "recovery_window_per_height": 0,  # from Postgres, whose order is the ids'
+    }
+    async with start_servers(node=node_settings) as servers:
+        async with clients.worker_client(servers.worker_url) as worker:
+            async with clients.node_client(servers.node_url) as node:
+                task_id = await clients.job_sent(node, worker, height, proof_target=1)
+            await stored_many_behind_the_fanout(db, task_id, stored_count)
+            newest = await db.fetch(
+                "SELECT nonce FROM solution WHERE task_id = $1 ORDER BY id DESC LIMIT $2",
+                uuid.UUID(task_id),
+                limit,
+            )
+            reader, writer = await raw_ws.connect(servers.node_address)
+            try:
+                await raw_ws.send(writer, clients.job(height, proof_target=1))
+                recovered = [nonce(await raw_ws.receive(reader)) for _ in range(limit)]
+                assert recovered == [row["nonce"] for row in newest], "the newest, newest first"
+                live = clients.solution_body()  # still connected, still served
+                await worker.send(clients.solution(task_id, target=500, body=live))
+                assert await raw_ws.receive(reader) == live
+            finally:
+                writer.close()
