@@ -28,8 +28,6 @@ request that carries it) and, with `admin_cookie_secure`, Secure. Changing
 
 from __future__ import annotations
 
-import ipaddress
-
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
@@ -45,9 +43,15 @@ from node_server.sessions import (
     session_valid,
 )
 from node_server.settings import NodeServerSettings
-from node_server.ws import SETTINGS
+from node_server.ws import SETTINGS, node_refusal
 from shared.db import POOL
-from shared.websocket.access import authorized, bearer, token_matches, unauthorized
+from shared.websocket.access import (
+    authorized,
+    bearer,
+    from_loopback,
+    token_matches,
+    unauthorized,
+)
 from shared.websocket.origin import SAFE_METHODS, forbidden, host_allowed
 
 COOKIE = "wspool_admin"
@@ -76,8 +80,11 @@ def guarded(access: str, handler: Handler) -> Handler:
                 if (outage := outage_response(request, error)) is None:
                     raise
                 return outage
-        if access == "node" and not authorized(request, settings.auth_tokens):
-            return unauthorized()
+        if access == "node":
+            if not authorized(request, settings.auth_tokens):
+                return unauthorized()
+            if (refusal := node_refusal(request, settings)) is not None:
+                return refusal
         return await handler(request)
 
     return check
@@ -97,14 +104,6 @@ def browser_refusal(request: web.Request, settings: NodeServerSettings) -> web.R
         "unsupported_media_type",
         f"send the body as application/json, or the header {REQUEST_HEADER}: 1",
     )
-
-
-def from_loopback(request: web.Request) -> bool:
-    """Whether the peer is this machine (127.0.0.0/8, ::1)."""
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:  # a unix socket or an unknown peer
-        return False
 
 
 async def admin_authorized(request: web.Request, token: SecretStr) -> bool:

@@ -36,6 +36,14 @@ def create_app(settings: NodeServerSettings) -> web.Application:
     app[LOGIN_ATTEMPTS] = LoginAttempts()
     add_routes(app)
     add_shared_document(app, settings)
+    if not settings.auth_tokens:
+        log.warning(
+            "nodes_loopback_only",
+            extra={
+                "detail": "no auth_tokens: the node websocket and POST /api/jobs answer "
+                "loopback only"
+            },
+        )
     if settings.admin_token is None:
         log.warning(
             "admin_api_loopback_only",

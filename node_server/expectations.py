@@ -15,13 +15,18 @@ from shared.metrics import EXPECTATIONS_EVICTED
 # Expired entries are dropped at most this often, by whichever call comes next:
 # pruning on every call would walk every height per solution.
 PRUNE_INTERVAL_SECONDS = 1.0
+# A job re-sent unchanged recovers at most this often: what the live fan-out
+# already delivered needs no second look, and a node that repeats itself in a
+# loop must not cost a database query per frame. Later repeats catch up.
+REPEAT_RECOVERY_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Job:
     proof_target: int
     challenge_digest: str | None  # None: any challenge at the height
     expires: float
+    recovered_at: float  # when what was already found was last sent for it
 
 
 @dataclass(slots=True)
@@ -46,20 +51,63 @@ class NodeExpectations:
         self._by_height: dict[int, _Expectation] = {}
         self._pruned_at = 0.0
 
+    def waits_for(
+        self,
+        block_height: int,
+        proof_target: int,
+        challenge_digest: str | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Whether this connection already waits for this very job: a repeat."""
+        now = time.monotonic() if now is None else now
+        return self._same(block_height, proof_target, challenge_digest, now) is not None
+
     def expect(
         self,
         block_height: int,
         proof_target: int,
         challenge_digest: str | None = None,
         now: float | None = None,
-    ) -> None:
+    ) -> bool:
+        """Wait for solutions answering this job; whether to recover for it now.
+
+        A job this connection already waits for (a repeat) has its wait
+        renewed in place, so repeats add nothing; it recovers at most once
+        per `REPEAT_RECOVERY_SECONDS`. A new job always recovers.
+        """
         now = time.monotonic() if now is None else now
+        same = self._same(block_height, proof_target, challenge_digest, now)
+        if same is not None:
+            same.expires = now + self.wait_seconds
+            if now - same.recovered_at < REPEAT_RECOVERY_SECONDS:
+                return False
+            same.recovered_at = now
+            return True
         self._prune(now)
         expectation = self._by_height.setdefault(block_height, _Expectation())
-        expectation.jobs.append(_Job(proof_target, challenge_digest, now + self.wait_seconds))
+        expectation.jobs = [job for job in expectation.jobs if now < job.expires]
+        expectation.jobs.append(
+            _Job(proof_target, challenge_digest, now + self.wait_seconds, recovered_at=now)
+        )
         while len(self._by_height) > self.max_heights:  # a node that floods heights
             del self._by_height[next(iter(self._by_height))]
             EXPECTATIONS_EVICTED.inc()
+        return True
+
+    def _same(
+        self, block_height: int, proof_target: int, challenge_digest: str | None, now: float
+    ) -> _Job | None:
+        expectation = self._by_height.get(block_height)
+        if expectation is None:
+            return None
+        for job in expectation.jobs:
+            if (
+                job.proof_target == proof_target
+                and job.challenge_digest == challenge_digest
+                and now < job.expires
+            ):
+                return job
+        return None
 
     def accept(self, update: SolutionUpdate, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

@@ -3,12 +3,15 @@
 A node's expectations live on its connection, so a node that reconnects (a
 deploy, a load balancer, a blip) would never see a solution found while it
 was away. Re-sending the current job, which nodes do after a reconnect, is the
-signal: node_server then sends every solution already found for that height
+signal: node_server then sends the solutions already found for that height
 and challenge, at or above the job's proof target and within the wait time,
-that this connection has not received yet. Recent ones come from memory (what
-the shared fan-out read, per height, bounded); all of them, including those
-older than the window or from before a restart, come from Postgres in one
-indexed query per job. The connection's filter keeps each solution to once.
+that this connection has not received yet, newest first, at most
+`max_recovered_solutions` of them. Recent ones come from memory (what the
+shared fan-out read, per height, bounded); the rest, including those older
+than the window or from before a restart, come from Postgres in one indexed
+query per job. The connection's filter keeps each solution to once, and the
+frames go out paced by the node's outbox (`Connection.send_paced`): however
+many there are, they never fill it and drop the node.
 """
 
 from __future__ import annotations
@@ -34,13 +37,18 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL_NS = int(PRUNE_INTERVAL_SECONDS * 1e9)
 QUERY_TIMEOUT_SECONDS = 5.0
 
+# Materialized: the height's solutions are found through their task first; a
+# plan walking the whole table backwards by id to fill the LIMIT would not be.
 RECOVERABLE = """
-SELECT s.task_id, s.nonce, s.solution, s.solution_target, s.created_at, j.challenge_digest
-FROM job j JOIN solution s ON s.task_id = j.task_id
-WHERE j.block_height = $1 AND j.retired_at IS NULL AND s.solution_target >= $2
-  AND (j.challenge_digest IS NULL OR j.challenge_digest = $3)
-  AND s.created_at > now() - make_interval(secs => $4)
-ORDER BY s.id
+WITH found AS MATERIALIZED (
+  SELECT s.id, s.task_id, s.nonce, s.solution, s.solution_target, s.created_at,
+         j.challenge_digest
+  FROM job j JOIN solution s ON s.task_id = j.task_id
+  WHERE j.block_height = $1 AND j.retired_at IS NULL AND s.solution_target >= $2
+    AND (j.challenge_digest IS NULL OR j.challenge_digest = $3)
+    AND s.created_at > now() - make_interval(secs => $4)
+)
+SELECT * FROM found ORDER BY id DESC LIMIT $5
 """
 
 
@@ -67,9 +75,9 @@ class RecoveryWindow:
         RECOVERY_WINDOW.set(self._held)
 
     def at(self, height: int) -> list[SolutionUpdate]:
-        """Those of `height` found within the wait time, oldest first."""
+        """Those of `height` found within the wait time, newest first."""
         oldest = now_ns() - self.wait_ns
-        return [u for u in self._by_height.get(height, ()) if u.received_at > oldest]
+        return [u for u in reversed(self._by_height.get(height, ())) if u.received_at > oldest]
 
     def _prune(self, now: int) -> None:
         """Forget heights with nothing found within the wait time; at most once a second."""
@@ -100,21 +108,27 @@ def keep_recent(
 
 
 async def missed(
-    app: web.Application, job: NodeJob, challenge_digest: str, wait_seconds: float
+    app: web.Application, job: NodeJob, challenge_digest: str, wait_seconds: float, limit: int
 ) -> AsyncIterator[tuple[str, SolutionUpdate]]:
-    """What was already found for `job`, with its source: memory first, then Postgres.
+    """What was already found for `job`, with its source, newest first: memory, then
+    Postgres; at most `limit` from each (the caller stops at `limit` sent).
 
     Best effort: with Postgres away, what memory holds comes and live
     solutions still flow; the job itself was accepted either way.
     """
     window = app.get(RECENT)
     if window is not None:
-        for update in window.at(job.block_height):
+        for update in window.at(job.block_height)[:limit]:
             yield "memory", update
     try:
         async with down_as(DatabaseUnavailable), asyncio.timeout(QUERY_TIMEOUT_SECONDS):
             rows = await app[POOL].fetch(
-                RECOVERABLE, job.block_height, job.proof_target, challenge_digest, wait_seconds
+                RECOVERABLE,
+                job.block_height,
+                job.proof_target,
+                challenge_digest,
+                wait_seconds,
+                limit,
             )
     except DatabaseUnavailable as error:
         count(error)

@@ -49,6 +49,12 @@ class NodeServerSettings(WebsocketServerSettings):
         description="Longest a query of the dashboard document may run (Postgres "
         "statement_timeout); the build uses one pooled connection at a time.",
     )
+    max_recovered_solutions: int = Field(
+        1000,
+        ge=1,
+        description="Solutions at most, newest first, a node is sent when it (re)sends a job "
+        "(recovery); they go out as fast as the node reads, never dropping it.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         description="Bearer token for the read API and dashboard; unset: they answer "

@@ -1,5 +1,7 @@
 """Wiring of worker_server: the worker websocket at `/`, liveness sweep, health."""
 
+import logging
+
 from aiohttp import web
 
 from shared.db import POOL
@@ -28,6 +30,8 @@ from worker_server.ws import (
     WORKER_ROWS,
     worker_socket,
 )
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: WorkerServerSettings) -> web.Application:
@@ -73,4 +77,6 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     app.cleanup_ctx.append(bans_at_start)
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))
     app.cleanup_ctx.append(background("worker-bans", keep_bans))
+    if not settings.auth_tokens:
+        log.warning("auth_disabled", extra={"detail": "no auth tokens set: anyone may connect"})
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections.abc import Callable, Iterable
 
@@ -15,6 +16,14 @@ def authorized(request: web.Request, tokens: Iterable[SecretStr]) -> bool:
     """Bearer header or ?token= (a browser's websocket can't set headers) against `tokens`."""
     tokens = list(tokens)
     return not tokens or token_matches(bearer(request) or request.query.get("token"), tokens)
+
+
+def from_loopback(request: web.Request) -> bool:
+    """Whether the peer is this machine (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:  # a unix socket or an unknown peer
+        return False
 
 
 def bearer(request: web.Request) -> str | None:
@@ -46,6 +55,10 @@ def unauthorized() -> web.Response:
         status=401,
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def forbidden(detail: str) -> web.Response:
+    return web.json_response({"error": "forbidden", "detail": detail}, status=403)
 
 
 class TokenBucket:

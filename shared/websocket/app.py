@@ -71,8 +71,6 @@ def create_websocket_app(
 
     add_check(app, "rabbitmq", publisher_ready)
     add_check(app, "kafka", fanout_ready)
-    if not settings.auth_tokens:
-        log.warning("auth_disabled", extra={"detail": "no auth tokens set: anyone may connect"})
     return app
 
 

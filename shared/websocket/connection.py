@@ -132,6 +132,10 @@ class Connection:
         """Send or queue a frame (`Outbox.send`); never blocks."""
         self.outbox.send(frame)
 
+    async def send_paced(self, frame: bytes) -> None:
+        """Send one of many frames, at the pace the client reads (`Outbox.send_paced`)."""
+        await self.outbox.send_paced(frame)
+
     def send_newest(self, frame: bytes) -> None:
         """Send a job in place of an unsent older one (`Outbox.send_newest`); never blocks."""
         self.outbox.send_newest(frame)

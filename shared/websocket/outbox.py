@@ -10,6 +10,11 @@ the newest, sent before anything else queued; a newer job replaces an unsent
 older one (an older job is worthless once a newer one exists). A worker that
 lets `queue_size` jobs be replaced in a row without taking one is slow.
 
+Many frames at once that are not live (a node's recovery: `send_paced`) wait
+for the queue instead of filling it: they take at most half of it and go out
+as fast as the client reads, so the burst never makes the client look slow
+and live frames always find room.
+
 Direct writes bypass aiohttp's frame writer (`text_frame` frames them here):
 pyproject.toml holds aiohttp to the versions this was checked against, and
 tests/integration/test_outbox.py fails if the one in use frames differently.
@@ -35,6 +40,9 @@ log = logging.getLogger(__name__)
 # Frames are written straight to the socket while less than this is buffered
 # for it; above, they go through the queue, whose sender waits for the drain.
 DIRECT_WRITE_LIMIT = 16 * 1024
+# A paced sender waiting for room looks this often whether the socket is gone
+# (a close with data still buffered for a peer that doesn't read never drains).
+ROOM_CHECK_SECONDS = 1.0
 
 
 class Outbox:
@@ -62,6 +70,8 @@ class Outbox:
         self._newest: bytes | None = None  # a job waiting to be sent, ahead of the queue
         self._replaced = 0  # jobs replaced unsent since one last went out
         self._wakeup = asyncio.Event()
+        self._paced_limit = max(1, queue_size // 2)  # the queue's share paced frames take
+        self._room = asyncio.Event()  # set when the queue went below `_paced_limit`
         self._flushed = asyncio.Event()
         self._flushed.set()
         self._overflowed = False
@@ -107,6 +117,32 @@ class Outbox:
                 return
         self._newest = frame
         self._wake()
+
+    async def send_paced(self, frame: bytes) -> None:
+        """Send like `send`, after waiting while half the queue is taken.
+
+        For many frames at once (a node's recovery); sends nothing once the
+        socket is gone.
+        """
+        while len(self._queue) >= self._paced_limit and not self._gone:
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), ROOM_CHECK_SECONDS)
+        if not self._gone:
+            self.send(frame)
+
+    @property
+    def _gone(self) -> bool:
+        """Nothing will be sent any more: dropped, sender ended, or the socket closing."""
+        transport = self._transport
+        return (
+            self._overflowed
+            or self._sender is None
+            or self._sender.done()
+            or self.ws.closed
+            or transport is None
+            or transport.is_closing()
+        )
 
     @property
     def backlog(self) -> bool:
@@ -164,6 +200,8 @@ class Outbox:
                         self._replaced = 0
                     else:
                         await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
+                        if len(self._queue) < self._paced_limit:
+                            self._room.set()
                     self._frames_out.inc()
                 self._flushed.set()
         except asyncio.CancelledError:
@@ -172,6 +210,8 @@ class Outbox:
             raise
         except ConnectionError:
             self._drop(Close.GOING_AWAY)
+        finally:
+            self._room.set()  # a paced sender waiting sees the socket is gone
 
     def _drop(self, code: Close) -> None:
         """Drop the socket and what is buffered for it, and say so.

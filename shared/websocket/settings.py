@@ -73,7 +73,8 @@ class WebsocketServerSettings(ServiceSettings):
     rate_limit_burst: int = Field(400, ge=1, description="Token bucket size per connection.")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated bearer tokens; empty means the server is open.",
+        description="Comma-separated bearer tokens; empty: worker_server is open to anyone, "
+        "node_server answers loopback peers only.",
     )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -21,7 +21,9 @@ from tests.support.deployment import (
     SERVICES,
     SETUP_MODULE,
     build_settings,
+    compose_default,
     compose_environment,
+    compose_passed_through,
     compose_services,
     depends_on,
     env_prefix,
@@ -175,6 +177,32 @@ def test_compose_healthcheck_probes_readyz(name: str, monkeypatch: pytest.Monkey
     assert str(settings.port) in published
     if internal is not None:  # published to this host only
         assert published[str(internal)].startswith("127.0.0.1:"), published
+
+
+def test_the_node_port_is_published_on_this_host_only_unless_told() -> None:
+    """A node's job reaches every worker: nodes from elsewhere need tokens (issue #19)."""
+    node_server = compose_services()["node_server"]
+    settings = SERVICE_SETTINGS["node_server"]
+    prefix = env_prefix(settings)
+    node_port = next(p for p in map(str, node_server["ports"]) if p.endswith(":8001"))
+    assert compose_default(node_port) == "127.0.0.1:8001:8001"
+    assert node_port.startswith("${NODE_SERVER_BIND:-127.0.0.1}:"), "one variable opens it"
+    # The tokens come from where compose runs, and only when set there: an empty value
+    # would stop start-up (set but empty), an unset one keeps it loopback-only.
+    assert f"{prefix}AUTH_TOKENS" in compose_passed_through(node_server)
+    assert f"{prefix}AUTH_TOKENS" not in compose_environment(node_server)
+    assert not not_settings(compose_passed_through(node_server))
+
+
+def test_only_the_worker_port_is_published_to_every_interface() -> None:
+    """Workers are the internet's; everything else this host's unless an operator opens it."""
+    everywhere = {
+        f"{name}:{port}"
+        for name, service in compose_services().items()
+        for port in map(str, service.get("ports", []))
+        if not compose_default(port).startswith("127.0.0.1:")
+    }
+    assert everywhere == {"worker_server:8002:8002"}
 
 
 def test_long_running_services_restart() -> None:

@@ -191,5 +191,48 @@ async def test_a_peer_gone_while_the_sender_waits_for_it_is_dropped_1001() -> No
         assert await served.dropped.get() == Close.GOING_AWAY
 
 
+async def test_paced_frames_take_half_the_queue_and_go_out_as_the_reader_reads() -> None:
+    """A node's recovery: any number of frames, never dropping a reader that reads."""
+    # Each larger than what aiohttp's writer buffers before it waits for the drain.
+    paced = [b"paced %d " % n + payload(70_000) for n in range(10)]
+    live = [b"live 1", b"live 2"]
+    async with websocket() as (served, client):
+        served.outbox.send(FILLER)
+
+        async def send_all() -> None:
+            for frame in paced:
+                await served.outbox.send_paced(frame)
+
+        sending = asyncio.create_task(send_all())
+        try:
+            done, _ = await asyncio.wait({sending}, timeout=0.3)
+            assert not done, "waits while the client reads nothing"
+            for frame in live:  # the other half is there for live frames
+                served.outbox.send(frame)
+            received = [await client.frame() for _ in range(1 + len(paced) + len(live))]
+            await asyncio.wait_for(sending, 5)  # the control: done once the client read
+        finally:
+            sending.cancel()
+        assert served.dropped.empty()
+        frames = [frame for opcode, frame in received if opcode == WSMsgType.TEXT]
+        assert frames[0] == FILLER
+        assert [f for f in frames if f.startswith(b"paced")] == paced
+        assert [f for f in frames if f.startswith(b"live")] == live
+
+
+async def test_a_paced_sender_stops_waiting_when_the_peer_is_gone() -> None:
+    async with websocket() as (served, client):
+        served.outbox.send(FILLER)
+        sending = asyncio.create_task(served.outbox.send_paced(FILLER))
+        await asyncio.sleep(0)
+        paced = [served.outbox.send_paced(b"paced %d" % n) for n in range(QUEUE_SIZE)]
+        waiting = asyncio.gather(sending, *paced)
+        sock = client.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.writer.transport.abort()
+        assert await served.dropped.get() == Close.GOING_AWAY
+        await asyncio.wait_for(waiting, 5)  # returned, sending nothing
+
+
 def _jobs_replaced() -> float:
     return REGISTRY.get_sample_value("wspool_jobs_replaced_total") or 0.0

@@ -9,15 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import aiohttp
 import asyncpg
 import orjson
 import pytest
 
 from shared.metrics import RECOVERED
-from tests.support import clients
+from shared.routes import JOB
+from tests.support import clients, raw_ws
 from tests.support.poll import until
-from tests.support.stack import Stack, StartServers
+from tests.support.stack import Backends, Stack, StartServers
 
 
 def nonce(body: dict[str, Any]) -> str:
@@ -206,3 +208,105 @@ async def test_the_poll_path_filters_by_challenge_like_recovery(stack: Stack) ->
         assert found == [body]
         assert accepted["poll"].endswith(f"challenge_digest={accepted['challenge_digest']}")
         assert await poll(uuid.uuid4().hex) == [], "another challenge's poll gets nothing"
+
+
+@contextlib.asynccontextmanager
+async def job_copies(backends: Backends) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """A queue of our own on the `job` exchange: a copy of every job node_server publishes."""
+    async with await aio_pika.connect(backends.rabbitmq_url) as connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(JOB.exchange)
+        yield queue
+
+
+async def copies_in(queue: aio_pika.abc.AbstractQueue) -> int:
+    declared = await queue.channel.declare_queue(queue.name, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+async def stored_behind_the_fanout(db: asyncpg.Pool, task_id: str, body: dict[str, Any]) -> None:
+    """A solution stored as if broadcast, that no fan-out carried: only recovery sends it."""
+    await db.execute(
+        "INSERT INTO solution (task_id, nonce, hardware_id, caption, solution, solution_target,"
+        " broadcast_at) VALUES ($1, $2, 'gpu-elsewhere', 'rig', $3::jsonb, 500, now())",
+        uuid.UUID(task_id),
+        nonce(body),
+        orjson.dumps(body).decode(),
+    )
+
+
+async def test_a_job_re_sent_unchanged_is_published_once_and_recovers_only_what_is_new(
+    start_servers: StartServers, db: asyncpg.Pool, backends: Backends
+) -> None:
+    """Issue #19: one connection sent one job 300 times, and each was published again."""
+    height = clients.next_height()
+    async with start_servers() as servers, job_copies(backends) as copies:
+        async with clients.worker_and_node(servers) as (worker, node):
+            task_id = await clients.job_sent(node, worker, height, proof_target=1)
+            live = clients.solution_body()
+            await worker.send(clients.solution(task_id, body=live))
+            assert await node.receive() == live
+            for _ in range(100):
+                await node.send(clients.job(height, proof_target=1))
+            await node.send(b"{}")  # answered after every repeat was handled
+            assert (await node.receive())["code"] == "invalid_message", "repeats answer nothing"
+            # The positive control: another target at the height is another job.
+            await node.send(clients.job(height, proof_target=2))
+            assert await until(lambda: copies_in(copies), lambda count: count >= 2) == 2
+            missed = clients.solution_body()
+            await stored_behind_the_fanout(db, task_id, missed)
+
+            async def resent() -> dict[str, Any] | None:
+                await node.send(clients.job(height, proof_target=1))
+                with contextlib.suppress(TimeoutError):
+                    return await node.receive(timeout=0.3)
+                return None
+
+            assert await until(resent) == missed, "a later repeat recovers what is new"
+            assert await node.nothing_within(0.5), "and not what this connection had"
+        assert await copies_in(copies) == 2
+
+
+async def stored_many_behind_the_fanout(db: asyncpg.Pool, task_id: str, count: int) -> None:
+    """`count` solutions of about 60 KB, oldest first: more than a slow reader's socket
+    buffers (a few MB on loopback) and its outbox hold together."""
+    bodies = [{**clients.solution_body(), "pad": "x" * 60_000} for _ in range(count)]
+    await db.executemany(
+        "INSERT INTO solution (task_id, nonce, hardware_id, caption, solution, solution_target,"
+        " broadcast_at) VALUES ($1, $2, 'gpu-elsewhere', 'rig', $3::jsonb, 500, now())",
+        [(uuid.UUID(task_id), nonce(body), orjson.dumps(body).decode()) for body in bodies],
+    )
+
+
+async def test_recovery_of_more_than_the_outbox_holds_is_bounded_newest_first_and_paced(
+    start_servers: StartServers, db: asyncpg.Pool
+) -> None:
+    """Issue #19: recovery wrote every stored solution at once, and a node whose outbox
+    that overflowed was dropped (1008 slow consumer) each time it re-sent its job."""
+    height, stored_count, limit = clients.next_height(), 150, 100
+    node_settings = {
+        "send_queue_size": 4,
+        "max_recovered_solutions": limit,
+        "recovery_window_per_height": 0,  # from Postgres, whose order is the ids'
+    }
+    async with start_servers(node=node_settings) as servers:
+        async with clients.worker_client(servers.worker_url) as worker:
+            async with clients.node_client(servers.node_url) as node:
+                task_id = await clients.job_sent(node, worker, height, proof_target=1)
+            await stored_many_behind_the_fanout(db, task_id, stored_count)
+            newest = await db.fetch(
+                "SELECT nonce FROM solution WHERE task_id = $1 ORDER BY id DESC LIMIT $2",
+                uuid.UUID(task_id),
+                limit,
+            )
+            reader, writer = await raw_ws.connect(servers.node_address)
+            try:
+                await raw_ws.send(writer, clients.job(height, proof_target=1))
+                recovered = [nonce(await raw_ws.receive(reader)) for _ in range(limit)]
+                assert recovered == [row["nonce"] for row in newest], "the newest, newest first"
+                live = clients.solution_body()  # still connected, still served
+                await worker.send(clients.solution(task_id, target=500, body=live))
+                assert await raw_ws.receive(reader) == live
+            finally:
+                writer.close()

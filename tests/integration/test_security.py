@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,6 +14,8 @@ from node_server.app import create_app as create_node_app
 from node_server.settings import NodeServerSettings
 from tests.support import clients
 from tests.support.stack import Backends, Stack
+from worker_server.app import create_app as create_worker_app
+from worker_server.settings import WorkerServerSettings
 
 TOKENS = "first-s3cret-token,second-s3cret-token"
 RIGHT = "second-s3cret-token"
@@ -98,14 +101,29 @@ async def test_non_utf8_authorization_header_is_a_401_not_a_crash(guarded: Stack
     assert status_line.split()[1] == b"401"
 
 
+@pytest.mark.parametrize(
+    ("create_app", "settings_class", "warning"),
+    [
+        (create_node_app, NodeServerSettings, "nodes_loopback_only"),
+        (create_worker_app, WorkerServerSettings, "auth_disabled"),
+    ],
+    ids=["node", "worker"],
+)
 def test_start_up_warns_when_no_tokens_are_set(
-    backends: Backends, caplog: pytest.LogCaptureFixture
+    backends: Backends,
+    caplog: pytest.LogCaptureFixture,
+    create_app: Any,
+    settings_class: Any,
+    warning: str,
 ) -> None:
+    """Workers are open without tokens; nodes answer this machine only (issue #19)."""
     with caplog.at_level(logging.WARNING):
-        create_node_app(NodeServerSettings(**backends.settings()))
-        create_node_app(NodeServerSettings(**backends.settings(auth_tokens="t")))
-    warnings = [r for r in caplog.records if r.getMessage() == "auth_disabled"]
+        create_app(settings_class(**backends.settings()))
+        create_app(settings_class(**backends.settings(auth_tokens="t")))
+    warnings = [r for r in caplog.records if r.getMessage() == warning]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    if create_app is create_node_app:
+        assert not [r for r in caplog.records if r.getMessage() == "auth_disabled"]
 
 
 @pytest.mark.parametrize("role", ["node", "worker"])

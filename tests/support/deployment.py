@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,12 +91,31 @@ def compose_services() -> dict[str, dict[str, Any]]:
 
 
 def compose_environment(service: dict[str, Any]) -> dict[str, str]:
-    """`environment` as a mapping, from either the mapping or the list form."""
+    """`environment` as a mapping, from either the mapping or the list form.
+
+    A name without a value is passed through from where compose runs, and
+    left out of the container when unset there: left out here (see
+    `compose_passed_through`).
+    """
     raw = service.get("environment") or {}
     if isinstance(raw, list):
-        pairs = (item.split("=", 1) if "=" in item else (item, "") for item in raw)
+        pairs = [item.split("=", 1) for item in raw if "=" in item]
         return {key: value for key, value in pairs}
-    return {key: "" if value is None else str(value) for key, value in raw.items()}
+    return {key: str(value) for key, value in raw.items() if value is not None}
+
+
+def compose_passed_through(service: dict[str, Any]) -> set[str]:
+    """The names of `environment` given without a value: taken from where compose runs."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return {item for item in raw if "=" not in item}
+    return {key for key, value in raw.items() if value is None}
+
+
+def compose_default(value: str) -> str:
+    """`value` as compose interpolates it with none of its variables set: the defaults
+    of `${NAME:-default}` (and empty for a bare `${NAME}`)."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m[1] or "", value)
 
 
 def depends_on(service: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from node_server.expectations import NodeExpectations
+from node_server.expectations import REPEAT_RECOVERY_SECONDS, NodeExpectations
 from node_server.solutions import SolutionUpdate
 from shared.metrics import EXPECTATIONS_EVICTED
 
@@ -73,3 +73,45 @@ def test_a_connection_waits_for_a_bounded_number_of_heights() -> None:
     assert EXPECTATIONS_EVICTED._value.get() - evicted == 2
     assert not node.accept(solution(10, 100), now=1), "the oldest was evicted"
     assert node.accept(solution(14, 100), now=1)
+
+
+def jobs_waited_for(node: NodeExpectations) -> int:
+    return sum(len(expectation.jobs) for expectation in node._by_height.values())
+
+
+def test_a_job_repeated_unchanged_is_renewed_not_added() -> None:
+    """Issue #19: 300 repeats on one connection made 300 entries."""
+    node = NodeExpectations(wait_seconds=60)
+    for second in range(300):
+        node.expect(10, 100, challenge_digest="mine", now=second * 0.1)
+    assert jobs_waited_for(node) == 1
+    assert node.waits_for(10, 100, "mine", now=30)
+    assert node.accept(solution(10, 100), now=29.9 + 59), "the last repeat renewed the wait"
+
+
+def test_another_target_or_challenge_is_another_job() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    node.expect(10, 100, challenge_digest="mine", now=0)
+    assert node.waits_for(10, 100, "mine", now=1)
+    assert not node.waits_for(10, 50, "mine", now=1)
+    assert not node.waits_for(10, 100, "theirs", now=1)
+    assert not node.waits_for(11, 100, "mine", now=1)
+    assert not node.waits_for(10, 100, "mine", now=60), "an expired job is new again"
+    node.expect(10, 50, challenge_digest="mine", now=1)
+    assert jobs_waited_for(node) == 2
+
+
+def test_a_repeat_recovers_at_most_once_per_interval() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    assert node.expect(10, 100, now=0), "a new job recovers"
+    assert not node.expect(10, 100, now=0.5), "a repeat right after does not"
+    assert node.expect(10, 100, now=0 + REPEAT_RECOVERY_SECONDS), "a later one does"
+    assert not node.expect(10, 100, now=REPEAT_RECOVERY_SECONDS + 0.5)
+    assert node.expect(10, 50, now=1.1), "another target is a new job"
+
+
+def test_expired_jobs_leave_a_height_that_is_still_waited_for() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    for second in range(100):  # a new target each time, each expiring in turn
+        node.expect(10, 1000 - second, now=second * 10.0)
+    assert jobs_waited_for(node) <= 6

@@ -20,7 +20,7 @@ def test_each_height_keeps_its_newest_solutions_up_to_the_bound() -> None:
     for n in range(5):
         window.offer(found(10, n))
     window.offer(found(11, 0))
-    assert [u.key[1] for u in window.at(10)] == ["2", "3", "4"]
+    assert [u.key[1] for u in window.at(10)] == ["4", "3", "2"]
     assert [u.key[1] for u in window.at(11)] == ["0"]
     assert window.at(12) == []
     assert RECOVERY_WINDOW._value.get() == 4
