@@ -9,7 +9,6 @@ one connection goes through is `shared.websocket.steps`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
@@ -29,7 +28,6 @@ from shared.websocket.settings import WebsocketServerSettings
 
 PUBLISHER = web.AppKey("publisher", Publisher)
 FANOUT = web.AppKey("fanout", Fanout)
-log = logging.getLogger(__name__)
 
 
 def create_websocket_app(
