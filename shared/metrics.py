@@ -59,6 +59,11 @@ REFUSED_CONNECTIONS = Counter(
 )
 CLOSES = Counter("wspool_closes", "Connections closed by the server, by code.", ["role", "code"])
 FRAMES_IN = Counter("wspool_frames_in", "Frames received from clients.", ["role"])
+FRAMES_PACED = Counter(
+    "wspool_frames_paced",
+    "Frames read late because their address was over its byte rate (worker_server).",
+    ["role"],
+)
 FRAMES_OUT = Counter("wspool_frames_out", "Frames sent to clients.", ["role"])
 INVALID_FRAMES = Counter("wspool_invalid_frames", "Invalid frames received.", ["role"])
 DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).", ["kind"])

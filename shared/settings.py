@@ -206,6 +206,17 @@ class WebsocketServerSettings(ServiceSettings):
         200.0, gt=0, description="Sustained frames per second per connection (token bucket)."
     )
     rate_limit_burst: int = Field(400, ge=1, description="Token bucket size per connection.")
+    rate_limit_bytes_per_second: float = Field(
+        65536.0,
+        gt=0,
+        description="Sustained bytes of frames per second per connection (token bucket; "
+        "else close 1008 rate limit). A worker's frame is about 300 bytes.",
+    )
+    rate_limit_bytes_burst: int = Field(
+        131072,
+        ge=256,
+        description="Token bucket size of rate_limit_bytes_per_second; at least max_message_bytes.",
+    )
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated bearer tokens; empty means the server is open.",
@@ -238,6 +249,11 @@ class WebsocketServerSettings(ServiceSettings):
                 ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as error:
                 raise ValueError(f"TLS certificate/key unusable: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _burst_holds_a_frame(self) -> WebsocketServerSettings:
+        require_frame_fits(self, "rate_limit_bytes_burst")
         return self
 
     @property
@@ -281,6 +297,16 @@ class ConsumerSettings(ServiceSettings):
     kafka_retention_ms: int = Field(
         KAFKA_RETENTION_MS, ge=1000, description="Retention of the output topic when created."
     )
+
+
+def require_frame_fits(settings: WebsocketServerSettings, burst: str) -> None:
+    """A byte bucket smaller than the largest frame would refuse that frame forever."""
+    size = getattr(settings, burst)
+    if size < settings.max_message_bytes:
+        raise ValueError(
+            f"{burst} ({size}) is below max_message_bytes ({settings.max_message_bytes}): "
+            "the largest frame could never pass"
+        )
 
 
 def default_instance_name() -> str:

@@ -7,6 +7,7 @@ from shared.rabbit import Publisher
 from shared.routes import CANDIDATE, SOLUTION
 from shared.runtime.health import add_check
 from shared.runtime.lifecycle import background, retry
+from shared.websocket.access import ADDRESS_BUCKETS, AddressBuckets
 from shared.websocket.app import FANOUT, create_websocket_app
 from worker_server.admission import Admission
 from worker_server.bans import Bans
@@ -57,6 +58,10 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     )
     app[ADMISSION] = Admission(settings.max_connections, settings.max_connections_per_ip)
     app[OPEN_ROWS] = set()
+    # Workers come from the internet, many to an address: their bytes are paced by it.
+    app[ADDRESS_BUCKETS] = AddressBuckets(
+        settings.address_bytes_per_second, settings.address_bytes_burst
+    )
     app[TASK_COUNTS] = TaskCounts()
     app[BANS] = Bans(settings)
     app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))

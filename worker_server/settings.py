@@ -1,15 +1,43 @@
+from __future__ import annotations
+
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.catalogue import WORKER_SERVER, Program
-from shared.settings import WebsocketServerSettings, default_instance_name, process_suffix
+from shared.settings import (
+    WebsocketServerSettings,
+    default_instance_name,
+    process_suffix,
+    require_frame_fits,
+)
 
 
 class WorkerServerSettings(WebsocketServerSettings):
     """Settings of worker_server; env prefix and default port from `shared.catalogue`."""
 
     program: ClassVar[Program] = WORKER_SERVER
+    max_message_bytes: int = Field(
+        # A real welcome or solution is about 300 bytes; a solution object may be
+        # max_object_bytes (4096). aiohttp refuses a larger frame from its header,
+        # before reading it: nothing larger is ever parsed.
+        8192,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Largest accepted frame (else 1009), refused before it is read.",
+    )
+    address_bytes_per_second: float = Field(
+        262144.0,
+        gt=0,
+        description="Sustained bytes of frames per second from one remote address, all its "
+        "connections together (token bucket); over it, its frames are read later (paced), "
+        "nothing is closed. Sized for NAT farms of a thousand rigs.",
+    )
+    address_bytes_burst: int = Field(
+        262144,
+        ge=256,
+        description="Token bucket size of address_bytes_per_second; at least max_message_bytes.",
+    )
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )
@@ -75,6 +103,11 @@ class WorkerServerSettings(WebsocketServerSettings):
         gt=0,
         description="How often address bans stored by other instances are read from Postgres.",
     )
+
+    @model_validator(mode="after")
+    def _address_burst_holds_a_frame(self) -> WorkerServerSettings:
+        require_frame_fits(self, "address_bytes_burst")
+        return self
 
     @field_validator("server_instance")
     @classmethod
