@@ -170,7 +170,8 @@ REFUSED_JOBS = Counter(
 SOLUTION_LANES = Counter(
     "wspool_solution_lanes",
     "Solutions published by worker_server, by lane: candidate (at or above the lowest proof "
-    "target waiting at its height), share (below it), unknown (no target known: ordinary lane).",
+    "target waiting at its height), share (below it), unknown (no target known: ordinary lane), "
+    "over_budget (a candidate past its worker's or address's budget: ordinary lane).",
     ["lane"],
 )
 SOLUTIONS_LIMITED = Counter(

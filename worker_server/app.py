@@ -13,12 +13,13 @@ from worker_server.admission import Admission
 from worker_server.bans import Bans
 from worker_server.enforce import BANS, keep_bans
 from worker_server.jobs import CurrentJob, job_stream
-from worker_server.limits import TaskCounts
+from worker_server.limits import CandidateBudgets, TaskCounts
 from worker_server.liveness import close_rows_left_open_at_start, keep_worker_rows
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, keep_tasks_known
 from worker_server.ws import (
     ADMISSION,
+    CANDIDATE_BUDGETS,
     CANDIDATE_PUBLISHER,
     CURRENT_JOB,
     OPEN_ROWS,
@@ -63,6 +64,9 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
         settings.address_bytes_per_second, settings.address_bytes_burst
     )
     app[TASK_COUNTS] = TaskCounts()
+    app[CANDIDATE_BUDGETS] = CandidateBudgets(
+        settings.candidates_per_minute, settings.candidates_per_minute_per_address
+    )
     app[BANS] = Bans(settings)
     app.cleanup_ctx.append(background("worker-rows-left-open", close_rows_left_open_at_start))
     app.cleanup_ctx.append(background("worker-liveness", keep_worker_rows))

@@ -38,6 +38,19 @@ class WorkerServerSettings(WebsocketServerSettings):
         ge=256,
         description="Token bucket size of address_bytes_per_second; at least max_message_bytes.",
     )
+    candidates_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Solutions per minute one worker (its address and hardware_id) may send "
+        "down the candidate lane; beyond it they take the share lane (stored, still "
+        "delivered, later). A real prover finds few.",
+    )
+    candidates_per_minute_per_address: int = Field(
+        600,
+        ge=0,
+        description="Candidate-lane solutions per minute from one remote address, all its "
+        "workers together; beyond it they take the share lane.",
+    )
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )

@@ -32,12 +32,14 @@ SERVER_SETTINGS = {
     "RATE_LIMIT_BYTES_BURST": "1000000000",
     "SEND_QUEUE_SIZE": "10000",
 }
-# A Round streams all its solutions through one worker connection.
+# A Round streams all its solutions (candidates too) through one worker connection.
 WORKER_SETTINGS = {
     "SOLUTIONS_PER_SECOND": "100000",
     "SOLUTIONS_BURST": "100000",
     "ADDRESS_BYTES_PER_SECOND": "1000000000",
     "ADDRESS_BYTES_BURST": "1000000000",
+    "CANDIDATES_PER_MINUTE": "1000000",
+    "CANDIDATES_PER_MINUTE_PER_ADDRESS": "1000000",
 }
 CONSUMER_SETTINGS = {"RETRY_MAX_SECONDS": "1"}
 
