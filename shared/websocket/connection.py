@@ -71,6 +71,7 @@ class Connection:
         )
         self._address: TokenBucket | None = None  # the remote's, while open (see open)
         self._unyielded = 0
+        self._first_frame = True
         self._invalid = 0
         self._frames_in = FRAMES_IN.labels(role=role)  # a child lookup per frame is slow
         self._frames_paced = FRAMES_PACED.labels(role=role)
@@ -189,9 +190,15 @@ class Connection:
         return data if isinstance(data, bytes) else data.encode()
 
     async def _paced(self, size: int) -> None:
-        """Wait out the address's byte debt; else let the loop turn now and then."""
+        """Wait out the address's byte debt; else let the loop turn now and then.
+
+        The first frame (a worker's welcome) is charged but never waits: its
+        deadline must not run out in the debt of the address's other
+        connections, and a failed welcome would count against the address.
+        """
         wait = self._address.owe(size) if self._address is not None else 0.0
-        if wait > 0:
+        first, self._first_frame = self._first_frame, False
+        if wait > 0 and not first:
             self._frames_paced.inc()
             self._unyielded = 0
             await asyncio.sleep(wait)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support import clients
 from tests.support.metrics import scrape
+from tests.support.poll import until
 from tests.support.stack import Stack
 from worker_server.settings import WorkerServerSettings
 
@@ -117,3 +118,21 @@ async def test_reconnecting_does_not_refill_an_address_bucket(start_servers) -> 
             assert await error_code(again, timeout=10) == "invalid_message"
         # The bucket the first connection emptied, not a full one: this one waited.
         assert await paced(stack.worker_http) - before >= 1
+
+
+async def test_a_welcome_is_never_held_in_its_address_s_debt(start_servers) -> None:
+    """Another connection's debt must not make a welcome miss its deadline (3000)."""
+    worker = {
+        "address_bytes_per_second": 1024,
+        "address_bytes_burst": 8192,
+        "welcome_timeout_seconds": 1,
+    }
+    async with start_servers(worker=worker) as stack:
+        before = await paced(stack.worker_http)
+        async with welcomed(stack, "127.0.0.4") as loud:
+            for _ in range(2):  # the second leaves the address some six seconds in debt
+                await loud.send(padded(7000))
+            await until(lambda: paced(stack.worker_http), lambda count: count > before)
+            async with welcomed(stack, "127.0.0.4") as newcomer:
+                await newcomer.send(padded(100))  # its frames after the welcome do wait
+                assert await error_code(newcomer, timeout=15) == "invalid_message"
