@@ -63,11 +63,11 @@ async def flood(url: str, frame: bytes, until: float) -> None:
                     await ws.send_bytes(frame)
 
 
-async def probe(url: str, until: float) -> list[tuple[int, float]]:
-    """GET `url` over and over until `until`: each answer's status and seconds taken."""
+async def probe(url: str, done: asyncio.Event) -> list[tuple[int, float]]:
+    """GET `url` over and over until `done`: each answer's status and seconds taken."""
     answers: list[tuple[int, float]] = []
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() < until:
+        while not done.is_set():
             started = time.perf_counter()
             async with session.get(url) as response:
                 await response.read()
@@ -87,12 +87,14 @@ async def test_one_address_flooding_maximal_frames_leaves_healthz_answering(
     frame = maximal_frame(limit)
     async with start_servers() as stack:
         before = await frames_in(stack.worker_http)
+        started = time.monotonic()
         answers = await _flooded(stack, frame)
+        took = time.monotonic() - started
         received = await frames_in(stack.worker_http) - before
     latencies = sorted(seconds for _, seconds in answers)
     print(
-        f"\nflood: {FLOODERS} connections x {len(frame)}-byte frames for {FLOOD_SECONDS} s, "
-        f"{received:.0f} frames read; /healthz answered {len(answers)} times, "
+        f"\nflood: {FLOODERS} connections sending {len(frame)}-byte frames for {FLOOD_SECONDS} s, "
+        f"{received:.0f} frames read in {took:.1f} s; /healthz answered {len(answers)} times, "
         f"median {latencies[len(latencies) // 2] * 1000:.1f} ms, "
         f"max {latencies[-1] * 1000:.1f} ms"
     )
@@ -101,9 +103,16 @@ async def test_one_address_flooding_maximal_frames_leaves_healthz_answering(
 
 
 async def _flooded(stack: Stack, frame: bytes) -> list[tuple[int, float]]:
+    """Probe /healthz until every flooder is done and its last frames were read
+    (closing waits for the server to read up to the close frame)."""
     until = time.monotonic() + FLOOD_SECONDS
+    done = asyncio.Event()
     async with asyncio.TaskGroup() as group:
-        for _ in range(FLOODERS):
-            group.create_task(flood(stack.worker_url, frame, until))
-        answers = group.create_task(probe(f"{stack.worker_http}/healthz", until))
+        answers = group.create_task(probe(f"{stack.worker_http}/healthz", done))
+        try:
+            async with asyncio.TaskGroup() as flooders:
+                for _ in range(FLOODERS):
+                    flooders.create_task(flood(stack.worker_url, frame, until))
+        finally:
+            done.set()
     return answers.result()
