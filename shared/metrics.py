@@ -64,6 +64,11 @@ PROXY_PROTOCOL_REFUSED = Counter(
 )
 CLOSES = Counter("wspool_closes", "Connections closed by the server, by code.", ["role", "code"])
 FRAMES_IN = Counter("wspool_frames_in", "Frames received from clients.", ["role"])
+FRAMES_PACED = Counter(
+    "wspool_frames_paced",
+    "Frames read late because their address was over its byte rate (worker_server).",
+    ["role"],
+)
 FRAMES_OUT = Counter("wspool_frames_out", "Frames sent to clients.", ["role"])
 INVALID_FRAMES = Counter("wspool_invalid_frames", "Invalid frames received.", ["role"])
 DEDUP_HITS = Counter("wspool_dedup_hits", "Messages already stored (duplicates).", ["kind"])
@@ -176,7 +181,8 @@ REFUSED_JOBS = Counter(
 SOLUTION_LANES = Counter(
     "wspool_solution_lanes",
     "Solutions published by worker_server, by lane: candidate (at or above the lowest proof "
-    "target waiting at its height), share (below it), unknown (no target known: ordinary lane).",
+    "target waiting at its height), share (below it), unknown (no target known: ordinary lane), "
+    "over_budget (a candidate past its worker's or address's budget: ordinary lane).",
     ["lane"],
 )
 SOLUTIONS_LIMITED = Counter(

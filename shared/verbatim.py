@@ -6,10 +6,17 @@ store and forward differ from the one a node or worker sent, so such frames
 are refused instead (docs/protocol.md). Postgres jsonb would collapse
 duplicate keys too, so carrying them unchanged is not an option.
 
-The raw text is only parsed a second time when the first result gives cause:
-a frame has at least as many `:` as keys (one per key, plus any inside
-strings), so equal counts prove there was no duplicate; and an integer orjson
-could not hold shows up as a float of magnitude 2**63 or more.
+The raw text is only parsed a second time when the first result gives cause,
+and a frame's size is bounded before it is read at all (`max_message_bytes`).
+Each key is written with one `:` after it, and any other `:` of the text is
+inside a string; a `:` in a decoded string was written as one, unless it was
+escaped (`\\u003a`). So when the text has no such escape, its colons are one
+per key written plus those of every string written; the decoded keys and the
+colons of the decoded strings can only be fewer, by what a duplicate dropped:
+equal counts prove there was none. An integer orjson could not hold shows up
+as a float of magnitude 2**63 or more. Text with strings full of `:` is thus
+read once, however large; only an escaped colon or a huge number (rare in
+real frames) costs the second, slower reading.
 """
 
 from __future__ import annotations
@@ -33,27 +40,46 @@ class _Pairs(list[tuple[str, Any]]):
 
 def changed(data: bytes | str, value: Any) -> str | None:
     """Where `value` (orjson's reading of `data`) differs from `data`: `path: problem`."""
-    keys, suspect = _census(value)
-    colons = data.count(b":" if isinstance(data, bytes) else ":")
-    if not suspect and colons == keys:
-        return None
-    return _first_change(data)
+    return None if unchanged_for_sure(data, value) else _first_change(data)
 
 
-def _census(value: Any) -> tuple[int, bool]:
-    """Keys in `value`, and whether it holds a float orjson may have made of an integer."""
-    keys = 0
+def unchanged_for_sure(data: bytes | str, value: Any) -> bool:
+    """Whether counting alone proves `value` is `data` as written (see the module's doc);
+    False only means `data` must be read again to tell."""
+    keys, colons, suspect = _census(value)
+    return not suspect and _count_colons(data) == keys + colons and not _escaped_colon(data)
+
+
+def _count_colons(data: bytes | str) -> int:
+    return data.count(b":" if isinstance(data, bytes) else ":")
+
+
+def _escaped_colon(data: bytes | str) -> bool:
+    """Whether `data` may spell a `:` as an escape (a false alarm costs only time)."""
+    if isinstance(data, bytes):
+        return b"u003a" in data or b"u003A" in data
+    return "u003a" in data or "u003A" in data
+
+
+def _census(value: Any) -> tuple[int, int, bool]:
+    """Keys in `value`, the `:` in its keys and strings, and whether it holds a float
+    orjson may have made of an integer."""
+    keys = colons = 0
     stack = [value]
     while stack:
         item = stack.pop()
-        if type(item) is dict:
+        kind = type(item)
+        if kind is str:
+            colons += item.count(":")
+        elif kind is dict:
             keys += len(item)
+            colons += "".join(item).count(":")
             stack.extend(item.values())
-        elif type(item) is list:
+        elif kind is list:
             stack.extend(item)
-        elif type(item) is float and abs(item) >= _SUSPECT:
-            return keys, True
-    return keys, False
+        elif kind is float and abs(item) >= _SUSPECT:
+            return keys, colons, True
+    return keys, colons, False
 
 
 def _integer(text: str) -> int:

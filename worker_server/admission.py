@@ -109,8 +109,7 @@ class HandshakeRate:
 
     def sweep(self) -> None:
         """Forget buckets that have filled up again: they would admit as a new one does."""
-        now = self.clock()
-        for block in [b for b, bucket in self.buckets.items() if bucket.full(now)]:
+        for block in [b for b, bucket in self.buckets.items() if bucket.full()]:
             del self.buckets[block]
 
 

@@ -9,18 +9,20 @@ from shared.rabbit import Publisher
 from shared.routes import CANDIDATE, SOLUTION
 from shared.runtime.health import add_check
 from shared.runtime.lifecycle import background, retry
+from shared.websocket.access import ADDRESS_BUCKETS, AddressBuckets
 from shared.websocket.app import FANOUT, create_websocket_app
 from worker_server.admission import Admission, HandshakeRate
 from worker_server.bans import Bans
 from worker_server.enforce import BANS, WELCOMED, bans_at_start, keep_bans
 from worker_server.jobs import CurrentJob, job_stream
-from worker_server.limits import TaskCounts
+from worker_server.limits import CandidateBudgets, TaskCounts
 from worker_server.liveness import keep_worker_rows
 from worker_server.rows import WorkerRows, written_at_shutdown
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks, keep_tasks_known
 from worker_server.ws import (
     ADMISSION,
+    CANDIDATE_BUDGETS,
     CANDIDATE_PUBLISHER,
     CURRENT_JOB,
     HANDSHAKES,
@@ -71,7 +73,14 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     # the shutdown are written too.
     app.cleanup_ctx.append(written_at_shutdown(rows))
     app.cleanup_ctx.append(background("worker-rows", lambda app: rows.run(app[POOL])))
+    # Workers come from the internet, many to an address: their bytes are paced by it.
+    app[ADDRESS_BUCKETS] = AddressBuckets(
+        settings.address_bytes_per_second, settings.address_bytes_burst
+    )
     app[TASK_COUNTS] = TaskCounts()
+    app[CANDIDATE_BUDGETS] = CandidateBudgets(
+        settings.candidates_per_minute, settings.candidates_per_minute_per_address
+    )
     app[BANS] = Bans(settings)
     # Before the listeners open: no handshake is judged without the stored bans.
     app.cleanup_ctx.append(bans_at_start)

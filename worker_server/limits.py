@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import uuid
+from collections.abc import Hashable
+from typing import Any
 
 from shared.errors import ErrorCode
 from shared.metrics import SOLUTIONS_LIMITED
@@ -59,6 +61,46 @@ class TaskCounts:
         self._counts.move_to_end(key)
         if len(self._counts) > self.capacity:
             self._counts.popitem(last=False)
+
+
+class CandidateBudgets:
+    """Candidate-lane solutions per minute, per worker and per address.
+
+    A solution's target is its sender's claim, so the lane that never waits
+    behind shares is earned: a worker (its address and hardware_id, so no one
+    can spend another address's budget) gets `per_worker` a minute, an
+    address, all its workers together, `per_address`. Past either, a
+    candidate takes the share lane: stored and still delivered, later.
+    """
+
+    def __init__(self, per_worker: int, per_address: int, capacity: int = TASK_COUNT_CAPACITY):
+        self.per_worker = per_worker
+        self.per_address = per_address
+        self.capacity = capacity
+        self._workers: collections.OrderedDict[tuple[str, str], TokenBucket] = (
+            collections.OrderedDict()
+        )
+        self._addresses: collections.OrderedDict[str, TokenBucket] = collections.OrderedDict()
+
+    def spend(self, remote: str, identity: str) -> bool:
+        """Whether this candidate may take the candidate lane (and count against both)."""
+        # The worker's own budget first: one over it spends nothing of its address's.
+        if not self._bucket(self._workers, (remote, identity), self.per_worker).take():
+            return False
+        return self._bucket(self._addresses, remote, self.per_address).take()
+
+    def _bucket(
+        self, buckets: collections.OrderedDict[Any, TokenBucket], key: Hashable, per_minute: int
+    ) -> TokenBucket:
+        """`key`'s bucket, the most recently used kept; forgetting one only refills it."""
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = TokenBucket(per_minute / 60, per_minute)
+            if len(buckets) > self.capacity:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(key)
+        return bucket
 
 
 class SolutionLimits:

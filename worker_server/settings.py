@@ -1,16 +1,52 @@
+from __future__ import annotations
+
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.catalogue import WORKER_SERVER, Program
 from shared.settings import default_instance_name, not_blank, process_suffix
-from shared.websocket.settings import WebsocketServerSettings
+from shared.websocket.settings import WebsocketServerSettings, require_frame_fits
 
 
 class WorkerServerSettings(WebsocketServerSettings):
     """Settings of worker_server; env prefix and default port from `shared.catalogue`."""
 
     program: ClassVar[Program] = WORKER_SERVER
+    max_message_bytes: int = Field(
+        # A real welcome or solution is about 300 bytes; a solution object may be
+        # max_object_bytes (4096). aiohttp refuses a larger frame from its header,
+        # before reading it: nothing larger is ever parsed.
+        8192,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Largest accepted frame (else 1009), refused before it is read.",
+    )
+    address_bytes_per_second: float = Field(
+        262144.0,
+        gt=0,
+        description="Sustained bytes of frames per second from one remote address, all its "
+        "connections together (token bucket); over it, its frames are read later (paced), "
+        "nothing is closed. Sized for NAT farms of a thousand rigs.",
+    )
+    address_bytes_burst: int = Field(
+        262144,
+        ge=256,
+        description="Token bucket size of address_bytes_per_second; at least max_message_bytes.",
+    )
+    candidates_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Solutions per minute one worker (its address and hardware_id) may send "
+        "down the candidate lane; beyond it they take the share lane (stored, still "
+        "delivered, later). A real prover finds few.",
+    )
+    candidates_per_minute_per_address: int = Field(
+        600,
+        ge=0,
+        description="Candidate-lane solutions per minute from one remote address, all its "
+        "workers together; beyond it they take the share lane.",
+    )
     welcome_timeout_seconds: float = Field(
         10.0, gt=0, description="Time a worker has to send its welcome (else 3000)."
     )
@@ -133,6 +169,11 @@ class WorkerServerSettings(WebsocketServerSettings):
     )
 
     _token_secret_not_blank = field_validator("worker_token_secret")(not_blank)
+
+    @model_validator(mode="after")
+    def _address_burst_holds_a_frame(self) -> WorkerServerSettings:
+        require_frame_fits(self, "address_bytes_burst")
+        return self
 
     @field_validator("server_instance")
     @classmethod

@@ -43,7 +43,7 @@ from worker_server.enforce import (
 )
 from worker_server.identity import presented_token, proven
 from worker_server.jobs import CurrentJob, JobUpdate
-from worker_server.limits import SolutionLimits, TaskCounts
+from worker_server.limits import CandidateBudgets, SolutionLimits, TaskCounts
 from worker_server.rows import WorkerRow, WorkerRows
 from worker_server.settings import WorkerServerSettings
 from worker_server.store import KnownTasks
@@ -54,6 +54,7 @@ ADMISSION = web.AppKey("admission", Admission)
 WORKER_ROWS = web.AppKey("worker_rows", WorkerRows)
 HANDSHAKES = web.AppKey("handshakes", HandshakeRate)
 TASK_COUNTS = web.AppKey("task_counts", TaskCounts)
+CANDIDATE_BUDGETS = web.AppKey("candidate_budgets", CandidateBudgets)
 CANDIDATE_PUBLISHER = web.AppKey("candidate_publisher", Publisher)
 CURRENT_JOB = web.AppKey("current_job", CurrentJob)
 ROLE = "worker"
@@ -64,6 +65,7 @@ JOB_LATENCY = LATENCY.labels(kind="job")
 CANDIDATE = SOLUTION_LANES.labels(lane="candidate")
 SHARE = SOLUTION_LANES.labels(lane="share")
 UNKNOWN_TARGET = SOLUTION_LANES.labels(lane="unknown")
+OVER_BUDGET = SOLUTION_LANES.labels(lane="over_budget")
 log = logging.getLogger(__name__)
 
 
@@ -209,31 +211,48 @@ async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
         hardware_id=welcome.hardware_id,
         caption=welcome.caption,
     )
-    await publish(app, message, received_at)
+    await publish(app, message, received_at, connection.remote)
     limits.accepted(welcome.hardware_id, solution.task_id, solution.nonce)
     await session.judged(bad=False)
 
 
-async def publish(app: web.Application, message: SolutionMessage, received_at: int) -> None:
+async def publish(
+    app: web.Application, message: SolutionMessage, received_at: int, remote: str
+) -> None:
     """A block candidate down its own lane, anything else down the ordinary one.
 
-    A candidate whose lane refuses it (its publisher not connected, a nack)
-    takes the ordinary lane instead: slower, never lost. Should both lanes
-    end up holding it, it is still stored and broadcast once.
+    A solution's target is the worker's claim: only candidates within their
+    worker's budget (`CandidateBudgets`) take the candidate lane, the rest the
+    ordinary one, stored and delivered all the same. A candidate whose lane
+    refuses it (its publisher not connected, a nack) takes the ordinary lane
+    instead: slower, never lost. Should both lanes end up holding it, it is
+    still stored and broadcast once.
     """
     body = encode(message)
     target = app[TASKS].proof_target(message.task_id)
-    if target is not None and message.solution_target >= target:
-        try:
-            await app[CANDIDATE_PUBLISHER].publish(body, received_at)
-        except PublishRefused as refused:
-            count_failure(refused)
-            log.warning("candidate_lane_refused", extra={"error": str(refused)})
-        else:
-            CANDIDATE.inc()
-            return
+    if target is None:
+        lane = UNKNOWN_TARGET
+    elif message.solution_target < target:
+        lane = SHARE
+    elif not app[CANDIDATE_BUDGETS].spend(remote, message.hardware_id):
+        lane = OVER_BUDGET
+    elif await _candidate_lane_took(app, body, received_at):
+        CANDIDATE.inc()
+        return
+    else:
+        lane = SHARE
     await app[PUBLISHER].publish(body, received_at)
-    (UNKNOWN_TARGET if target is None else SHARE).inc()
+    lane.inc()
+
+
+async def _candidate_lane_took(app: web.Application, body: bytes, received_at: int) -> bool:
+    try:
+        await app[CANDIDATE_PUBLISHER].publish(body, received_at)
+    except PublishRefused as refused:
+        count_failure(refused)
+        log.warning("candidate_lane_refused", extra={"error": str(refused)})
+        return False
+    return True
 
 
 class JudgedFrames(FrameTable[WorkerSession]):

@@ -60,6 +60,12 @@ def own_stack(mode: str, offset: int, logs: Path, extra_env: dict[str, str]) -> 
     # 10,000 still needs room per address and in total.
     env.setdefault("WORKER_SERVER_MAX_CONNECTIONS_PER_IP", "5000")
     env.setdefault("WORKER_SERVER_MAX_CONNECTIONS", "20000")
+    # Thousands of sockets per loopback address, their candidates from a few workers:
+    # more than any farm behind one address, which these limits are sized for.
+    env.setdefault("WORKER_SERVER_ADDRESS_BYTES_PER_SECOND", "1000000000")
+    env.setdefault("WORKER_SERVER_ADDRESS_BYTES_BURST", "1000000000")
+    env.setdefault("WORKER_SERVER_CANDIDATES_PER_MINUTE", "1000000")
+    env.setdefault("WORKER_SERVER_CANDIDATES_PER_MINUTE_PER_ADDRESS", "1000000")
     env.setdefault("NODE_SERVER_LOG_LEVEL", "WARNING")
     env.setdefault("WORKER_SERVER_LOG_LEVEL", "WARNING")
     logs = logs / mode

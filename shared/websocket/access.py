@@ -1,12 +1,14 @@
-"""Who may connect and how fast: bearer tokens and the per-connection rate limit."""
+"""Who may connect and how fast: bearer tokens, and the token buckets of the rate limits."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import hmac
 import ipaddress
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from time import monotonic
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -62,24 +64,91 @@ def forbidden(detail: str) -> web.Response:
 
 
 class TokenBucket:
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    """`rate` tokens a second, held up to `burst`: how fast a client may go.
+
+    On the path of every frame, so it is kept to a clock read and a few floats.
+    """
+
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self.clock = clock
         self.tokens = float(burst)
         self.updated = clock()
 
-    def take(self) -> bool:
+    def _refill(self) -> float:
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        tokens = self.tokens + (now - self.updated) * self.rate
         self.updated = now
-        if self.tokens < 1:
+        return tokens if tokens < self.burst else self.burst
+
+    def take(self, amount: float = 1.0) -> bool:
+        """Spend `amount` if the bucket holds that much; else spend nothing, False."""
+        tokens = self._refill()
+        if tokens < amount:
+            self.tokens = tokens
             return False
-        self.tokens -= 1
+        self.tokens = tokens - amount
         return True
 
-    def full(self, now: float) -> bool:
-        """Whether the bucket has refilled by `now` (on its clock)."""
-        return self.tokens + (now - self.updated) * self.rate >= self.burst
+    def owe(self, amount: float) -> float:
+        """Spend `amount`, into debt if need be: the seconds until the debt is paid (0 if none)."""
+        tokens = self._refill() - amount
+        self.tokens = tokens
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
+    def full(self) -> bool:
+        return self._refill() >= self.burst
+
+
+class AddressBuckets:
+    """One byte bucket per remote address, shared by all its connections.
+
+    A bucket outlives its address's last connection until it would be full
+    again, so closing and reconnecting buys no fresh burst; then it is
+    forgotten (checked as other addresses come), so memory follows the
+    addresses seen lately.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+        self._holders: collections.Counter[str] = collections.Counter()
+        self._idle: collections.deque[str] = collections.deque()  # oldest left first
+
+    @contextlib.contextmanager
+    def held(self, remote: str) -> Iterator[TokenBucket]:
+        """`remote`'s bucket while one of its connections is open."""
+        self._forget_idle()
+        bucket = self._buckets.get(remote)
+        if bucket is None:
+            bucket = self._buckets[remote] = TokenBucket(self.rate, self.burst)
+        self._holders[remote] += 1
+        try:
+            yield bucket
+        finally:
+            self._holders[remote] -= 1
+            if self._holders[remote] <= 0:
+                del self._holders[remote]
+                self._idle.append(remote)
+
+    def _forget_idle(self) -> None:
+        """Drop the buckets of addresses gone quiet, a few per call (amortised)."""
+        for _ in range(min(2, len(self._idle))):
+            remote = self._idle.popleft()
+            if remote in self._holders:
+                continue  # connected again: queued again when it leaves
+            bucket = self._buckets.get(remote)
+            if bucket is None or bucket.full():
+                self._buckets.pop(remote, None)
+            else:
+                self._idle.append(remote)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+ADDRESS_BUCKETS = web.AppKey("address_buckets", AddressBuckets)

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from aiohttp import WSMsgType, web
 
 from shared.errors import INTERNAL, Close, CloseConnection, answer, count
-from shared.metrics import CLOSES, FRAMES_IN, INVALID_FRAMES
+from shared.metrics import CLOSES, FRAMES_IN, FRAMES_PACED, INVALID_FRAMES
 from shared.protocol import error_frame
-from shared.websocket.access import TokenBucket
+from shared.websocket.access import ADDRESS_BUCKETS, TokenBucket
 from shared.websocket.outbox import Outbox
 from shared.websocket.settings import WebsocketServerSettings
 
@@ -32,6 +32,9 @@ _connection_ids = itertools.count(1)
 FLUSH_BEFORE_CLOSE_SECONDS = 0.5
 # Then the closing handshake gets this long before the socket is dropped.
 CLOSE_TIMEOUT_SECONDS = 2.0
+# Frames already buffered are read without the loop turning; after this many bytes
+# of them the reader lets the loop turn, so one busy socket can't hold it.
+YIELD_AFTER_BYTES = 16384
 
 
 class Connection:
@@ -63,8 +66,15 @@ class Connection:
         self._failing: asyncio.Task[None] | None = None  # see fail_soon
         self._ending = False
         self._bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._bytes = TokenBucket(
+            settings.rate_limit_bytes_per_second, settings.rate_limit_bytes_burst
+        )
+        self._address: TokenBucket | None = None  # the remote's, while open (see open)
+        self._unyielded = 0
+        self._first_frame = True
         self._invalid = 0
         self._frames_in = FRAMES_IN.labels(role=role)  # a child lookup per frame is slow
+        self._frames_paced = FRAMES_PACED.labels(role=role)
 
     @property
     def log_context(self) -> dict[str, object]:
@@ -86,8 +96,12 @@ class Connection:
         """
         await self.ws.prepare(self.request)
         self.outbox.start(self.request.transport, name=f"ws-sender-{self.id}")
+        addresses = self.request.app.get(ADDRESS_BUCKETS)
         try:
-            yield self
+            with contextlib.ExitStack() as held:
+                if addresses is not None:
+                    self._address = held.enter_context(addresses.held(self.remote))
+                yield self
         except CloseConnection as close:
             await self.close(close.code, close.reason)
         except Exception as error:
@@ -161,7 +175,13 @@ class Connection:
             self.outbox.abort()
 
     async def receive(self) -> bytes | None:
-        """The next data frame from the client, rate-limited; None once it closed."""
+        """The next data frame from the client, rate-limited; None once it closed.
+
+        A connection over its frame or byte rate is closed 1008 "rate limit".
+        One whose address is over the address's byte rate is read later
+        instead: nothing is closed for what other connections of the address
+        sent, and what is not read waits in the socket, slowing the sender.
+        """
         message = await self.ws.receive()
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             # aiohttp answers an oversize frame with 1009, but its close_code may then
@@ -170,10 +190,31 @@ class Connection:
                 self._closed(Close.MESSAGE_TOO_BIG)
             return None
         self._frames_in.inc()
-        if not self._bucket.take():
-            raise CloseConnection(Close.POLICY_VIOLATION, "rate limit")
         data = message.data
+        size = len(data)
+        if not (self._bucket.take() and self._bytes.take(size)):
+            raise CloseConnection(Close.POLICY_VIOLATION, "rate limit")
+        await self._paced(size)
         return data if isinstance(data, bytes) else data.encode()
+
+    async def _paced(self, size: int) -> None:
+        """Wait out the address's byte debt; else let the loop turn now and then.
+
+        The first frame (a worker's welcome) is charged but never waits: its
+        deadline must not run out in the debt of the address's other
+        connections, and a failed welcome would count against the address.
+        """
+        wait = self._address.owe(size) if self._address is not None else 0.0
+        first, self._first_frame = self._first_frame, False
+        if wait > 0 and not first:
+            self._frames_paced.inc()
+            self._unyielded = 0
+            await asyncio.sleep(wait)
+            return
+        self._unyielded += size
+        if self._unyielded >= YIELD_AFTER_BYTES:
+            self._unyielded = 0
+            await asyncio.sleep(0)
 
     async def invalid(self, code: str, detail: str) -> None:
         """Answer an invalid frame; too many of them close the connection."""

@@ -71,6 +71,17 @@ class WebsocketServerSettings(ServiceSettings):
         200.0, gt=0, description="Sustained frames per second per connection (token bucket)."
     )
     rate_limit_burst: int = Field(400, ge=1, description="Token bucket size per connection.")
+    rate_limit_bytes_per_second: float = Field(
+        65536.0,
+        gt=0,
+        description="Sustained bytes of frames per second per connection (token bucket; "
+        "else close 1008 rate limit). A worker's frame is about 300 bytes.",
+    )
+    rate_limit_bytes_burst: int = Field(
+        131072,
+        ge=256,
+        description="Token bucket size of rate_limit_bytes_per_second; at least max_message_bytes.",
+    )
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated bearer tokens; empty: worker_server is open to anyone, "
@@ -144,8 +155,23 @@ class WebsocketServerSettings(ServiceSettings):
                 raise ValueError(f"TLS certificate/key unusable: {error}") from None
         return self
 
+    @model_validator(mode="after")
+    def _burst_holds_a_frame(self) -> WebsocketServerSettings:
+        require_frame_fits(self, "rate_limit_bytes_burst")
+        return self
+
     @property
     def fetch_max_wait_ms(self) -> int:
         if self.kafka_fetch_max_wait_ms is not None:
             return self.kafka_fetch_max_wait_ms
         return 10 if self.fanout_mode == "shared" else 200
+
+
+def require_frame_fits(settings: WebsocketServerSettings, burst: str) -> None:
+    """A byte bucket smaller than the largest frame would refuse that frame forever."""
+    size = getattr(settings, burst)
+    if size < settings.max_message_bytes:
+        raise ValueError(
+            f"{burst} ({size}) is below max_message_bytes ({settings.max_message_bytes}): "
+            "the largest frame could never pass"
+        )

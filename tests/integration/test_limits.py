@@ -231,6 +231,15 @@ async def test_objects_larger_than_max_object_bytes_are_refused(
     assert stored == 0
 
 
+# Big jobs fill the socket buffers quickly: allow objects of their size, sent as
+# fast as the node can.
+BIG_JOBS = {
+    "max_object_bytes": 16384,
+    "rate_limit_bytes_per_second": 1 << 30,
+    "rate_limit_bytes_burst": 1 << 30,
+}
+
+
 async def _raw_worker(address: str, hello: dict[str, Any]) -> asyncio.StreamWriter:
     """A worker that sends its welcome and then never reads: tiny buffers, no reading."""
     return (await _raw_worker_with_reader(address, hello, limit=1024))[1]
@@ -240,9 +249,7 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
     start_servers, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
     hello = clients.welcome()
-    # Big jobs fill the socket buffers quickly: allow objects of their size.
-    big_objects = {"max_object_bytes": 16384}
-    async with start_servers(node=big_objects, worker={"send_queue_size": 4}) as servers:
+    async with start_servers(node=BIG_JOBS, worker={"send_queue_size": 4}) as servers:
         writer = await _raw_worker(servers.worker_address, hello)
         try:
             async with clients.connect(servers.node_url) as ws, asyncio.timeout(60):
@@ -266,9 +273,8 @@ async def test_a_worker_that_does_not_read_is_closed_1008_slow_consumer(
 async def test_a_busy_worker_gets_the_newest_job_next_never_an_older_one(start_servers) -> None:
     """Jobs that pile up for a worker that reads slowly are replaced, not queued."""
     hello = clients.welcome()
-    big_objects = {"max_object_bytes": 16384}
     worker_settings = {"send_queue_size": 1000}  # replaced jobs only; it is not closed here
-    async with start_servers(node=big_objects, worker=worker_settings) as servers:
+    async with start_servers(node=BIG_JOBS, worker=worker_settings) as servers:
         address = servers.worker_address
         reader, writer = await _raw_worker_with_reader(address, hello)
         replaced_before = _jobs_replaced()

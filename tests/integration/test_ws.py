@@ -75,7 +75,12 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_job(
         start_servers(
             fanout_mode=mode,
             worker={"send_queue_size": 4},
-            node={"max_message_bytes": 1 << 20, "max_object_bytes": 1 << 20},
+            node={
+                "max_message_bytes": 1 << 20,
+                "max_object_bytes": 1 << 20,
+                "rate_limit_bytes_per_second": 1 << 30,
+                "rate_limit_bytes_burst": 1 << 30,
+            },
         ) as stack,
         clients.worker_client(stack.worker_url) as reader,
         stalled_worker(stack.worker_url, stalled_id),

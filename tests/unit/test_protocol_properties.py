@@ -325,9 +325,12 @@ def _forward_solution(frame: str) -> Any:
 
 
 @PROPERTIES
-@given(challenge=json_text.objects, height=int64)
-def test_epoch_challenges_are_forwarded_exactly_or_refused(challenge: Pairs, height: int) -> None:
-    frame = f'{{"type": "job", "epoch_challenge": {render(challenge)}, '
+@given(challenge=json_text.objects, height=int64, escape_colons=st.booleans())
+def test_epoch_challenges_are_forwarded_exactly_or_refused(
+    challenge: Pairs, height: int, escape_colons: bool
+) -> None:
+    # Colons in strings written as escapes must not let the counting miss a duplicate.
+    frame = f'{{"type": "job", "epoch_challenge": {render(challenge, escape_colons)}, '
     frame += f'"proof_target": 1, "block_height": {height}}}'
     _carried(frame, "epoch_challenge", challenge, _forward_job)
 

@@ -10,7 +10,7 @@ import pytest
 from shared.codec import parse
 from shared.errors import ProtocolError
 from shared.protocol import JobMessage, NodeJob, WorkerSolution
-from shared.verbatim import MAX_INT, MIN_INT, changed
+from shared.verbatim import MAX_INT, MIN_INT, changed, unchanged_for_sure
 
 TASK = str(uuid.uuid4())
 
@@ -96,7 +96,8 @@ def test_internal_bodies_take_the_same_path() -> None:
 @pytest.mark.parametrize(
     "challenge",
     [
-        '{"url": "http://a:b", "time": "12:00:01"}',  # colons in strings: the slow path
+        '{"url": "http://a:b", "time": "12:00:01"}',  # colons in strings
+        '{"url": "http\\u003a//a", "k\\u003a": 1}',  # escaped ones: the slow path
         '{"a": {"x": 1}, "b": {"x": 1}}',  # the same key in different objects
     ],
 )
@@ -106,7 +107,8 @@ def test_lookalikes_of_duplicates_are_accepted(challenge: str) -> None:
 
 def test_deep_frames_on_the_slow_path_are_checked_or_refused_not_a_crash() -> None:
     def frame(depth: int) -> bytes:
-        return job_frame('{"s": ":"}, "pad": ' + "[" * depth + "]" * depth)
+        # An escaped colon is what still sends a frame to the slow path.
+        return job_frame('{"s": "\\u003a"}, "pad": ' + "[" * depth + "]" * depth)
 
     assert parse(NodeJob, frame(500)).epoch_challenge == {"s": ":"}
     assert refused(NodeJob, frame(1020)) == "nested too deeply"
@@ -121,3 +123,30 @@ def test_changed_is_none_for_what_orjson_reads_exactly() -> None:
     data = b'{"a": [1, -2, 3.5, "x:y", {"b": null}], "c": 18446744073709551615}'
     assert changed(data, orjson.loads(data)) is None
     assert changed(data.decode(), orjson.loads(data)) is None
+
+
+def test_colons_in_strings_are_proven_unchanged_without_a_second_reading() -> None:
+    # A worker's largest frame, every string a colon: counting proves it, once.
+    solution = {"partial_solution": {"nonce": "1:2"}}
+    solution.update({f"k:{index}": "a:b:" for index in range(600)})
+    frame = {"type": "solution", "task_id": TASK, "solution": solution, "solution_target": 1}
+    data = orjson.dumps(frame)
+    assert unchanged_for_sure(data, orjson.loads(data))
+    assert unchanged_for_sure(data.decode(), orjson.loads(data))
+    assert parse(WorkerSolution, data).solution == solution
+
+
+@pytest.mark.parametrize(
+    ("challenge", "key"),
+    [
+        ('{"a": ":", "a": 1}', "a"),  # the value dropped held a colon
+        ('{"a": 1, "a": ":"}', "a"),  # the value kept does
+        ('{"a:b": 1, "a:b": 2}', "a:b"),  # so does the key
+        ('{"x": "\\u003a", "a": 1, "a": 1}', "a"),  # an escaped colon makes up for the key
+        ('{"x": "\\u003A", "a": 1, "a": 1}', "a"),
+    ],
+)
+def test_duplicates_next_to_colons_are_still_refused(challenge: str, key: str) -> None:
+    data = job_frame(challenge)
+    assert not unchanged_for_sure(data, orjson.loads(data))
+    assert refused(NodeJob, data) == f'epoch_challenge: duplicate key "{key}"'
