@@ -11,7 +11,7 @@ from shared.runtime.health import add_check
 from shared.runtime.lifecycle import background, retry
 from shared.websocket.access import ADDRESS_BUCKETS, AddressBuckets
 from shared.websocket.app import FANOUT, create_websocket_app
-from worker_server.admission import Admission, HandshakeRate
+from worker_server.admission import Admission, HandshakeRate, address_block
 from worker_server.bans import Bans
 from worker_server.enforce import BANS, WELCOMED, bans_at_start, keep_bans
 from worker_server.jobs import CurrentJob, job_stream
@@ -75,7 +75,9 @@ def create_app(settings: WorkerServerSettings) -> web.Application:
     app.cleanup_ctx.append(background("worker-rows", lambda app: rows.run(app[POOL])))
     # Workers come from the internet, many to an address: their bytes are paced by it.
     app[ADDRESS_BUCKETS] = AddressBuckets(
-        settings.address_bytes_per_second, settings.address_bytes_burst
+        settings.address_bytes_per_second,
+        settings.address_bytes_burst,
+        lambda remote: address_block(remote, settings),
     )
     app[TASK_COUNTS] = TaskCounts()
     app[CANDIDATE_BUDGETS] = CandidateBudgets(

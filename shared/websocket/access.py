@@ -112,9 +112,12 @@ class AddressBuckets:
     addresses seen lately.
     """
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(
+        self, rate: float, burst: float, block: Callable[[str], str] = lambda remote: remote
+    ) -> None:
         self.rate = rate
         self.burst = burst
+        self.block = block  # what counts as one address: its /64, say
         self._buckets: dict[str, TokenBucket] = {}
         self._holders: collections.Counter[str] = collections.Counter()
         self._idle: collections.deque[str] = collections.deque()  # oldest left first
@@ -122,6 +125,7 @@ class AddressBuckets:
     @contextlib.contextmanager
     def held(self, remote: str) -> Iterator[TokenBucket]:
         """`remote`'s bucket while one of its connections is open."""
+        remote = self.block(remote)
         self._forget_idle()
         bucket = self._buckets.get(remote)
         if bucket is None:
