@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_SOLUTION = "duplicate_solution"  # the same task and nonce again
     BANNED = "banned"  # the worker (or its address) is banned; the close follows
     UNAVAILABLE = "unavailable"
+    OVERLOADED = "overloaded"  # a share refused while the server is behind; send it again
     INTERNAL = "internal_error"
 
 

@@ -178,6 +178,12 @@ REFUSED_JOBS = Counter(
     "Valid jobs refused before publishing, by error code (conflicting_job, implausible_height).",
     ["code"],
 )
+SHED = Counter(
+    "wspool_shed",
+    "Work refused while the event loop lagged past shed_lag_ms: share solutions answered "
+    "overloaded, handshakes answered 503.",
+    ["what"],
+)
 SOLUTION_LANES = Counter(
     "wspool_solution_lanes",
     "Solutions published by worker_server, by lane: candidate (at or above the lowest proof "

@@ -84,7 +84,14 @@ def start_servers(backends: Backends, processors: Processors) -> StartServers:
         worker_settings = WorkerServerSettings(
             **backends.settings(
                 **server_ports(),
-                **{"server_instance": f"test-{uuid.uuid4().hex[:8]}", **common, **(worker or {})},
+                **{
+                    "server_instance": f"test-{uuid.uuid4().hex[:8]}",
+                    # A test's servers share its loop and a busy machine: shedding
+                    # would answer at random. test_overload.py turns it on.
+                    "shed_lag_ms": 0,
+                    **common,
+                    **(worker or {}),
+                },
             )
         )
         async with (

@@ -114,6 +114,7 @@ class HandshakeRate:
 
 
 DETAILS = {
+    "overloaded": "server overloaded: try again shortly",
     "capacity": "server at connection capacity",
     "per_ip": "too many connections from this address",
 }

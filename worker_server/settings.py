@@ -103,6 +103,13 @@ class WorkerServerSettings(WebsocketServerSettings):
         "closed at start-up. Defaults to the host name; each of several processes adds "
         "`/<index>`.",
     )
+    shed_lag_ms: float = Field(
+        20.0,
+        ge=0,
+        description="Event-loop lag past which worker_server sheds: shares are answered "
+        "overloaded (not published; the worker sends them again), new handshakes 503 with "
+        "Retry-After; block candidates within their budget are always taken. 0: never shed.",
+    )
     max_unwritten_worker_rows: int = Field(
         40_000,
         ge=1,

@@ -17,10 +17,8 @@ from shared.errors import (
     CloseConnection,
     ErrorCode,
     ProtocolError,
-    PublishRefused,
 )
-from shared.errors import count as count_failure
-from shared.metrics import LATENCY, REFUSED_CONNECTIONS, SOLUTION_LANES
+from shared.metrics import LATENCY, REFUSED_CONNECTIONS
 from shared.protocol import SolutionMessage, Welcome, WorkerSolution, now_ns
 from shared.rabbit import Publisher
 from shared.websocket.app import PUBLISHER
@@ -43,6 +41,15 @@ from worker_server.enforce import (
 )
 from worker_server.identity import presented_token, proven
 from worker_server.jobs import CurrentJob, JobUpdate
+from worker_server.lanes import (
+    CANDIDATE,
+    SHED_HANDSHAKES,
+    SHED_SHARES,
+    Publishers,
+    chosen_lane,
+    overloaded,
+    publish,
+)
 from worker_server.limits import CandidateBudgets, SolutionLimits, TaskCounts
 from worker_server.rows import WorkerRow, WorkerRows
 from worker_server.settings import WorkerServerSettings
@@ -62,10 +69,6 @@ ROLE = "worker"
 # longer only while Postgres is away, and then the worker's row could not be opened either.
 CURRENT_JOB_WAIT_SECONDS = 5.0
 JOB_LATENCY = LATENCY.labels(kind="job")
-CANDIDATE = SOLUTION_LANES.labels(lane="candidate")
-SHARE = SOLUTION_LANES.labels(lane="share")
-UNKNOWN_TARGET = SOLUTION_LANES.labels(lane="unknown")
-OVER_BUDGET = SOLUTION_LANES.labels(lane="over_budget")
 log = logging.getLogger(__name__)
 
 
@@ -211,48 +214,16 @@ async def on_solution(session: WorkerSession, solution: WorkerSolution) -> None:
         hardware_id=welcome.hardware_id,
         caption=welcome.caption,
     )
-    await publish(app, message, received_at, connection.remote)
+    lane = chosen_lane(app[TASKS], app[CANDIDATE_BUDGETS], message, connection.remote)
+    if lane is not CANDIDATE and overloaded(app, app[SETTINGS].shed_lag_ms):
+        # Not published, not held: the worker is told, and sends it again later.
+        SHED_SHARES.inc()
+        connection.send_error(ErrorCode.OVERLOADED, "server overloaded: send it again later")
+        return
+    publishers = Publishers(app[PUBLISHER], app[CANDIDATE_PUBLISHER])
+    await publish(publishers, encode(message), lane, received_at)
     limits.accepted(welcome.hardware_id, solution.task_id, solution.nonce)
     await session.judged(bad=False)
-
-
-async def publish(
-    app: web.Application, message: SolutionMessage, received_at: int, remote: str
-) -> None:
-    """A block candidate down its own lane, anything else down the ordinary one.
-
-    A solution's target is the worker's claim: only candidates within their
-    worker's budget (`CandidateBudgets`) take the candidate lane, the rest the
-    ordinary one, stored and delivered all the same. A candidate whose lane
-    refuses it (its publisher not connected, a nack) takes the ordinary lane
-    instead: slower, never lost. Should both lanes end up holding it, it is
-    still stored and broadcast once.
-    """
-    body = encode(message)
-    target = app[TASKS].proof_target(message.task_id)
-    if target is None:
-        lane = UNKNOWN_TARGET
-    elif message.solution_target < target:
-        lane = SHARE
-    elif not app[CANDIDATE_BUDGETS].spend(remote, message.hardware_id):
-        lane = OVER_BUDGET
-    elif await _candidate_lane_took(app, body, received_at):
-        CANDIDATE.inc()
-        return
-    else:
-        lane = SHARE
-    await app[PUBLISHER].publish(body, received_at)
-    lane.inc()
-
-
-async def _candidate_lane_took(app: web.Application, body: bytes, received_at: int) -> bool:
-    try:
-        await app[CANDIDATE_PUBLISHER].publish(body, received_at)
-    except PublishRefused as refused:
-        count_failure(refused)
-        log.warning("candidate_lane_refused", extra={"error": str(refused)})
-        return False
-    return True
 
 
 class JudgedFrames(FrameTable[WorkerSession]):
@@ -276,6 +247,11 @@ def admitted(request: web.Request) -> Iterator[web.StreamResponse | None]:
     if (ban := bans.address_ban(block)) is not None:
         REFUSED_CONNECTIONS.labels(role=ROLE, reason="banned").inc()
         yield refused_banned(ban, bans.seconds_left(ban))
+        return
+    if overloaded(request.app, request.app[SETTINGS].shed_lag_ms):  # served as the loop can
+        SHED_HANDSHAKES.inc()
+        REFUSED_CONNECTIONS.labels(role=ROLE, reason="overloaded").inc()
+        yield refused("overloaded")
         return
     handshakes = request.app[HANDSHAKES]
     if not handshakes.take(block):
