@@ -7,10 +7,7 @@ length (3000) are covered in test_edges.py; this module covers the rest.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import socket
 import uuid
 from typing import Any
 
@@ -21,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from shared.protocol import MAX_JSON_DEPTH
-from tests.support import clients
+from tests.support import clients, raw_ws
 from tests.support.stack import Stack, servers_with
 
 
@@ -289,7 +286,8 @@ async def test_a_busy_worker_gets_the_newest_job_next_never_an_older_one(start_s
                     await asyncio.sleep(0.05)
                 received = []
                 while not received or received[-1] != heights[-1]:
-                    received.append(await _job_height(reader))
+                    job = await raw_ws.receive(reader, timeout=60)
+                    received.append(job["epoch_challenge"].get("height"))
         finally:
             writer.close()
     ours = [height for height in received if height in heights]
@@ -302,39 +300,10 @@ def _jobs_replaced() -> float:
     return REGISTRY.get_sample_value("wspool_jobs_replaced_total") or 0.0
 
 
-async def _job_height(reader: asyncio.StreamReader) -> int | None:
-    """The `height` of the next job frame (server frames are unmasked); pings are skipped."""
-    while True:
-        first, second = await reader.readexactly(2)
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(await reader.readexactly(2), "big")
-        elif size == 127:
-            size = int.from_bytes(await reader.readexactly(8), "big")
-        payload = await reader.readexactly(size)
-        if first & 0x0F == 0x1:
-            return orjson.loads(payload)["epoch_challenge"].get("height")
-
-
 async def _raw_worker_with_reader(
     address: str, hello: dict[str, Any], limit: int = 65536
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A worker with tiny buffers that sends its welcome; it reads only when the test does."""
-    host, port = address.split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    payload, mask = orjson.dumps(hello), os.urandom(4)
-    assert 125 < len(payload) < 65536
-    header = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask
-    writer.write(header + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-    await writer.drain()
+    reader, writer = await raw_ws.connect(address, limit=limit)
+    await raw_ws.send(writer, hello)
     return reader, writer

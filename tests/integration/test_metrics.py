@@ -18,19 +18,18 @@ from tests.support.poll import until
 from tests.support.ports import free_port
 from tests.support.stack import Backends, server_ports, serving_server
 
+PER_ROLE = [
+    "wspool_accepted_connections_total",
+    "wspool_frames_in_total",
+    "wspool_frames_out_total",
+]
 WATCHED: list[Sample] = [
-    ("wspool_accepted_connections_total", (("role", "node"),)),
-    ("wspool_accepted_connections_total", (("role", "worker"),)),
-    ("wspool_frames_in_total", (("role", "node"),)),
-    ("wspool_frames_in_total", (("role", "worker"),)),
-    ("wspool_frames_out_total", (("role", "node"),)),
-    ("wspool_frames_out_total", (("role", "worker"),)),
+    *((name, (("role", role),)) for name in PER_ROLE for role in ("node", "worker")),
     ("wspool_invalid_frames_total", (("role", "node"),)),
     ("wspool_dedup_hits_total", (("kind", "solution"),)),
     ("wspool_dead_lettered_total", (("queue", "job.persist_and_broadcast"),)),
     ("wspool_broker_errors_total", (("broker", "rabbitmq"),)),
-    ("wspool_end_to_end_latency_seconds_count", (("kind", "job"),)),
-    ("wspool_end_to_end_latency_seconds_count", (("kind", "solution"),)),
+    *(("wspool_end_to_end_latency_seconds_count", (("kind", k),)) for k in ("job", "solution")),
     ("wspool_stored_total", (("kind", "solution"),)),
 ]
 

@@ -9,9 +9,7 @@ decided by the test, not by timing.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -23,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from shared.errors import Close
 from shared.websocket.outbox import DIRECT_WRITE_LIMIT, Outbox, text_frame
+from tests.support import raw_ws
 from tests.support.ports import free_port
 from tests.support.stack import serving
 
@@ -91,20 +90,7 @@ async def websocket(queue_size: int = QUEUE_SIZE) -> AsyncIterator[tuple[Served,
 
 
 async def _connect(address: str) -> Client:
-    host, port = address.rsplit(":", 1)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: it sticks
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    response = await reader.readuntil(b"\r\n\r\n")
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return Client(reader, writer)
+    return Client(*await raw_ws.connect(address, limit=4096))
 
 
 def payload(size: int) -> bytes:

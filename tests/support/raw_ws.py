@@ -18,15 +18,16 @@ TEXT, CLOSE = 0x1, 0x8
 
 
 async def connect(
-    address: str, receive_buffer: int = 4096
+    address: str, receive_buffer: int = 4096, limit: int = 1024
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Upgrade a connection to `address` (host:port); its reader and writer."""
-    host, port = address.split(":")
+    host, port = address.rsplit(":", 1)
     sock = socket.socket()
+    # Before connecting: set later, the buffer the kernel already sized sticks.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET / HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
