@@ -67,6 +67,7 @@ class NodeExpectations:
         block_height: int,
         proof_target: int,
         challenge_digest: str | None = None,
+        *,
         now: float | None = None,
     ) -> bool:
         """Wait for solutions answering this job; whether to recover for it now.

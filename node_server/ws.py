@@ -87,7 +87,7 @@ async def on_job(session: NodeSession, job: NodeJob) -> None:
             session.connection.send_error(refused.code, refused.detail)
             return
     # Only a confirmed job makes this node wait for solutions; then what it missed.
-    if expectations.expect(job.block_height, job.proof_target, digest, time.monotonic()):
+    if expectations.expect(job.block_height, job.proof_target, digest, now=time.monotonic()):
         await session.recover(job, digest)
 
 
