@@ -32,7 +32,9 @@ class NodeSession:
         self.connection = connection
         settings = request.app[SETTINGS]
         self.expectations = NodeExpectations(
-            settings.solution_wait_time_seconds, settings.max_expected_heights
+            settings.solution_wait_time_seconds,
+            settings.max_expected_heights,
+            settings.max_delivered_per_connection,
         )
 
     def offer(self, update: SolutionUpdate) -> None:

@@ -73,3 +73,27 @@ def test_a_connection_waits_for_a_bounded_number_of_heights() -> None:
     assert EXPECTATIONS_EVICTED._value.get() - evicted == 2
     assert not node.accept(solution(10, 100), now=1), "the oldest was evicted"
     assert node.accept(solution(14, 100), now=1)
+
+
+def test_a_connection_remembers_a_bounded_number_of_delivered_solutions() -> None:
+    node = NodeExpectations(wait_seconds=60, max_delivered=4)
+    evicted = EXPECTATIONS_EVICTED._value.get()
+    node.expect(10, 100, now=0)
+    node.expect(11, 100, now=0)
+    for nonce in "123":
+        assert node.accept(solution(10, 100, nonce), now=1)
+    assert node.accept(solution(11, 100), now=1)
+    assert node.delivered == 4 and len(node) == 2  # at the bound: both heights kept
+    assert node.accept(solution(11, 100, nonce="2"), now=1)
+    assert node.delivered == 2 and len(node) == 1, "height 10 and its three keys forgotten"
+    assert EXPECTATIONS_EVICTED._value.get() - evicted == 1
+    assert not node.accept(solution(10, 100, nonce="4"), now=1), "no longer waited for"
+    assert not node.accept(solution(11, 100, nonce="2"), now=1), "still at most once"
+
+
+def test_a_job_sent_again_renews_its_wait_instead_of_adding_to_it() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    for sent_at in range(100):  # a node that reconnects and re-sends its job, often
+        node.expect(10, 100, "digest", now=sent_at)
+    assert [job.expires for job in node._by_height[10].jobs] == [99 + 60]
+    assert node.accept(solution(10, 100), now=150), "the newest send counts"
