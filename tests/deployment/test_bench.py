@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from misc.bench.cli import parse_args
+from misc.bench.cli import parse_args, plan_from
 from misc.bench.facts import percentile
 from misc.bench.plan import LadderPlan, Plan
 from misc.bench.report import render
@@ -106,6 +106,47 @@ async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
     assert "### Mixed" in table and "### Job fan-out" not in table
 
 
+async def test_storm_and_soak_run_end_to_end_at_a_tiny_size(
+    start_servers: StartServers, backends: Backends
+) -> None:
+    """The tool, not the speed: both waves hold every worker, the soak counts what it sent."""
+    plan = tiny_plan(
+        backends,
+        workers=[1],
+        phases=frozenset({"storm", "soak"}),
+        storm_workers=(20,),
+        storm_in_flight=8,
+        soak_seconds=5,
+        soak_rate=10,
+    )
+    async with start_servers(fanout_mode="shared") as stack:
+        results = await run_stack(endpoints(stack), plan, plan.workers)
+
+    assert results["fanout"] == [] and "solutions" not in results
+    (storm,) = results["storm"]
+    assert storm["workers"] == 20
+    for wave in (storm["cold"], storm["after_blip"]):
+        assert wave["held_job"] == 20 and wave["without_job"] == 0
+        assert wave["ready_ms"]["count"] == 20
+        assert wave["all_hold_job_seconds"] is not None and wave["all_hold_job_seconds"] > 0
+    soak = results["soak"]
+    visits = soak["visits"]
+    assert visits["visits"] > 0 and visits["shares"] == 3 * visits["visits"]
+    assert visits["aborted"] > 0 and visits["closed"] > 0
+    assert visits["aborted"] + visits["closed"] == visits["visits"]
+    assert soak["candidates_sent"] > 0
+    assert soak["candidates_arrived"] == soak["candidates_sent"]
+    for service in ("node_server", "worker_server"):  # the others run in the test's process
+        rss = soak["rss_mib"][service]
+        assert rss["start"] and rss["third"] and rss["end"]
+    assert soak["rss_mib"]["process_job_worker"]["start"] is None
+    table = render({"machine": _facts(), "modes": {"shared": results}})
+    assert "| shared | 20 | cold | 20 |" in table
+    assert "| shared | 20 | after the blip | 20 |" in table
+    soak_rows = table.split("### Soak")[1]
+    assert f"| shared | 5 | 10 | {visits['visits']} | {visits['shares']} |" in soak_rows
+
+
 def _facts() -> dict[str, object]:
     return {
         "cores": 2,
@@ -131,6 +172,14 @@ def test_ladder_rates_make_the_ladder_a_phase() -> None:
     args = parse_args(["--ladder", "500,1000", "--phases", "ladder"])
     assert args.ladder == [500, 1000] and args.phases == {"ladder"}
     assert "ladder" in parse_args(["--ladder", "100"]).phases
+
+
+def test_storm_counts_and_soak_seconds_make_their_phases() -> None:
+    args = parse_args(["--storm-workers", "1000,5000", "--soak-seconds", "600"])
+    assert {"storm", "soak", "fanout"} <= args.phases
+    plan = plan_from(args)
+    assert plan.storm_workers == (1000, 5000) and plan.soak_seconds == 600
+    assert parse_args(["--phases", "storm", "--storm-workers", "10"]).phases == {"storm"}
 
 
 def test_several_modes_start_their_own_stacks() -> None:
