@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+import pytest
+from aiohttp import web
+
 from misc.bench.cli import parse_args, plan_from
 from misc.bench.facts import percentile
 from misc.bench.plan import LadderPlan, Plan
 from misc.bench.report import render
 from misc.bench.run import READY_PROBES, run_stack
 from misc.bench.stack import Endpoints
+from misc.bench.waves import Tally
 from tests.support.stack import Backends, Stack, StartServers
 
 NOWHERE = "http://127.0.0.1:9"  # the in-process consumers serve their metrics elsewhere
@@ -186,3 +191,38 @@ def test_several_modes_start_their_own_stacks() -> None:
     args = parse_args(["--modes", "shared,per_connection", "--workers", "1,10"])
     assert args.own_stack and args.workers == [1, 10]
     assert args.modes == ["shared", "per_connection"]
+
+
+async def test_failed_handshakes_are_counted_by_kind() -> None:
+    """Refused (503/429, with or without Retry-After) apart from broken, from real answers."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        status = int(request.query["status"])
+        if status == 0:  # the peer drops the connection mid-handshake
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        headers = {"Retry-After": "3"} if "retry" in request.query else {}
+        return web.json_response({"error": "busy"}, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    tally = Tally()
+    retry_afters = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for query in ("status=503&retry", "status=429", "status=400", "status=0"):
+                with pytest.raises((aiohttp.ClientError, OSError)) as raised:
+                    await session.ws_connect(f"ws://127.0.0.1:{port}/?{query}")
+                retry_afters.append(tally.failed(raised.value))
+    finally:
+        await runner.cleanup()
+    assert retry_afters == [3.0, None, None, None]
+    figures = tally.figures()
+    assert figures["refused"] == {"503": 1, "429 without Retry-After": 1}
+    assert figures["broken"] == {"HTTP 400": 1, "ServerDisconnectedError": 1}
