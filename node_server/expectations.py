@@ -51,17 +51,24 @@ class NodeExpectations:
     carries no challenge digest (written before there was one) matches any
     challenge at its height.
 
-    Bounded: at most `max_heights` heights and `max_delivered` remembered
-    solutions; beyond either, the oldest height is no longer waited for (so
+    Bounded: at most `max_jobs_per_height` jobs (targets, challenges) per
+    height, the oldest dropped; at most `max_heights` heights and
+    `max_delivered` remembered solutions; beyond either, the oldest height is
+    no longer waited for (so
     it gets nothing more for it rather than anything twice), counted in a metric.
     """
 
     def __init__(
-        self, wait_seconds: float, max_heights: int = 1024, max_delivered: int = 100_000
+        self,
+        wait_seconds: float,
+        max_heights: int = 1024,
+        max_delivered: int = 100_000,
+        max_jobs_per_height: int = 16,
     ) -> None:
         self.wait_seconds = wait_seconds
         self.max_heights = max_heights
         self.max_delivered = max_delivered
+        self.max_jobs_per_height = max_jobs_per_height
         self._by_height: dict[int, _Expectation] = {}
         self._delivered = 0
         self._pruned_at = 0.0
@@ -83,6 +90,7 @@ class NodeExpectations:
             j for j in expectation.jobs if (j.proof_target, j.challenge_digest) != same
         ]
         expectation.jobs.append(job)
+        del expectation.jobs[: -self.max_jobs_per_height]  # many targets at one height
         while len(self._by_height) > self.max_heights:  # a node that floods heights
             self._evict_oldest()
 

@@ -25,6 +25,13 @@ class NodeServerSettings(WebsocketServerSettings):
         description="Block heights one node connection waits for at once; a job beyond "
         "that makes it stop waiting for its oldest (counted in a metric).",
     )
+    max_jobs_per_height: int = Field(
+        16,
+        ge=1,
+        description="Jobs (proof target, challenge) one node connection waits on at one block "
+        "height; a further one makes it stop waiting on the oldest. The same job re-sent "
+        "renews its wait instead.",
+    )
     max_delivered_per_connection: int = Field(
         100_000,
         ge=1,

@@ -33,8 +33,9 @@ class NodeSession:
         settings = request.app[SETTINGS]
         self.expectations = NodeExpectations(
             settings.solution_wait_time_seconds,
-            settings.max_expected_heights,
-            settings.max_delivered_per_connection,
+            max_heights=settings.max_expected_heights,
+            max_delivered=settings.max_delivered_per_connection,
+            max_jobs_per_height=settings.max_jobs_per_height,
         )
 
     def offer(self, update: SolutionUpdate) -> None:

@@ -60,8 +60,9 @@ def soak(minutes: int, shares_per_second: int) -> None:
     )
     node = NodeExpectations(
         settings.solution_wait_time_seconds,
-        settings.max_expected_heights,
-        settings.max_delivered_per_connection,
+        max_heights=settings.max_expected_heights,
+        max_delivered=settings.max_delivered_per_connection,
+        max_jobs_per_height=settings.max_jobs_per_height,
     )
     per_height = shares_per_second * JOB_SECONDS
     tracemalloc.start(8)

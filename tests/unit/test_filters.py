@@ -97,3 +97,12 @@ def test_a_job_sent_again_renews_its_wait_instead_of_adding_to_it() -> None:
         node.expect(10, 100, "digest", now=sent_at)
     assert [job.expires for job in node._by_height[10].jobs] == [99 + 60]
     assert node.accept(solution(10, 100), now=150), "the newest send counts"
+
+
+def test_a_connection_waits_on_a_bounded_number_of_jobs_per_height() -> None:
+    node = NodeExpectations(wait_seconds=60, max_jobs_per_height=2)
+    for target in (100, 200, 300, 400):  # a node that sends many targets at one height
+        node.expect(10, target, now=0)
+    assert [job.proof_target for job in node._by_height[10].jobs] == [300, 400]
+    assert not node.accept(solution(10, 250), now=1), "the jobs at 100 and 200 dropped"
+    assert node.accept(solution(10, 300), now=1)
