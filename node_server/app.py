@@ -29,7 +29,9 @@ def create_app(settings: NodeServerSettings) -> web.Application:
     app[SETTINGS] = settings
     if settings.fanout_mode == "shared" and settings.recovery_window_per_height:
         window = RecoveryWindow(
-            settings.recovery_window_per_height, settings.solution_wait_time_seconds
+            settings.recovery_window_per_height,
+            settings.solution_wait_time_seconds,
+            settings.recovery_window_solutions,
         )
         app[RECENT] = window
         app.cleanup_ctx.append(keep_recent(app[FANOUT], window))

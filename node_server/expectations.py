@@ -5,6 +5,7 @@ Both fan-out modes use this filter, so nodes see identical results either way.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,7 +33,18 @@ class _Job:
 @dataclass(slots=True)
 class _Expectation:
     jobs: list[_Job] = field(default_factory=list)
-    delivered: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+    delivered: set[bytes] = field(default_factory=set)  # `remembered` keys
+
+
+def remembered(key: tuple[uuid.UUID, str]) -> bytes:
+    """What a connection keeps of a delivered solution: 16 bytes, whatever the nonce.
+
+    A (UUID, str) tuple costs ~280 bytes a solution; a 128-bit digest ~50 (both
+    measured in docs/benchmarks.md), and two solutions sharing one is not a
+    practical event.
+    """
+    task_id, nonce = key
+    return hashlib.blake2b(task_id.bytes + nonce.encode(), digest_size=16).digest()
 
 
 class NodeExpectations:
@@ -43,12 +55,27 @@ class NodeExpectations:
     not expired; each (task_id, nonce) at most once. A solution whose record
     carries no challenge digest (written before there was one) matches any
     challenge at its height.
+
+    Bounded: at most `max_jobs_per_height` jobs (targets, challenges) per
+    height, the oldest dropped; at most `max_heights` heights and
+    `max_delivered` remembered solutions; beyond either, the oldest height is
+    no longer waited for (so
+    it gets nothing more for it rather than anything twice), counted in a metric.
     """
 
-    def __init__(self, wait_seconds: float, max_heights: int = 1024) -> None:
+    def __init__(
+        self,
+        wait_seconds: float,
+        max_heights: int = 1024,
+        max_delivered: int = 100_000,
+        max_jobs_per_height: int = 16,
+    ) -> None:
         self.wait_seconds = wait_seconds
         self.max_heights = max_heights
+        self.max_delivered = max_delivered
+        self.max_jobs_per_height = max_jobs_per_height
         self._by_height: dict[int, _Expectation] = {}
+        self._delivered = 0
         self._pruned_at = 0.0
 
     def waits_for(
@@ -90,9 +117,9 @@ class NodeExpectations:
         expectation.jobs.append(
             _Job(proof_target, challenge_digest, now + self.wait_seconds, recovered_at=now)
         )
+        del expectation.jobs[: -self.max_jobs_per_height]  # many targets at one height
         while len(self._by_height) > self.max_heights:  # a node that floods heights
-            del self._by_height[next(iter(self._by_height))]
-            EXPECTATIONS_EVICTED.inc()
+            self._evict_oldest()
         return True
 
     def _same(
@@ -115,22 +142,40 @@ class NodeExpectations:
         if now - self._pruned_at >= PRUNE_INTERVAL_SECONDS:  # expired ones leave without a job
             self._prune(now)
         expectation = self._by_height.get(update.solution_height)
-        if expectation is None or update.key in expectation.delivered:
+        if expectation is None:
+            return False
+        key = remembered(update.key)
+        if key in expectation.delivered:
             return False
         if not any(_answers(job, update, now) for job in expectation.jobs):
             return False
-        expectation.delivered.add(update.key)
+        expectation.delivered.add(key)
+        self._delivered += 1
+        while self._delivered > self.max_delivered:
+            self._evict_oldest()
         return True
 
     def __len__(self) -> int:
         return len(self._by_height)
+
+    @property
+    def delivered(self) -> int:
+        """Solutions remembered, over every height still waited for."""
+        return self._delivered
+
+    def _evict_oldest(self) -> None:
+        self._forget(next(iter(self._by_height)))
+        EXPECTATIONS_EVICTED.inc()
+
+    def _forget(self, height: int) -> None:
+        self._delivered -= len(self._by_height.pop(height).delivered)
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now
         for height in [
             h for h, e in self._by_height.items() if all(job.expires <= now for job in e.jobs)
         ]:
-            del self._by_height[height]
+            self._forget(height)
 
 
 def _answers(job: _Job, update: SolutionUpdate, now: float) -> bool:

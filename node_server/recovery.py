@@ -53,10 +53,17 @@ SELECT * FROM found ORDER BY id DESC LIMIT $5
 
 
 class RecoveryWindow:
-    """The newest solutions the fan-out delivered, per height: a fan-out subscriber."""
+    """The newest solutions the fan-out delivered, per height: a fan-out subscriber.
 
-    def __init__(self, per_height: int, wait_seconds: float) -> None:
+    Bounded per height and in all: past `max_solutions` the oldest height's
+    oldest go first (Postgres still has them), so a new job every few seconds
+    with a flow of shares holds at most `max_solutions`, not one full height
+    per job of the whole wait time.
+    """
+
+    def __init__(self, per_height: int, wait_seconds: float, max_solutions: int = 20_000) -> None:
         self.per_height = per_height
+        self.max_solutions = max_solutions
         self.wait_ns = int(wait_seconds * 1e9)
         self._by_height: dict[int, collections.deque[SolutionUpdate]] = {}
         self._held = 0
@@ -71,8 +78,21 @@ class RecoveryWindow:
         if len(bucket) < self.per_height:
             self._held += 1
         bucket.append(update)
+        while self._held > self.max_solutions:
+            self._drop_oldest()
         self._prune(now_ns())
         RECOVERY_WINDOW.set(self._held)
+
+    def __len__(self) -> int:
+        return self._held
+
+    def _drop_oldest(self) -> None:
+        height = next(iter(self._by_height))  # heights in the order first found
+        bucket = self._by_height[height]
+        bucket.popleft()
+        self._held -= 1
+        if not bucket:
+            del self._by_height[height]
 
     def at(self, height: int) -> list[SolutionUpdate]:
         """Those of `height` found within the wait time, newest first."""

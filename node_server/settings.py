@@ -24,6 +24,26 @@ class NodeServerSettings(WebsocketServerSettings):
         description="Block heights one node connection waits for at once; a job beyond "
         "that makes it stop waiting for its oldest (counted in a metric).",
     )
+    max_jobs_per_height: int = Field(
+        16,
+        ge=1,
+        description="Jobs (proof target, challenge) one node connection waits on at one block "
+        "height; a further one makes it stop waiting on the oldest. The same job re-sent "
+        "renews its wait instead.",
+    )
+    max_delivered_per_connection: int = Field(
+        100_000,
+        ge=1,
+        description="Solutions one node connection remembers having received (a 16-byte key "
+        "each, to send each at most once); beyond, it stops waiting for its oldest height "
+        "(counted in a metric).",
+    )
+    recovery_window_solutions: int = Field(
+        20_000,
+        ge=1,
+        description="Recent solutions kept in memory for recovery over all heights; beyond, "
+        "the oldest height's oldest are dropped (Postgres still has them).",
+    )
     recovery_window_per_height: int = Field(
         1000,
         ge=0,

@@ -34,7 +34,10 @@ class NodeSession:
         self.connection = connection
         settings = request.app[SETTINGS]
         self.expectations = NodeExpectations(
-            settings.solution_wait_time_seconds, settings.max_expected_heights
+            settings.solution_wait_time_seconds,
+            max_heights=settings.max_expected_heights,
+            max_delivered=settings.max_delivered_per_connection,
+            max_jobs_per_height=settings.max_jobs_per_height,
         )
 
     def offer(self, update: SolutionUpdate) -> None:

@@ -152,7 +152,8 @@ RECOVERY_WINDOW = Gauge(
 )
 EXPECTATIONS_EVICTED = Counter(
     "wspool_node_expectations_evicted",
-    "Heights a node connection stopped waiting for because it waited for too many at once.",
+    "Heights a node connection stopped waiting for: it waited for too many heights, or "
+    "remembered too many delivered solutions, at once.",
 )
 PRUNED = Counter(
     "wspool_retention_pruned", "Rows deleted by retention (retention_days), by table.", ["table"]

@@ -7,8 +7,9 @@ Against a running stack (`make run`, or any --node-url/--worker-url), or, with
 fan-out mode. Simulates W workers (spread over several processes and
 127.0.x.1 source addresses, each a /24 block of its own) and one node;
 measures worker ready time, job fan-out latency and delivery, solution round
-trip, sustained solution throughput (offered / delivered / stored) and server
-memory and CPU. Prints
+trip, sustained solution throughput (offered / delivered / stored), server
+memory and CPU, and, when asked, a reconnect storm and a soak of churning
+workers. Prints
 markdown tables; --json and --plot write the figures. Every wait is bounded.
 """
 
@@ -60,7 +61,7 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
-PHASES = {"fanout", "solutions", "recovery", "ladder"}
+PHASES = {"fanout", "solutions", "recovery", "ladder", "storm", "soak"}
 
 
 def _phases(text: str) -> frozenset[str]:
@@ -83,6 +84,14 @@ def _add_ladder_args(parser: argparse.ArgumentParser) -> None:
     add("--mixed-rate", type=float, default=0, help="shares/s of the mixed run (0: 2x ceiling)")
     add("--candidate-rate", type=float, default=20, help="candidates/s of the mixed run")
     add("--mixed-seconds", type=float, default=10, help="seconds of the mixed run (0: none)")
+
+
+def _add_storm_args(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--storm-workers", type=_counts, help="workers of each storm, e.g. 1000,5000,10000")
+    add("--storm-in-flight", type=int, default=1000, help="handshakes open at once in a storm")
+    add("--soak-seconds", type=float, default=0, help="seconds of churning workers (0: none)")
+    add("--soak-rate", type=float, default=200, help="worker connections a second in the soak")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,12 +145,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--plot", type=Path, help="write fan-out percentiles vs workers as PNG (matplotlib)")
     add("--logs", type=Path, default=Path("artifacts/bench"), help="own stacks' logs")
     _add_ladder_args(parser)
+    _add_storm_args(parser)
     args = parser.parse_args(argv)
     if args.phases is None:
-        ladder = {"ladder"} if args.ladder else set()
-        args.phases = frozenset({"fanout", "solutions", "recovery", *ladder})
+        asked = {"ladder": args.ladder, "storm": args.storm_workers, "soak": args.soak_seconds}
+        args.phases = frozenset(
+            {"fanout", "solutions", "recovery", *(name for name, on in asked.items() if on)}
+        )
     if "ladder" in args.phases and not args.ladder:
         parser.error("the ladder phase needs --ladder RATES")
+    if "storm" in args.phases and not args.storm_workers:
+        parser.error("the storm phase needs --storm-workers COUNTS")
+    if "soak" in args.phases and args.soak_seconds <= 0:
+        parser.error("the soak phase needs --soak-seconds SECONDS")
     if args.modes and len(args.modes) > 1:
         args.own_stack = True
     args.modes = args.modes or ["shared"]
@@ -177,6 +193,10 @@ def plan_from(args: argparse.Namespace) -> Plan:
             mixed_seconds=args.mixed_seconds,
             workers=args.solution_workers,
         ),
+        storm_workers=tuple(args.storm_workers or ()),
+        storm_in_flight=args.storm_in_flight,
+        soak_seconds=args.soak_seconds,
+        soak_rate=args.soak_rate,
     )
 
 

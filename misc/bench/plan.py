@@ -39,3 +39,7 @@ class Plan:
     admin_token: str = ""  # node_server's, to retire the jobs sent
     phases: frozenset[str] = frozenset({"fanout", "solutions", "recovery"})
     ladder: LadderPlan | None = None  # for the "ladder" phase
+    storm_workers: tuple[int, ...] = ()  # for the "storm" phase, one storm per count
+    storm_in_flight: int = 1000  # handshakes open at once, over every client process
+    soak_seconds: float = 0.0  # for the "soak" phase
+    soak_rate: float = 200.0  # worker visits (connections) a second

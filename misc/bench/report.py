@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+SERVICES = ("node_server", "worker_server", "process_job_worker", "process_solution_worker")
+
 
 def _cell(value: Any) -> str:
     if value is None:
@@ -108,7 +110,7 @@ def recovery_table(results: dict[str, Any]) -> str:
 
 
 def cpu_table(results: dict[str, Any]) -> str:
-    services = ["node_server", "worker_server", "process_job_worker", "process_solution_worker"]
+    services = list(SERVICES)
     rows = []
     for mode, run in results["modes"].items():
         cpu = run.get("solutions", {}).get("throughput", {}).get("server_cpu_seconds", {})
@@ -177,6 +179,71 @@ def mixed_table(results: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "0"
+
+
+def storm_table(results: dict[str, Any]) -> str:
+    header = ["mode", "workers", "wave", "held the job", "all held it after s"]
+    header += ["welcome -> job p50 ms", "p99 ms", "refused (503/429)", "broken"]
+    rows = []
+    for mode, run in results["modes"].items():
+        for storm in run.get("storm", []):
+            for name, label in (("cold", "cold"), ("after_blip", "after the blip")):
+                wave = storm[name]
+                rows.append(
+                    [
+                        mode,
+                        storm["workers"],
+                        label,
+                        wave["held_job"],
+                        wave["all_hold_job_seconds"],
+                        wave["ready_ms"]["p50"],
+                        wave["ready_ms"]["p99"],
+                        _counted(wave["refused"]),
+                        _counted(wave["broken"]),
+                    ]
+                )
+    return _table(header, rows)
+
+
+def soak_table(results: dict[str, Any]) -> str:
+    header = ["mode", "seconds", "connections/s", "visits", "shares", "candidates sent"]
+    header += ["arrived", "refused", "broken", "error frames"]
+    header += [f"{s} RSS MiB start / third / end" for s in SERVICES]
+    rows = []
+    for mode, run in results["modes"].items():
+        soak = run.get("soak")
+        if not soak:
+            continue
+        visits = soak["visits"]
+        rss = [
+            " / ".join(_cell(soak["rss_mib"].get(s, {}).get(p)) for p in ("start", "third", "end"))
+            for s in SERVICES
+        ]
+        rows.append(
+            [
+                mode,
+                soak["seconds"],
+                soak["rate"],
+                visits.get("visits", 0),
+                visits.get("shares", 0),
+                soak["candidates_sent"],
+                soak["candidates_arrived"],
+                _counted(soak["refused"]),
+                _counted(
+                    {
+                        **soak["broken"],
+                        **{k: v for k, v in visits.items() if k.startswith(("no ", "send", "unf"))},
+                    }
+                ),
+                _counted(soak["error_frames"]),
+                *rss,
+            ]
+        )
+    return _table(header, rows)
+
+
 SECTIONS = (
     ("Job fan-out (node send -> each worker receive) and worker ready time", (fanout_table,)),
     (
@@ -186,6 +253,8 @@ SECTIONS = (
     ("Recovery (node reconnects and re-sends its job -> first missed solution)", (recovery_table,)),
     ("Throughput ladder (worker send -> node receive, each step a fresh task)", (ladder_table,)),
     ("Mixed: shares (stored, not forwarded) plus candidates (forwarded)", (mixed_table,)),
+    ("Storm: every worker at once, then a blip (all dropped) and all back at once", (storm_table,)),
+    ("Soak: churning workers, a job every 2 s, each service's memory", (soak_table,)),
 )
 
 

@@ -1,4 +1,5 @@
-"""The benchmark's phases against one stack: fan-out per worker count, solutions, recovery."""
+"""The benchmark's phases against one stack: fan-out per worker count, solutions, ladder,
+storm, soak, recovery."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from misc.bench.plan import Plan
 from misc.bench.recovery import recovery_phase
 from misc.bench.stack import Endpoints
 from misc.bench.steps import connect_shares, pipeline_metrics, say, server_metrics, stored
+from misc.bench.storm import soak_phase, storm_phase
 
 SETTLE_SECONDS = 2.0
 READY_PROBES = 50
@@ -50,6 +52,12 @@ async def _phases(
             results["solutions"] = await solution_phases(endpoints, plan, the_node, heights)
         if "ladder" in plan.phases and plan.ladder is not None:
             results["ladder"] = await ladder_phases(endpoints, plan, plan.ladder, the_node, heights)
+        for count in plan.storm_workers if "storm" in plan.phases else ():
+            say(f"  storm: {count} workers at once")
+            results.setdefault("storm", []).append(await storm_phase(endpoints, plan, count))
+        if "soak" in plan.phases and plan.soak_seconds > 0:
+            say(f"  soak: {plan.soak_rate:g} connections/s for {plan.soak_seconds:g} s")
+            results["soak"] = await soak_phase(endpoints, plan, the_node, heights)
     if plan.recovery_rounds and "recovery" in plan.phases:
         say(f"  recovery: {plan.recovery_rounds} reconnects")
         results["recovery"] = await recovery_phase(

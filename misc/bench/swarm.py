@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from misc.bench import waves
+
 CONNECT_CONCURRENCY = 100
 CONNECT_TIMEOUT = 30.0
 
@@ -44,11 +46,22 @@ class Swarm:
     workers: list[SimulatedWorker] = field(default_factory=list)
     receipts: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    error_frames: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     async def start_sessions(self) -> None:
         for source in self.sources:
             connector = aiohttp.TCPConnector(limit=0, local_addr=(source, 0))
             self.sessions.append(aiohttp.ClientSession(connector=connector))
+
+    async def open(self, session: aiohttp.ClientSession, hardware_id: str) -> SimulatedWorker:
+        """A websocket, welcomed; raises what the handshake raised."""
+        ws = await session.ws_connect(self.url, autoclose=False, heartbeat=None, max_msg_size=0)
+        try:
+            await ws.send_bytes(_welcome(hardware_id))
+        except BaseException:
+            await _close_quietly(ws)
+            raise
+        return SimulatedWorker(ws, time.time_ns())
 
     async def connect(self, count: int, concurrency: int = CONNECT_CONCURRENCY) -> dict[str, Any]:
         """Open `count` more workers, `concurrency` at a time; report failures."""
@@ -63,16 +76,11 @@ class Swarm:
             async with semaphore:
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT):
-                        ws = await session.ws_connect(
-                            self.url, autoclose=False, heartbeat=None, max_msg_size=0
-                        )
-                        welcome = _welcome(f"bench-{self.index}-{number}")
-                        await ws.send_bytes(welcome)
+                        worker = await self.open(session, f"bench-{self.index}-{number}")
                 except (aiohttp.ClientError, OSError, TimeoutError) as error:
                     failures[type(error).__name__] += 1
                     return
-            worker = SimulatedWorker(ws, time.time_ns())
-            worker.reader = asyncio.create_task(self._read(worker))
+            worker.reader = asyncio.create_task(self.read(worker))
             self.workers.append(worker)
 
         await asyncio.gather(*(one() for _ in range(count)))
@@ -88,22 +96,40 @@ class Swarm:
         ready = [(w.first_job_ns - w.welcomed_ns) / 1e6 for w in workers if w.first_job_ns]
         return {"ready_ms": ready, "without_job": len(workers) - len(ready)}
 
-    async def _read(self, worker: SimulatedWorker) -> None:
-        """Record each job frame's arrival; anything else ends the reader."""
+    async def read(self, worker: SimulatedWorker, until_job: bool = False) -> bool:
+        """Record each job frame's arrival (and count error frames) until the socket ends,
+        or, `until_job`, the first job: then True."""
         while True:
             message = await worker.ws.receive()
             now = time.time_ns()
             if message.type is not aiohttp.WSMsgType.TEXT:
-                return
+                return False
             frame = orjson.loads(message.data)
-            if "task_id" not in frame:
-                continue  # an error frame (e.g. a rate limit warning): not a job
+            if "task_id" not in frame:  # an error frame (e.g. a rate limit warning): not a job
+                self.error_frames[str(frame.get("code"))] += 1
+                continue
             if worker.first_job_ns is None:
                 worker.first_job_ns = now
             worker.task_id = frame["task_id"]
             self.receipts[frame["epoch_challenge"]["epoch_number"]].append(now)
             with self.received.get_lock():
                 self.received.value += 1
+            if until_job:
+                return True
+
+    async def send_solution(self, worker: SimulatedWorker, target: int) -> None:
+        await worker.ws.send_bytes(_solution(worker.task_id or "", target, self.index))
+
+    async def close_worker(self, worker: SimulatedWorker) -> None:
+        await _close_quietly(worker.ws)
+
+    async def forget_workers(self) -> None:
+        """Stop reading every worker (their sockets already gone) and drop them."""
+        for worker in self.workers:
+            if worker.reader is not None:
+                worker.reader.cancel()
+        await asyncio.gather(*(w.reader for w in self.workers if w.reader), return_exceptions=True)
+        self.workers.clear()
 
     def take_receipts(self) -> dict[int, list[int]]:
         receipts, self.receipts = dict(self.receipts), defaultdict(list)
@@ -128,7 +154,7 @@ class Swarm:
             for _ in range(due):
                 worker = next(turn)
                 try:
-                    await worker.ws.send_bytes(_solution(worker.task_id or "", target, self.index))
+                    await self.send_solution(worker, target)
                     sent += 1
                 except (ConnectionError, RuntimeError):
                     errors += 1
@@ -183,6 +209,9 @@ def _solution(task_id: str, target: int, swarm: int) -> bytes:
     )
 
 
+WAVES = {"wave": waves.wave, "blip": waves.blip, "churn": waves.churn}
+
+
 async def _serve(pipe: multiprocessing.connection.Connection, swarm: Swarm) -> None:
     await swarm.start_sessions()
     try:
@@ -198,6 +227,8 @@ async def _serve(pipe: multiprocessing.connection.Connection, swarm: Swarm) -> N
                 pipe.send(swarm.take_receipts())
             elif command == "solutions":
                 pipe.send(await swarm.solutions(*args))
+            elif command in WAVES:
+                pipe.send(await WAVES[command](swarm, *args))
     finally:
         await swarm.close()
         pipe.send("closed")

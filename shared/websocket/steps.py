@@ -134,6 +134,13 @@ async def _serve_connection(
                             await role.frames.dispatch(session, frame)
                         except ProtocolError as error:
                             await connection.invalid(error.code, error.detail)
+    except ConnectionResetError:
+        if connection.ws.prepared:
+            raise
+        # The client left before its upgrade was answered (a blip, a client's own
+        # timeout in a storm): nobody to answer, nothing to log a traceback for.
+        REFUSED_CONNECTIONS.labels(role=role.name, reason="gone").inc()
+        return web.Response(status=400)
     finally:
         OPEN_CONNECTIONS.labels(role=role.name).dec()
         if opened is not None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from misc.bench.cli import parse_args
+import aiohttp
+import pytest
+from aiohttp import web
+
+from misc.bench.cli import parse_args, plan_from
 from misc.bench.facts import percentile
 from misc.bench.plan import LadderPlan, Plan
 from misc.bench.report import render
 from misc.bench.run import READY_PROBES, run_stack
 from misc.bench.stack import Endpoints
+from misc.bench.waves import Tally
 from tests.support.stack import Backends, Stack, StartServers
 
 NOWHERE = "http://127.0.0.1:9"  # the in-process consumers serve their metrics elsewhere
@@ -106,6 +111,47 @@ async def test_ladder_and_mixed_run_end_to_end_at_a_tiny_rate(
     assert "### Mixed" in table and "### Job fan-out" not in table
 
 
+async def test_storm_and_soak_run_end_to_end_at_a_tiny_size(
+    start_servers: StartServers, backends: Backends
+) -> None:
+    """The tool, not the speed: both waves hold every worker, the soak counts what it sent."""
+    plan = tiny_plan(
+        backends,
+        workers=[1],
+        phases=frozenset({"storm", "soak"}),
+        storm_workers=(20,),
+        storm_in_flight=8,
+        soak_seconds=5,
+        soak_rate=10,
+    )
+    async with start_servers(fanout_mode="shared") as stack:
+        results = await run_stack(endpoints(stack), plan, plan.workers)
+
+    assert results["fanout"] == [] and "solutions" not in results
+    (storm,) = results["storm"]
+    assert storm["workers"] == 20
+    for wave in (storm["cold"], storm["after_blip"]):
+        assert wave["held_job"] == 20 and wave["without_job"] == 0
+        assert wave["ready_ms"]["count"] == 20
+        assert wave["all_hold_job_seconds"] is not None and wave["all_hold_job_seconds"] > 0
+    soak = results["soak"]
+    visits = soak["visits"]
+    assert visits["visits"] > 0 and visits["shares"] == 3 * visits["visits"]
+    assert visits["aborted"] > 0 and visits["closed"] > 0
+    assert visits["aborted"] + visits["closed"] == visits["visits"]
+    assert soak["candidates_sent"] > 0
+    assert soak["candidates_arrived"] == soak["candidates_sent"]
+    for service in ("node_server", "worker_server"):  # the others run in the test's process
+        rss = soak["rss_mib"][service]
+        assert rss["start"] and rss["third"] and rss["end"]
+    assert soak["rss_mib"]["process_job_worker"]["start"] is None
+    table = render({"machine": _facts(), "modes": {"shared": results}})
+    assert "| shared | 20 | cold | 20 |" in table
+    assert "| shared | 20 | after the blip | 20 |" in table
+    soak_rows = table.split("### Soak")[1]
+    assert f"| shared | 5 | 10 | {visits['visits']} | {visits['shares']} |" in soak_rows
+
+
 def _facts() -> dict[str, object]:
     return {
         "cores": 2,
@@ -133,7 +179,50 @@ def test_ladder_rates_make_the_ladder_a_phase() -> None:
     assert "ladder" in parse_args(["--ladder", "100"]).phases
 
 
+def test_storm_counts_and_soak_seconds_make_their_phases() -> None:
+    args = parse_args(["--storm-workers", "1000,5000", "--soak-seconds", "600"])
+    assert {"storm", "soak", "fanout"} <= args.phases
+    plan = plan_from(args)
+    assert plan.storm_workers == (1000, 5000) and plan.soak_seconds == 600
+    assert parse_args(["--phases", "storm", "--storm-workers", "10"]).phases == {"storm"}
+
+
 def test_several_modes_start_their_own_stacks() -> None:
     args = parse_args(["--modes", "shared,per_connection", "--workers", "1,10"])
     assert args.own_stack and args.workers == [1, 10]
     assert args.modes == ["shared", "per_connection"]
+
+
+async def test_failed_handshakes_are_counted_by_kind() -> None:
+    """Refused (503/429, with or without Retry-After) apart from broken, from real answers."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        status = int(request.query["status"])
+        if status == 0:  # the peer drops the connection mid-handshake
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
+        headers = {"Retry-After": "3"} if "retry" in request.query else {}
+        return web.json_response({"error": "busy"}, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    tally = Tally()
+    retry_afters = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for query in ("status=503&retry", "status=429", "status=400", "status=0"):
+                with pytest.raises((aiohttp.ClientError, OSError)) as raised:
+                    await session.ws_connect(f"ws://127.0.0.1:{port}/?{query}")
+                retry_afters.append(tally.failed(raised.value))
+    finally:
+        await runner.cleanup()
+    assert retry_afters == [3.0, None, None, None]
+    figures = tally.figures()
+    assert figures["refused"] == {"503": 1, "429 without Retry-After": 1}
+    assert figures["broken"] == {"HTTP 400": 1, "ServerDisconnectedError": 1}

@@ -115,3 +115,36 @@ def test_expired_jobs_leave_a_height_that_is_still_waited_for() -> None:
     for second in range(100):  # a new target each time, each expiring in turn
         node.expect(10, 1000 - second, now=second * 10.0)
     assert jobs_waited_for(node) <= 6
+
+
+def test_a_connection_remembers_a_bounded_number_of_delivered_solutions() -> None:
+    node = NodeExpectations(wait_seconds=60, max_delivered=4)
+    evicted = EXPECTATIONS_EVICTED._value.get()
+    node.expect(10, 100, now=0)
+    node.expect(11, 100, now=0)
+    for nonce in "123":
+        assert node.accept(solution(10, 100, nonce), now=1)
+    assert node.accept(solution(11, 100), now=1)
+    assert node.delivered == 4 and len(node) == 2  # at the bound: both heights kept
+    assert node.accept(solution(11, 100, nonce="2"), now=1)
+    assert node.delivered == 2 and len(node) == 1, "height 10 and its three keys forgotten"
+    assert EXPECTATIONS_EVICTED._value.get() - evicted == 1
+    assert not node.accept(solution(10, 100, nonce="4"), now=1), "no longer waited for"
+    assert not node.accept(solution(11, 100, nonce="2"), now=1), "still at most once"
+
+
+def test_a_job_sent_again_renews_its_wait_instead_of_adding_to_it() -> None:
+    node = NodeExpectations(wait_seconds=60)
+    for sent_at in range(100):  # a node that reconnects and re-sends its job, often
+        node.expect(10, 100, "digest", now=sent_at)
+    assert [job.expires for job in node._by_height[10].jobs] == [99 + 60]
+    assert node.accept(solution(10, 100), now=150), "the newest send counts"
+
+
+def test_a_connection_waits_on_a_bounded_number_of_jobs_per_height() -> None:
+    node = NodeExpectations(wait_seconds=60, max_jobs_per_height=2)
+    for target in (100, 200, 300, 400):  # a node that sends many targets at one height
+        node.expect(10, target, now=0)
+    assert [job.proof_target for job in node._by_height[10].jobs] == [300, 400]
+    assert not node.accept(solution(10, 250), now=1), "the jobs at 100 and 200 dropped"
+    assert node.accept(solution(10, 300), now=1)

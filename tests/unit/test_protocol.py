@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import uuid
 
 import orjson
@@ -178,3 +179,20 @@ def test_outgoing_frames_have_exactly_the_wire_shape() -> None:
         "code": "invalid_message",
         "detail": "x",
     }
+
+
+def test_a_solution_frame_held_in_memory_costs_about_its_length() -> None:
+    """node_server keeps thousands of these for minutes (its recovery window)."""
+    record = SolutionRecord(
+        task_id=uuid.uuid4(),
+        solution_target=1,
+        solution={"partial_solution": {"address": "aleo1x", "nonce": "1", "commitment": "c"}},
+        solution_height=1,
+        received_at=0,
+    )
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    frames = [solution_frame(record) for _ in range(100)]
+    held = (tracemalloc.get_traced_memory()[0] - before) / len(frames)
+    tracemalloc.stop()
+    assert held < len(frames[0]) + 200, f"{held:.0f} bytes held for a {len(frames[0])}-byte frame"

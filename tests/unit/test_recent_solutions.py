@@ -36,3 +36,14 @@ def test_solutions_older_than_the_wait_time_are_left_out_and_pruned() -> None:
     window._pruned_at = 0  # the next offer prunes (it does at most once a second)
     window.offer(found(12, 0))
     assert RECOVERY_WINDOW._value.get() == 2  # height 9 pruned: 10 and 12 hold one each
+
+
+def test_the_window_holds_a_bounded_number_over_all_heights_oldest_dropped_first() -> None:
+    window = RecoveryWindow(per_height=10, wait_seconds=60, max_solutions=5)
+    for height in (10, 11, 12):  # a new job every few seconds, shares for each
+        for n in range(3):
+            window.offer(found(height, n))
+    assert len(window) == 5 and RECOVERY_WINDOW._value.get() == 5
+    assert window.at(10) == []
+    assert [u.key[1] for u in window.at(11)] == ["2", "1"]  # newest first
+    assert [u.key[1] for u in window.at(12)] == ["2", "1", "0"]

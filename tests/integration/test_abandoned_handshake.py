@@ -1,0 +1,52 @@
+"""A client gone before its upgrade is answered: counted, not an error with a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket
+import struct
+from urllib.parse import urlparse
+
+import pytest
+
+from shared.metrics import REFUSED_CONNECTIONS
+from tests.support import clients
+from tests.support.poll import until
+from tests.support.stack import StartServers
+
+GONE = REFUSED_CONNECTIONS.labels(role="worker", reason="gone")
+
+
+async def _upgrade_then_reset(url: str) -> None:
+    """Send a websocket upgrade and reset the connection at once (SO_LINGER 0)."""
+    address = urlparse(url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET / HTTP/1.1\r\nHost: {address.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    _, writer = await asyncio.open_connection(address.hostname, address.port)
+    writer.write(request.encode())
+    await writer.drain()
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_a_client_gone_before_the_upgrade_is_counted_quietly(
+    start_servers: StartServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = GONE._value.get()
+    with caplog.at_level(logging.ERROR):
+        async with start_servers() as stack:
+            for _ in range(20):
+                await _upgrade_then_reset(stack.worker_url)
+            gone = await until(lambda: GONE._value.get() - before)
+            async with clients.worker_and_node(stack) as (worker, node):  # still served
+                assert await clients.job_sent(node, worker, clients.next_height())
+    assert gone > 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
