@@ -79,15 +79,11 @@ class NodeExpectations:
         self._pruned_at = 0.0
 
     def waits_for(
-        self,
-        block_height: int,
-        proof_target: int,
-        challenge_digest: str | None = None,
-        now: float | None = None,
+        self, height: int, proof_target: int, digest: str | None, now: float | None = None
     ) -> bool:
         """Whether this connection already waits for this very job: a repeat."""
         now = time.monotonic() if now is None else now
-        return self._same(block_height, proof_target, challenge_digest, now) is not None
+        return self._same(height, proof_target, digest, now) is not None
 
     def expect(
         self,

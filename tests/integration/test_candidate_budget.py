@@ -30,17 +30,9 @@ from shared.protocol import SolutionMessage
 from shared.routes import CANDIDATE, SOLUTION
 from tests.integration.test_candidate_lane import eventually_stored, lanes
 from tests.support import clients
+from tests.support import stack as stacks
 from tests.support.ports import free_port
-from tests.support.stack import (
-    RABBITMQ_SERVER,
-    Backends,
-    Stack,
-    private_vhost,
-    server_ports,
-    serving,
-    serving_server,
-    wait_ready,
-)
+from tests.support.stack import Backends, Stack
 from worker_server.app import create_app as create_worker_app
 from worker_server.settings import WorkerServerSettings
 
@@ -51,10 +43,10 @@ BUDGETS = {"candidates_per_minute": 2, "candidates_per_minute_per_address": 3}
 async def shares_consumed_only(backends: Backends) -> AsyncIterator[tuple[Stack, str]]:
     """Servers whose share lane is consumed and whose candidate lane is not: what takes
     the candidate lane stays in its queue, what takes the share lane is stored and sent."""
-    with private_vhost(f"wspool_budget_{uuid.uuid4().hex[:8]}") as vhost:
+    with stacks.private_vhost(f"wspool_budget_{uuid.uuid4().hex[:8]}") as vhost:
         if not vhost:
             pytest.skip("needs rabbitmqctl for a private vhost")
-        url = f"{RABBITMQ_SERVER}/{vhost}"
+        url = f"{stacks.RABBITMQ_SERVER}/{vhost}"
         consumer = ProcessSolutionWorkerSettings(
             **backends.settings(rabbitmq_url=url, port=free_port())
         )
@@ -64,22 +56,22 @@ async def shares_consumed_only(backends: Backends) -> AsyncIterator[tuple[Stack,
         jobs = create_job_app(
             ProcessJobWorkerSettings(**backends.settings(rabbitmq_url=url, port=free_port()))
         )
-        node = NodeServerSettings(**backends.settings(**server_ports(), rabbitmq_url=url))
+        node = NodeServerSettings(**backends.settings(**stacks.server_ports(), rabbitmq_url=url))
         worker = WorkerServerSettings(
             **backends.settings(
-                **server_ports(),
+                **stacks.server_ports(),
                 **BUDGETS,
                 rabbitmq_url=url,
                 server_instance=f"budget-{uuid.uuid4().hex[:8]}",
             )
         )
         async with (
-            serving(jobs, free_port()),
-            serving(shares_only, free_port()),
-            serving_server(node, create_node_app(node)) as node_http,
-            serving_server(worker, create_worker_app(worker)) as worker_http,
+            stacks.serving(jobs, free_port()),
+            stacks.serving(shares_only, free_port()),
+            stacks.serving_server(node, create_node_app(node)) as node_http,
+            stacks.serving_server(worker, create_worker_app(worker)) as worker_http,
         ):
-            await wait_ready(node_http, worker_http)
+            await stacks.wait_ready(node_http, worker_http)
             yield (
                 Stack(
                     node_url=f"ws://127.0.0.1:{node.port}/",
