@@ -25,7 +25,8 @@ from typing import Any
 
 from misc.bench.facts import machine_facts, raise_fd_limit
 from misc.bench.plan import LadderPlan, Plan
-from misc.bench.report import plot, render
+from misc.bench.plot import plot
+from misc.bench.report import render
 from misc.bench.run import run_stack
 from misc.bench.stack import Endpoints, own_stack
 from misc.bench.steps import say
