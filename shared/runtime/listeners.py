@@ -68,6 +68,7 @@ def sites(runner: web.AppRunner, settings: ServiceSettings) -> list[web.TCPSite]
             settings.host,
             settings.port,
             ssl_context=tls_context(settings),
+            backlog=settings.listen_backlog,
             reuse_port=reuse_port,
         ),
         # Plain HTTP: probes and scrapers reach it from inside the cluster.
