@@ -20,6 +20,7 @@ from tests.support import clients
 from tests.support.poll import until
 from tests.support.stack import StartServers
 
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")  # the kernel's cap on any backlog
 GONE = REFUSED_CONNECTIONS.labels(role="worker", reason="gone")
 
 
@@ -55,6 +56,10 @@ async def test_a_client_gone_before_the_upgrade_is_counted_quietly(
     assert errors == []
 
 
+def _somaxconn() -> int:
+    return int(SOMAXCONN.read_text())
+
+
 def _listen_backlog(address: str) -> int:
     """The accept queue bound of a listening socket: `ss` shows it as Send-Q."""
     port = address.rsplit(":", 1)[1]
@@ -65,7 +70,7 @@ def _listen_backlog(address: str) -> int:
 
 
 async def test_the_public_port_queues_a_storm_of_handshakes(start_servers: StartServers) -> None:
+    somaxconn = _somaxconn()
     async with start_servers(worker={"listen_backlog": 1000}) as stack:
         assert _listen_backlog(stack.worker_address) == 1000
-        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
         assert _listen_backlog(stack.node_address) == min(4096, somaxconn)  # the default
