@@ -66,9 +66,11 @@ class ProxyProtocolSite(web.BaseSite):
         port: int,
         trusted: TrustedProxies,
         reuse_port: bool | None,
+        backlog: int,
     ) -> None:
         super().__init__(runner)
         self.host, self.port, self.trusted, self.reuse_port = host, port, trusted, reuse_port
+        self.backlog = backlog
 
     @property
     def name(self) -> str:
@@ -84,6 +86,7 @@ class ProxyProtocolSite(web.BaseSite):
             self.host,
             self.port,
             reuse_port=self.reuse_port,
+            backlog=self.backlog,
         )
 
 
@@ -93,12 +96,15 @@ def public_site(
     """The public port: behind the PROXY protocol gate, with TLS, or plain."""
     if settings.proxy_protocol:
         trusted = TrustedProxies(settings.trusted_proxies)
-        return ProxyProtocolSite(runner, settings.host, settings.port, trusted, reuse_port)
+        return ProxyProtocolSite(
+            runner, settings.host, settings.port, trusted, reuse_port, settings.listen_backlog
+        )
     return web.TCPSite(
         runner,
         settings.host,
         settings.port,
         ssl_context=tls_context(settings),
+        backlog=settings.listen_backlog,
         reuse_port=reuse_port,
     )
 

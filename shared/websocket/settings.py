@@ -36,6 +36,14 @@ class WebsocketServerSettings(ServiceSettings):
         description="Port of health, metrics and (node_server) the API and dashboard; never "
         "expose it to the internet.",
     )
+    listen_backlog: int = Field(
+        4096,
+        ge=1,
+        le=65535,
+        description="Connections the kernel queues on the public port before they are "
+        "accepted (capped by net.core.somaxconn). aiohttp's 128 overflows when a fleet "
+        "reconnects at once: the dropped SYNs are retried after 1, 3, 7, 15, 31 s.",
+    )
     fanout_mode: FanoutMode = Field(
         "shared",
         description="shared: one Kafka consumer per process; per_connection: one per socket.",

@@ -1,4 +1,5 @@
-"""A client gone before its upgrade is answered: counted, not an error with a traceback."""
+"""A fleet reconnecting at once: the kernel queues its handshakes, and a client gone
+before its upgrade is answered is counted, not an error with a traceback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import os
 import socket
 import struct
+import subprocess
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -17,6 +20,7 @@ from tests.support import clients
 from tests.support.poll import until
 from tests.support.stack import StartServers
 
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")  # the kernel's cap on any backlog
 GONE = REFUSED_CONNECTIONS.labels(role="worker", reason="gone")
 
 
@@ -50,3 +54,23 @@ async def test_a_client_gone_before_the_upgrade_is_counted_quietly(
     assert gone > 0
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+def _somaxconn() -> int:
+    return int(SOMAXCONN.read_text())
+
+
+def _listen_backlog(address: str) -> int:
+    """The accept queue bound of a listening socket: `ss` shows it as Send-Q."""
+    port = address.rsplit(":", 1)[1]
+    shown = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(shown[2])  # State Recv-Q Send-Q Local Peer
+
+
+async def test_the_public_port_queues_a_storm_of_handshakes(start_servers: StartServers) -> None:
+    somaxconn = _somaxconn()
+    async with start_servers(worker={"listen_backlog": 1000}) as stack:
+        assert _listen_backlog(stack.worker_address) == 1000
+        assert _listen_backlog(stack.node_address) == min(4096, somaxconn)  # the default
