@@ -38,6 +38,8 @@ FLUSH_SECONDS = 0.05
 
 NEW_IDS = "SELECT nextval(pg_get_serial_sequence('worker', 'id')) FROM generate_series(1, $1)"
 
+# Idempotent: a write cut off by a cancel may have landed before it was tried
+# again with the same ids (taken from the sequence once per row).
 INSERT_ROWS = """
 INSERT INTO worker (id, ip, remote_ip, address, hardware, hardware_id, caption,
     server_instance, connected_at, last_seen_at, disconnected_at, close_code)
@@ -47,6 +49,9 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::te
     $7::text[], $8::timestamptz[], $10::timestamptz[], $11::int[])
     AS row(id, ip, remote_ip, address, hardware, hardware_id, caption, connected_at,
         disconnected_at, close_code)
+ON CONFLICT (id) DO UPDATE SET disconnected_at = EXCLUDED.disconnected_at,
+    last_seen_at = EXCLUDED.last_seen_at, close_code = EXCLUDED.close_code
+WHERE worker.disconnected_at IS NULL
 """
 
 CLOSE_ROWS = """
@@ -215,7 +220,7 @@ def written_at_shutdown(rows: WorkerRows) -> Callable[[web.Application], AsyncIt
         try:
             async with asyncio.timeout(SHUTDOWN_WRITE_SECONDS):
                 await rows.flush(app[POOL])
-        except (DatabaseUnavailable, TimeoutError) as error:
+        except Exception as error:  # the cleanup goes on: the next start closes them 1006
             log.warning(
                 "worker_rows_lost_at_shutdown", extra={"count": rows.pending, "error": repr(error)}
             )

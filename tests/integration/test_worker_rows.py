@@ -93,3 +93,18 @@ async def _unreachable_pool() -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+async def test_a_write_tried_again_after_it_landed_changes_nothing_but_the_close(
+    db: asyncpg.Pool,
+) -> None:
+    """A flush cut off by a cancel may have landed; the next one sends the same ids again."""
+    rows = WorkerRows(f"rows-{uuid.uuid4().hex[:8]}", max_pending=10)
+    hardware_id = f"again-{uuid.uuid4().hex[:8]}"
+    row = rows.opened(welcome(hardware_id), "192.0.2.9")
+    await rows.flush(db)
+    rows.closed(row, 1001)
+    row.close_written = False
+    await rows._insert(db, [row])  # the same id again, now with its close
+    stored = await db.fetch(ROW, hardware_id)
+    assert [(r["id"], r["close_code"]) for r in stored] == [(row.id, 1001)]
