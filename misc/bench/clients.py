@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from misc.bench.swarm import swarm_main
+from misc.bench.waves import swarm_main
 
 REPLY_TIMEOUT = 120.0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing.connection
 import time
 import uuid
 from collections import defaultdict
@@ -21,8 +20,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-
-from misc.bench import waves
 
 CONNECT_CONCURRENCY = 100
 CONNECT_TIMEOUT = 30.0
@@ -207,42 +204,3 @@ def _solution(task_id: str, target: int, swarm: int) -> bytes:
     return orjson.dumps(
         {"type": "solution", "task_id": task_id, "solution": body, "solution_target": target}
     )
-
-
-WAVES = {"wave": waves.wave, "blip": waves.blip, "churn": waves.churn}
-
-
-async def _serve(pipe: multiprocessing.connection.Connection, swarm: Swarm) -> None:
-    await swarm.start_sessions()
-    try:
-        while True:
-            command, args = await asyncio.to_thread(pipe.recv)
-            if command == "close":
-                break
-            if command == "connect":
-                pipe.send(await swarm.connect(*args))
-            elif command == "ready":
-                pipe.send(await swarm.ready_times(*args))
-            elif command == "receipts":
-                pipe.send(swarm.take_receipts())
-            elif command == "solutions":
-                pipe.send(await swarm.solutions(*args))
-            elif command in WAVES:
-                pipe.send(await WAVES[command](swarm, *args))
-    finally:
-        await swarm.close()
-        pipe.send("closed")
-
-
-def swarm_main(
-    pipe: multiprocessing.connection.Connection,
-    index: int,
-    url: str,
-    sources: list[str],
-    received: Any,
-) -> None:
-    """Entry point of a swarm process (multiprocessing target)."""
-    from misc.bench.facts import raise_fd_limit
-
-    raise_fd_limit()
-    asyncio.run(_serve(pipe, Swarm(index, url, sources, received)))

@@ -6,6 +6,9 @@ provers do, until it holds the current job. A blip aborts every connection
 at once, with no close frame, as a network blip leaves them. Churn is the
 soak's traffic: workers that come, send a few shares and sometimes a
 candidate, then close or drop, and come back.
+
+Also the swarm process's entry point (`swarm_main`): the commands it takes
+over its pipe are the swarm's own and these phases.
 """
 
 from __future__ import annotations
@@ -13,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import multiprocessing.connection
 import random
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from misc.bench.swarm import SimulatedWorker, Swarm
+from misc.bench.swarm import SimulatedWorker, Swarm
 
 REFUSED = {429, 503}  # a server that sheds load says so; provers wait and retry
 RETRY_AFTER_CAP = 5.0
@@ -209,3 +212,42 @@ async def _stay(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(random.uniform(0.1, 1.0)):
             await swarm.read(worker)
+
+
+WAVES = {"wave": wave, "blip": blip, "churn": churn}
+
+
+async def _serve(pipe: multiprocessing.connection.Connection, swarm: Swarm) -> None:
+    await swarm.start_sessions()
+    try:
+        while True:
+            command, args = await asyncio.to_thread(pipe.recv)
+            if command == "close":
+                break
+            if command == "connect":
+                pipe.send(await swarm.connect(*args))
+            elif command == "ready":
+                pipe.send(await swarm.ready_times(*args))
+            elif command == "receipts":
+                pipe.send(swarm.take_receipts())
+            elif command == "solutions":
+                pipe.send(await swarm.solutions(*args))
+            elif command in WAVES:
+                pipe.send(await WAVES[command](swarm, *args))
+    finally:
+        await swarm.close()
+        pipe.send("closed")
+
+
+def swarm_main(
+    pipe: multiprocessing.connection.Connection,
+    index: int,
+    url: str,
+    sources: list[str],
+    received: Any,
+) -> None:
+    """Entry point of a swarm process (multiprocessing target)."""
+    from misc.bench.facts import raise_fd_limit
+
+    raise_fd_limit()
+    asyncio.run(_serve(pipe, Swarm(index, url, sources, received)))
