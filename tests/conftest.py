@@ -89,6 +89,10 @@ def start_servers(backends: Backends, processors: Processors) -> StartServers:
                     # A test's servers share its loop and a busy machine: shedding
                     # would answer at random. test_overload.py turns it on.
                     "shed_lag_ms": 0,
+                    # Every test connects from 127.0.0.1: one address block, whose
+                    # handshake rate test_addresses.py tests with its own servers.
+                    "handshakes_per_second": 1_000_000,
+                    "handshake_burst": 1_000_000,
                     **common,
                     **(worker or {}),
                 },

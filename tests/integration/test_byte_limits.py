@@ -69,7 +69,7 @@ async def test_a_connection_over_its_byte_rate_closes_1008_rate_limit(
 async def error_code(client: clients.Client, timeout: float) -> str:
     """The code of the next error frame (a worker is sent the current job first)."""
     async with asyncio.timeout(timeout):
-        while (frame := await client.receive(timeout))["type"] != "error":
+        while (frame := await client.receive(timeout)).get("type") != "error":
             pass
     return str(frame["code"])
 
@@ -86,9 +86,10 @@ async def test_an_address_over_its_byte_rate_is_read_later_and_others_are_not(
     async with start_servers(worker=worker) as stack:
         before = await paced(stack.worker_http)
         async with (
-            welcomed(stack, "127.0.0.1") as first,
-            welcomed(stack, "127.0.0.1") as second,
-            welcomed(stack, "127.0.0.2") as elsewhere,
+            # An address counts as its /24 block: "elsewhere" is another block.
+            welcomed(stack, "127.0.60.1") as first,
+            welcomed(stack, "127.0.60.2") as second,
+            welcomed(stack, "127.0.61.1") as elsewhere,
         ):
             # 40 kB from one address: about four seconds of its rate.
             for _ in range(5):
@@ -107,13 +108,13 @@ async def test_an_address_over_its_byte_rate_is_read_later_and_others_are_not(
 async def test_reconnecting_does_not_refill_an_address_bucket(start_servers) -> None:
     worker = {"address_bytes_per_second": 1024, "address_bytes_burst": 8192}
     async with start_servers(worker=worker) as stack:
-        async with welcomed(stack, "127.0.0.3") as client:
+        async with welcomed(stack, "127.0.62.1") as client:
             for _ in range(2):
                 await client.send(padded(4000))
             for _ in range(2):
                 assert await error_code(client, timeout=10) == "invalid_message"
         before = await paced(stack.worker_http)
-        async with welcomed(stack, "127.0.0.3") as again:
+        async with welcomed(stack, "127.0.62.1") as again:
             await again.send(padded(4000))
             assert await error_code(again, timeout=10) == "invalid_message"
         # The bucket the first connection emptied, not a full one: this one waited.
@@ -129,10 +130,10 @@ async def test_a_welcome_is_never_held_in_its_address_s_debt(start_servers) -> N
     }
     async with start_servers(worker=worker) as stack:
         before = await paced(stack.worker_http)
-        async with welcomed(stack, "127.0.0.4") as loud:
+        async with welcomed(stack, "127.0.63.1") as loud:
             for _ in range(2):  # the second leaves the address some six seconds in debt
                 await loud.send(padded(7000))
             await until(lambda: paced(stack.worker_http), lambda count: count > before)
-            async with welcomed(stack, "127.0.0.4") as newcomer:
+            async with welcomed(stack, "127.0.63.1") as newcomer:
                 await newcomer.send(padded(100))  # its frames after the welcome do wait
                 assert await error_code(newcomer, timeout=15) == "invalid_message"

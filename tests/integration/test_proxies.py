@@ -151,11 +151,11 @@ async def test_per_address_cap_counts_the_forwarded_address(forwarding: Stack) -
     def behind_proxy(client: str) -> contextlib.AbstractAsyncContextManager:
         return clients.connect(forwarding.worker_url, headers={"X-Forwarded-For": client})
 
-    # One per address: two clients behind the one proxy are two addresses...
-    async with behind_proxy("198.51.100.30"), behind_proxy("198.51.100.31"):
+    # One per address block (/24): two clients behind the one proxy are two blocks...
+    async with behind_proxy("198.51.100.30"), behind_proxy("203.0.113.31"):
         # ... and a second connection from one of them is over its cap.
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            async with behind_proxy("198.51.100.30"):
+            async with behind_proxy("198.51.100.99"):
                 pass
     assert refused.value.status == 503
 

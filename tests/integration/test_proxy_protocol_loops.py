@@ -48,7 +48,7 @@ async def served_through_gate(header: bytes) -> tuple[dict[str, str], str]:
     await runner.setup()
     port = free_port()
     trusted = TrustedProxies([ipaddress.ip_network("127.0.0.1/32")])
-    await ProxyProtocolSite(runner, "127.0.0.1", port, trusted, None).start()
+    await ProxyProtocolSite(runner, "127.0.0.1", port, trusted, None, backlog=128).start()
     try:
         async with relay(f"127.0.0.1:{port}", header) as url, aiohttp.ClientSession() as session:
             async with session.get(url.replace("ws://", "http://")) as response:
