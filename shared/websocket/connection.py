@@ -24,6 +24,10 @@ from shared.websocket.outbox import Outbox
 from shared.websocket.settings import WebsocketServerSettings
 
 log = logging.getLogger(__name__)
+# What a frame costs its address's byte budget at least: many tiny frames are
+# paced like their bytes would be, so an address's frames are bounded too
+# (about 1,000 a second at the default 256 KiB/s; a real frame is ~300 bytes).
+FRAME_FLOOR_BYTES = 256
 _connection_ids = itertools.count(1)
 # What is queued (an error frame saying why the close comes, say) gets this long
 # to go out before the close frame: plenty for a client that reads, and short,
@@ -204,7 +208,8 @@ class Connection:
         deadline must not run out in the debt of the address's other
         connections, and a failed welcome would count against the address.
         """
-        wait = self._address.owe(size) if self._address is not None else 0.0
+        charge = max(size, FRAME_FLOOR_BYTES)
+        wait = self._address.owe(charge) if self._address is not None else 0.0
         first, self._first_frame = self._first_frame, False
         if wait > 0 and not first:
             self._frames_paced.inc()

@@ -137,3 +137,20 @@ async def test_a_welcome_is_never_held_in_its_address_s_debt(start_servers) -> N
             async with welcomed(stack, "127.0.63.1") as newcomer:
                 await newcomer.send(padded(100))  # its frames after the welcome do wait
                 assert await error_code(newcomer, timeout=15) == "invalid_message"
+
+
+async def test_tiny_frames_cost_their_address_a_floor_of_bytes(start_servers) -> None:
+    """Frames are bounded per address too: each costs at least 256 bytes of its budget."""
+    worker = {
+        "address_bytes_per_second": 2560,
+        "address_bytes_burst": 2560,
+        "max_message_bytes": 2048,
+    }
+    async with start_servers(max_invalid_messages=1000, worker=worker) as stack:
+        before = await paced(stack.worker_http)
+        async with welcomed(stack, "127.0.64.1") as client:
+            for _ in range(15):  # 2 bytes each: 30 bytes, but 3,840 charged
+                await client.send(b"{}")
+            answers = [await error_code(client, timeout=15) for _ in range(15)]
+        assert answers == ["invalid_message"] * 15  # paced, every one answered
+        assert await paced(stack.worker_http) - before >= 3
