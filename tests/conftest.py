@@ -24,6 +24,7 @@ from process_solution_worker.app import create_app as create_solution_app
 from process_solution_worker.settings import ProcessSolutionWorkerSettings
 from tests.support.ports import free_port
 from tests.support.stack import (
+    NO_BLOCK_BANS,
     RUN_ID,
     Backends,
     Processors,
@@ -93,6 +94,9 @@ def start_servers(backends: Backends, processors: Processors) -> StartServers:
                     # handshake rate test_addresses.py tests with its own servers.
                     "handshakes_per_second": 1_000_000,
                     "handshake_burst": 1_000_000,
+                    # Nor is that block ever banned: a ban is stored for every later
+                    # server to learn. The ban tests pass BLOCK_BANS from blocks of their own.
+                    **NO_BLOCK_BANS,
                     **common,
                     **(worker or {}),
                 },

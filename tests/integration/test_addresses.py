@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 
 from tests.support import clients
+from tests.support.stack import BLOCK_BANS
 
-NO_CLOSE_LIMIT = {"max_invalid_messages": 1000}
+NO_CLOSE_LIMIT = {"max_invalid_messages": 1000, **BLOCK_BANS}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +42,7 @@ async def _error_codes(worker: clients.Worker, count: int) -> list[str]:
 
 async def test_connections_that_end_before_their_welcome_are_no_offence(start_servers) -> None:
     source = "127.0.40.1"
-    async with start_servers(worker={"welcome_timeout_seconds": 0.2}) as servers:
+    async with start_servers(worker={"welcome_timeout_seconds": 0.2, **BLOCK_BANS}) as servers:
         for _ in range(25):  # a prover that crashes on start, again and again
             async with clients.connect(servers.worker_url, source):
                 pass

@@ -14,9 +14,10 @@ import asyncpg
 
 from tests.support import clients
 from tests.support.poll import until
+from tests.support.stack import BLOCK_BANS
 
 # Defaults but a quick refresh: 20 bad of at least half in 60 s ban for 600 s.
-QUICK = {"ban_refresh_seconds": 0.1, "max_invalid_messages": 100}
+QUICK = {"ban_refresh_seconds": 0.1, "max_invalid_messages": 100, **BLOCK_BANS}
 SECRET = "identity-secret"
 
 

@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 
 from tests.support import clients
 from tests.support.poll import until
-from tests.support.stack import Stack
+from tests.support.stack import BLOCK_BANS, Stack
 
-BANS = {"ban_min_bad": 5, "ban_bad_ratio": 0.5, "ban_seconds": 600}
+BANS = {"ban_min_bad": 5, "ban_bad_ratio": 0.5, "ban_seconds": 600, **BLOCK_BANS}
 
 
 def sample(name: str, **labels: str) -> float:

@@ -26,6 +26,15 @@ from shared.websocket.settings import WebsocketServerSettings
 from tests.support.http import status
 from tests.support.poll import until
 from tests.support.ports import free_port
+from worker_server.settings import WorkerServerSettings
+
+# How an address block gets banned, as deployed, and never (for the servers of
+# tests that send bad frames from 127.0.0.1, whose block every test shares).
+BLOCK_BANS = {
+    name: WorkerServerSettings.model_fields[name].default
+    for name in ("ban_address_min_bad", "ban_ip_after_identities")
+}
+NO_BLOCK_BANS = {"ban_address_min_bad": 10**9, "ban_ip_after_identities": 0}
 
 POSTGRES_SERVER = os.environ.get("WSPOOL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 RABBITMQ_SERVER = os.environ.get("WSPOOL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
