@@ -136,15 +136,21 @@ class WorkerRows:
                 backoff.reset()
 
     async def flush(self, pool: asyncpg.Pool) -> None:
-        """Write the queued rows, then the queued closes; what fails stays queued."""
+        """Write in the order things happened: the closes of rows already written, the
+        new rows (closed with them if they closed), the closes that came meanwhile.
+        What fails stays queued."""
+        await self._write_closes(pool)
         new, self._new = self._new, []
         try:
             await self._insert(pool, new)
         except BaseException:
             self._new[:0] = new
             raise
+        self._closed += [r for r in new if r.closed_at is not None and not r.close_written]
+        await self._write_closes(pool)
+
+    async def _write_closes(self, pool: asyncpg.Pool) -> None:
         closed, self._closed = self._closed, []
-        closed += [row for row in new if row.closed_at is not None and not row.close_written]
         try:
             await self._close(pool, closed)
         except BaseException:

@@ -55,7 +55,13 @@ async def test_fleet_finds_a_worker_by_each_field_with_solutions_and_disconnects
 
         async def back_with_its_solution() -> dict[str, Any] | None:
             found = await item(servers, hardware_id, q=token)
-            ready = found and found["connected"] and found["solutions_last_hour"] == 1
+            # Rows are written in batches: wait for the first connection's close too.
+            ready = (
+                found
+                and found["connected"]
+                and found["solutions_last_hour"] == 1
+                and found["recent_disconnects"]
+            )
             return found if ready else None
 
         found = await until(back_with_its_solution)
